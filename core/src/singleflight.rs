@@ -1,0 +1,268 @@
+//! Singleflight: at most one load per key in flight in this process.
+//!
+//! The first caller for a key (the leader) spawns the load as its own task; later callers
+//! for the same key wait for that task's result. Because the load is a task and not the
+//! leader's future:
+//!
+//! - a caller that is dropped (cancelled) only stops waiting; the load goes on and the
+//!   other waiters get its value;
+//! - a load that panics is caught; every waiter receives the same [`ErrorKind::Panic`]
+//!   error, and so does a load that fails: all waiters share one `Error` (one `Arc`);
+//! - when the load ends, however it ends (even if the task is dropped because the runtime
+//!   shuts down), a drop guard removes the key, so the key is never stuck and the next
+//!   call loads again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::error::{Error, ErrorKind, Result};
+
+type Slot<V> = watch::Sender<Option<Result<V>>>;
+
+/// Deduplicates concurrent loads by key.
+pub struct Singleflight<K, V> {
+    /// Guards the map of flights in progress: key -> the channel its result is sent on.
+    flights: Arc<Mutex<HashMap<K, Arc<Slot<V>>>>>,
+}
+
+impl<K, V> fmt::Debug for Singleflight<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Singleflight")
+            .field("in_flight", &self.flights.lock().len())
+            .finish()
+    }
+}
+
+impl<K, V> Default for Singleflight<K, V> {
+    fn default() -> Self {
+        Singleflight {
+            flights: Arc::default(),
+        }
+    }
+}
+
+/// Removes the flight from the map when the load task ends or is dropped.
+struct Cleanup<K: Eq + Hash, V> {
+    flights: Arc<Mutex<HashMap<K, Arc<Slot<V>>>>>,
+    key: Option<K>,
+    slot: Arc<Slot<V>>,
+}
+
+impl<K: Eq + Hash, V> Drop for Cleanup<K, V> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut map = self.flights.lock();
+            if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+impl<K, V> Singleflight<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// A new, empty singleflight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of loads in flight.
+    pub fn in_flight(&self) -> usize {
+        self.flights.lock().len()
+    }
+
+    /// Number of callers waiting on the flight for `key` (0 if none is in flight).
+    pub fn waiters(&self, key: &K) -> usize {
+        self.flights.lock().get(key).map_or(0, |s| s.receiver_count())
+    }
+
+    /// Runs `load()` for `key` unless a load for it is already in flight, and returns that
+    /// load's result. `load` is called only by the leader; the future it returns is
+    /// spawned on `runtime`.
+    ///
+    /// # Errors
+    ///
+    /// The load's own error (shared by all waiters); [`ErrorKind::Panic`] if it panicked;
+    /// [`ErrorKind::Closed`] if the runtime dropped the load before it finished.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future stops waiting, and nothing else: the load goes on for
+    /// the other waiters and its result is still published.
+    pub async fn run<F, Fut>(&self, runtime: &Handle, key: K, load: F) -> Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>> + Send + 'static,
+    {
+        let mut rx = {
+            let mut map = self.flights.lock();
+            match map.get(&key) {
+                Some(slot) => slot.subscribe(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    let slot = Arc::new(tx);
+                    map.insert(key.clone(), slot.clone());
+                    let cleanup = Cleanup {
+                        flights: self.flights.clone(),
+                        key: Some(key),
+                        slot: slot.clone(),
+                    };
+                    let fut = load();
+                    drop(map);
+                    runtime.spawn(async move {
+                        let result = match AssertUnwindSafe(fut).catch_unwind().await {
+                            Ok(r) => r,
+                            Err(panic) => Err(Error::new(ErrorKind::Panic, panic_message(&*panic))),
+                        };
+                        // Unregister before publishing: a caller that arrives after this
+                        // starts a new flight instead of waiting on a finished one.
+                        drop(cleanup);
+                        slot.send_replace(Some(result));
+                    });
+                    rx
+                }
+            }
+        };
+        match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.as_ref().expect("waited for Some").clone(),
+            Err(_) => Err(Error::closed()),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into());
+    format!("loader panicked: {msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::sync::Notify;
+
+    /// Waits (bounded) until `n` callers wait on `key`'s flight.
+    async fn until_waiting(sf: &Singleflight<u32, u32>, key: u32, n: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while sf.waiters(&key) < n {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("callers did not arrive");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_one_load() {
+        let sf = Arc::new(Singleflight::<u32, u32>::new());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (sf, calls, gate) = (sf.clone(), calls.clone(), gate.clone());
+            tasks.push(tokio::spawn(async move {
+                let h = Handle::current();
+                sf.run(&h, 7, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        gate.notified().await;
+                        Ok(42)
+                    }
+                })
+                .await
+            }));
+        }
+        until_waiting(&sf, 7, 64).await;
+        gate.notify_one();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 42);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(sf.in_flight(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_the_leader_does_not_cancel_the_load() {
+        let sf = Arc::new(Singleflight::<u32, u32>::new());
+        let gate = Arc::new(Notify::new());
+        let started = Arc::new(Notify::new());
+        let h = Handle::current();
+        let leader = {
+            let (sf, gate, started, h) = (sf.clone(), gate.clone(), started.clone(), h.clone());
+            tokio::spawn(async move {
+                sf.run(&h, 1, || async move {
+                    started.notify_one();
+                    gate.notified().await;
+                    Ok(5)
+                })
+                .await
+            })
+        };
+        started.notified().await;
+        let follower = {
+            let (sf, h) = (sf.clone(), h.clone());
+            tokio::spawn(async move { sf.run(&h, 1, || async { Ok(99) }).await })
+        };
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        until_waiting(&sf, 1, 1).await;
+        gate.notify_one();
+        assert_eq!(follower.await.unwrap().unwrap(), 5, "follower must get the leader's load, not its own");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_load_errors_every_waiter_and_unsticks_the_key() {
+        let sf = Arc::new(Singleflight::<u32, u32>::new());
+        let gate = Arc::new(Notify::new());
+        let h = Handle::current();
+        let mut waiters = Vec::new();
+        for _ in 0..8 {
+            let (sf, gate, h) = (sf.clone(), gate.clone(), h.clone());
+            waiters.push(tokio::spawn(async move {
+                sf.run(&h, 3, || async move {
+                    gate.notified().await;
+                    panic!("boom");
+                })
+                .await
+            }));
+        }
+        until_waiting(&sf, 3, 8).await;
+        gate.notify_one();
+        let mut errors = Vec::new();
+        for w in waiters {
+            let e = w.await.unwrap().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Panic);
+            assert!(e.message().contains("boom"));
+            errors.push(e);
+        }
+        assert_eq!(sf.in_flight(), 0);
+        assert_eq!(sf.run(&h, 3, || async { Ok(1) }).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached() {
+        let sf = Singleflight::<u32, u32>::new();
+        let h = Handle::current();
+        let e = sf.run(&h, 1, || async { Err(Error::invalid("nope")) }).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(sf.run(&h, 1, || async { Ok(2) }).await.unwrap(), 2);
+    }
+}

@@ -1,0 +1,464 @@
+//! The sharded, byte-bounded in-memory store.
+//!
+//! Keys hash to one of a power-of-two number of shards; each shard is a
+//! `parking_lot::RwLock` around a [`shard::Shard`] with its own share of the byte budget.
+//! Two tiers share every shard's budget: **main** holds keys this node owns, **hot**
+//! holds mirrors of other nodes' hot keys and is capped at 1/8 of the budget.
+//!
+//! # Eviction policy
+//!
+//! S3-FIFO per tier and shard (see `shard.rs`): scan-resistant, and a read hit takes only
+//! the shard's read lock and does at most one relaxed atomic store.
+//!
+//! # Memory accounting
+//!
+//! Every entry is charged its key and value bytes as the allocator rounds them plus a fixed
+//! overhead for the slab slot, the table slot, its queue positions and its ghost, so that
+//! the process's resident memory tracks the configured capacity (measured in
+//! `BENCHMARKS.md`).
+//!
+//! # Expiry
+//!
+//! Deadlines are absolute unix milliseconds. A read never returns an expired entry (lazy
+//! expiry); [`Store::reap`] removes expired entries so they stop holding memory, and
+//! eviction removes expired entries it meets first.
+
+mod shard;
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::clock::Clock;
+use shard::Shard;
+
+/// Fixed per-entry bytes charged on top of key and value (slab slot, table slot, queue
+/// position, ghost slot and the shared-buffer header `Bytes` allocates on first clone).
+/// Calibrated by the `memory` benchmark.
+pub(crate) const ENTRY_OVERHEAD: usize = 176;
+
+/// Which tier an entry lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tier {
+    /// Keys this node owns.
+    Main,
+    /// Mirrors of keys other nodes own, kept because they are read often here.
+    Hot,
+}
+
+/// A cache hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The value; `None` is a cached "not found".
+    pub value: Option<Bytes>,
+    /// The tier it was found in.
+    pub tier: Tier,
+}
+
+/// Counters for one tier.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TierStats {
+    /// Entries resident now.
+    pub items: u64,
+    /// Bytes charged against the budget now (keys, values and overhead).
+    pub bytes: u64,
+    /// Lookups that consulted this tier (one lookup consults both tiers at once, so this
+    /// equals the store's total lookups).
+    pub gets: u64,
+    /// Lookups answered from this tier.
+    pub hits: u64,
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Entries removed because their deadline passed.
+    pub expirations: u64,
+}
+
+/// A snapshot of the store's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The byte budget.
+    pub capacity: u64,
+    /// The main tier.
+    pub main: TierStats,
+    /// The hot tier.
+    pub hot: TierStats,
+}
+
+/// Counters bumped on the read path, striped per thread so that readers on different
+/// cores never write the same cache line.
+#[derive(Default)]
+#[repr(align(128))]
+struct Stripe {
+    hits_main: AtomicU64,
+    hits_hot: AtomicU64,
+    misses: AtomicU64,
+}
+
+const STRIPES: usize = 16;
+
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    INDEX.with(|i| *i)
+}
+
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// Options for a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The byte budget shared by both tiers.
+    pub capacity: usize,
+    /// Number of shards, rounded up to a power of two. `0` picks one from the capacity
+    /// and the number of CPUs.
+    pub shards: usize,
+    /// The hot tier's share of the budget, as a divisor (8 means 1/8).
+    pub hot_divisor: usize,
+}
+
+impl StoreConfig {
+    /// A budget of `capacity` bytes with default sharding and a 1/8 hot tier.
+    pub fn new(capacity: usize) -> Self {
+        StoreConfig {
+            capacity,
+            shards: 0,
+            hot_divisor: 8,
+        }
+    }
+}
+
+/// The sharded, byte-bounded store. Safe to share between threads.
+pub struct Store {
+    shards: Box<[Padded<RwLock<Shard>>]>,
+    shard_mask: u64,
+    hasher: foldhash::fast::RandomState,
+    clock: Arc<dyn Clock>,
+    stripes: Box<[Stripe]>,
+    capacity: usize,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("capacity", &self.capacity)
+            .field("shards", &self.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Smallest budget a shard gets when the shard count is chosen automatically: a shard
+/// must hold many entries for its eviction to approximate a global one.
+const MIN_AUTO_SHARD_BYTES: usize = 256 * 1024;
+const MAX_AUTO_SHARDS: usize = 256;
+
+impl Store {
+    /// A store with `config`, reading time from `clock`.
+    pub fn new(config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
+        let shards = if config.shards == 0 {
+            let by_cpu = std::thread::available_parallelism().map_or(4, |n| n.get()) * 64;
+            let by_size = (config.capacity / MIN_AUTO_SHARD_BYTES).max(1);
+            by_cpu.min(by_size).min(MAX_AUTO_SHARDS)
+        } else {
+            config.shards.min(1 << 16)
+        };
+        let shards = shards.max(1).next_power_of_two();
+        let per_shard = config.capacity / shards;
+        let hot = per_shard / config.hot_divisor.max(1);
+        Store {
+            shards: (0..shards).map(|_| Padded(RwLock::new(Shard::new(per_shard, hot)))).collect(),
+            shard_mask: (shards - 1) as u64,
+            hasher: foldhash::fast::RandomState::default(),
+            clock,
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            capacity: config.capacity,
+        }
+    }
+
+    /// The byte budget.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        // hashbrown uses the low bits for the bucket and the top 7 for its tag: pick the
+        // shard from bits in between so neither loses entropy within a shard.
+        &self.shards[((hash >> 32) & self.shard_mask) as usize].0
+    }
+
+    /// Looks `key` up in both tiers. Never returns an expired entry. Takes only a read lock.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<Hit> {
+        let hash = self.hash(key);
+        let shard = self.shard(hash).read();
+        let stripe = &self.stripes[stripe_index()];
+        match shard.find(hash, key) {
+            Some(e) if !(e.deadline != 0 && e.expired(self.clock.now_ms())) => {
+                e.touch();
+                let tier = e.tier();
+                let value = e.value.clone();
+                drop(shard);
+                match tier {
+                    Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
+                    Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
+                };
+                Some(Hit { value, tier })
+            }
+            _ => {
+                drop(shard);
+                stripe.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Whether `key` is resident and unexpired, without counting a lookup or a read.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        let now = self.clock.now_ms();
+        self.shard(hash).read().find(hash, key).is_some_and(|e| !e.expired(now))
+    }
+
+    /// Inserts (or replaces) `key` in `tier` with an absolute `deadline` in unix ms
+    /// (`0`: never expires). `value: None` caches a "not found". Evicts as needed.
+    /// Returns `false` if the entry is larger than a shard can hold (it is not stored, and
+    /// any older value for the key is removed).
+    pub fn insert(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64) -> bool {
+        let hash = self.hash(&key);
+        let now = self.clock.now_ms();
+        if deadline != 0 && deadline <= now {
+            self.shard(hash).write().remove(hash, &key);
+            return false;
+        }
+        self.shard(hash).write().insert(tier, hash, key, value, deadline, now).stored
+    }
+
+    /// Removes `key` from whichever tier holds it. Returns whether it was present.
+    pub fn remove(&self, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        self.shard(hash).write().remove(hash, key)
+    }
+
+    /// Removes `key` only if it is in `tier`.
+    pub fn remove_from(&self, tier: Tier, key: &[u8]) -> bool {
+        let hash = self.hash(key);
+        let mut shard = self.shard(hash).write();
+        if shard.find(hash, key).is_some_and(|e| e.tier() == tier) {
+            shard.remove(hash, key)
+        } else {
+            false
+        }
+    }
+
+    /// Removes expired entries, scanning at most `max_scan_per_shard` slots of each shard
+    /// (continuing where the previous call stopped). Returns how many were removed.
+    /// Each shard's write lock is held only for its own scan.
+    pub fn reap(&self, max_scan_per_shard: usize) -> usize {
+        let now = self.clock.now_ms();
+        self.shards.iter().map(|s| s.0.write().reap(now, max_scan_per_shard)).sum()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        for s in self.shards.iter() {
+            s.0.write().clear();
+        }
+    }
+
+    /// Bytes charged against the budget now, both tiers.
+    pub fn used_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().used()).sum()
+    }
+
+    /// A snapshot of the counters (each shard read under its lock in turn, so the totals
+    /// are not one atomic snapshot).
+    pub fn stats(&self) -> StoreStats {
+        let mut out = StoreStats {
+            capacity: self.capacity as u64,
+            ..Default::default()
+        };
+        for s in self.shards.iter() {
+            let s = s.0.read();
+            s.add_stats(Tier::Main, &mut out.main);
+            s.add_stats(Tier::Hot, &mut out.hot);
+        }
+        let (mut hm, mut hh, mut miss) = (0, 0, 0);
+        for st in self.stripes.iter() {
+            hm += st.hits_main.load(Ordering::Relaxed);
+            hh += st.hits_hot.load(Ordering::Relaxed);
+            miss += st.misses.load(Ordering::Relaxed);
+        }
+        out.main.hits = hm;
+        out.hot.hits = hh;
+        out.main.gets = hm + hh + miss;
+        out.hot.gets = out.main.gets;
+        out
+    }
+
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        for s in self.shards.iter() {
+            s.0.read().check_invariants();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn store(capacity: usize, shards: usize) -> (Store, ManualClock) {
+        let clock = ManualClock::new(1_000);
+        let cfg = StoreConfig {
+            capacity,
+            shards,
+            hot_divisor: 8,
+        };
+        (Store::new(cfg, Arc::new(clock.clone())), clock)
+    }
+
+    #[test]
+    fn get_after_insert_and_stats() {
+        let (s, _) = store(1 << 20, 4);
+        assert!(s.insert(Tier::Main, Bytes::from_static(b"a"), Some(Bytes::from_static(b"1")), 0));
+        assert!(s.insert(Tier::Hot, Bytes::from_static(b"b"), Some(Bytes::from_static(b"2")), 0));
+        assert!(s.insert(Tier::Main, Bytes::from_static(b"n"), None, 0));
+        assert_eq!(s.get(b"a").unwrap().tier, Tier::Main);
+        assert_eq!(s.get(b"b").unwrap(), Hit { value: Some(Bytes::from_static(b"2")), tier: Tier::Hot });
+        assert_eq!(s.get(b"n").unwrap().value, None);
+        assert!(s.get(b"zz").is_none());
+        let st = s.stats();
+        assert_eq!((st.main.items, st.hot.items), (2, 1));
+        assert_eq!((st.main.gets, st.main.hits, st.hot.hits), (4, 2, 1));
+        assert!(st.main.bytes > 0 && st.hot.bytes > 0);
+    }
+
+    #[test]
+    fn a_hit_shares_the_payload() {
+        let (s, _) = store(1 << 20, 1);
+        let v = Bytes::from(vec![7u8; 1000]);
+        s.insert(Tier::Main, Bytes::from_static(b"k"), Some(v.clone()), 0);
+        let got = s.get(b"k").unwrap().value.unwrap();
+        assert_eq!(got.as_ptr(), v.as_ptr(), "a hit must not copy the value");
+    }
+
+    #[test]
+    fn expired_entries_are_not_returned_and_get_reaped() {
+        let (s, clock) = store(1 << 20, 2);
+        s.insert(Tier::Main, Bytes::from_static(b"t"), Some(Bytes::from_static(b"1")), 1_500);
+        assert!(s.get(b"t").is_some());
+        clock.set(1_500);
+        assert!(s.get(b"t").is_none());
+        assert!(!s.contains(b"t"));
+        assert_eq!(s.reap(1024), 1);
+        assert_eq!(s.used_bytes(), 0);
+        assert_eq!(s.stats().main.expirations, 1);
+        // Inserting an already-expired entry stores nothing and drops the old one.
+        s.insert(Tier::Main, Bytes::from_static(b"u"), Some(Bytes::from_static(b"1")), 0);
+        assert!(!s.insert(Tier::Main, Bytes::from_static(b"u"), Some(Bytes::from_static(b"2")), 1_000));
+        assert!(s.get(b"u").is_none());
+    }
+
+    #[test]
+    fn remove_from_respects_the_tier() {
+        let (s, _) = store(1 << 20, 1);
+        s.insert(Tier::Main, Bytes::from_static(b"k"), Some(Bytes::new()), 0);
+        assert!(!s.remove_from(Tier::Hot, b"k"));
+        assert!(s.remove_from(Tier::Main, b"k"));
+        assert!(!s.remove(b"k"));
+    }
+
+    #[test]
+    fn the_budget_holds_under_churn() {
+        let (s, _) = store(64 * 1024, 4);
+        for i in 0..10_000u32 {
+            let tier = if i % 5 == 0 { Tier::Hot } else { Tier::Main };
+            s.insert(tier, Bytes::from(i.to_string()), Some(Bytes::from(vec![0; (i % 300) as usize])), 0);
+        }
+        assert!(s.used_bytes() <= 64 * 1024);
+        let st = s.stats();
+        assert!(st.hot.bytes <= st.main.bytes);
+        assert!(st.main.evictions > 0);
+        s.check_invariants();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u16, Option<u16>),
+        Get(u8),
+        Remove(u8),
+        Advance(u16),
+        Reap,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<u8>(), 0u16..600, proptest::option::of(1u16..500)).prop_map(|(k, l, t)| Op::Insert(k, l, t)),
+            4 => any::<u8>().prop_map(Op::Get),
+            1 => any::<u8>().prop_map(Op::Remove),
+            1 => (0u16..300).prop_map(Op::Advance),
+            1 => Just(Op::Reap),
+        ]
+    }
+
+    proptest! {
+        /// Against a model map: the budget is never exceeded, an expired entry is never
+        /// returned, and a get returns exactly what was last set unless that entry was
+        /// evicted or has expired.
+        #[test]
+        fn behaves_like_a_map_that_may_forget(ops in proptest::collection::vec(op(), 1..400), shards in 0usize..3) {
+            let (s, clock) = store(16 * 1024, 1 << shards);
+            let mut model: HashMap<u8, (Bytes, u64)> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, len, ttl) => {
+                        let v = Bytes::from(vec![k; len as usize]);
+                        let deadline = ttl.map_or(0, |t| clock.now_ms() + t as u64);
+                        s.insert(Tier::Main, Bytes::from(vec![k]), Some(v.clone()), deadline);
+                        model.insert(k, (v, deadline));
+                    }
+                    Op::Get(k) => {
+                        let got = s.get(&[k]);
+                        let now = clock.now_ms();
+                        match (got, model.get(&k)) {
+                            (Some(hit), Some((v, d))) => {
+                                prop_assert!(*d == 0 || *d > now, "expired entry returned");
+                                prop_assert_eq!(hit.value.as_ref(), Some(v));
+                            }
+                            (Some(_), None) => prop_assert!(false, "returned a key never set or removed"),
+                            (None, _) => {} // evicted or expired
+                        }
+                    }
+                    Op::Remove(k) => {
+                        s.remove(&[k]);
+                        model.remove(&k);
+                    }
+                    Op::Advance(ms) => clock.advance(std::time::Duration::from_millis(ms as u64)),
+                    Op::Reap => { s.reap(usize::MAX); }
+                }
+                prop_assert!(s.used_bytes() <= s.capacity());
+            }
+            s.check_invariants();
+        }
+    }
+}
