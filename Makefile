@@ -33,3 +33,10 @@ test: lint test-rust
 
 fmt:
 	$(CARGO) fmt --all
+
+# Benchmarks (BENCHMARKS.md): throughput (interleaved), hit ratio, memory, then criterion.
+bench: deps
+	$(CARGO) run --release -p meshcache --example throughput
+	$(CARGO) run --release -p meshcache --example hit_ratio
+	$(CARGO) run --release -p meshcache --example memory
+	$(CARGO) bench -p meshcache --bench store
