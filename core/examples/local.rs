@@ -1,6 +1,6 @@
 //! A group in front of a slow database (1 ms per load) under a Zipf workload.
 //!
-//! `make demo` runs this; it prints the hit ratio, how many loads reached the database and
+//! `cargo run --release -p meshcache --example local`; it prints the hit ratio, how many loads reached the database and
 //! the throughput. Run with `--help` for the knobs.
 
 #[path = "../testkit/zipf.rs"]
@@ -32,7 +32,10 @@ fn main() -> meshcache::Result<()> {
     let gets = arg("--gets", 2_000_000);
     let tasks = arg("--tasks", 64);
     let capacity = arg("--capacity-mib", 8) as usize * 1024 * 1024;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let db_reads = Arc::new(AtomicU64::new(0));
         let reads = db_reads.clone();
@@ -44,7 +47,10 @@ fn main() -> meshcache::Result<()> {
                     // The "database": 1 ms per query.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     reads.fetch_add(1, Ordering::Relaxed);
-                    Ok(Loaded::value(format!("{{\"id\":\"{}\",\"name\":\"user\"}}", String::from_utf8_lossy(&key))))
+                    Ok(Loaded::value(format!(
+                        "{{\"id\":\"{}\",\"name\":\"user\"}}",
+                        String::from_utf8_lossy(&key)
+                    )))
                 }
             })
             .build()?;
@@ -67,13 +73,31 @@ fn main() -> meshcache::Result<()> {
         }
         let elapsed = start.elapsed();
         let st = group.stats();
-        println!("meshcache demo: one group, {keys} keys (Zipf 0.99), {} MiB, {tasks} tasks", capacity >> 20);
+        println!(
+            "meshcache demo: one group, {keys} keys (Zipf 0.99), {} MiB, {tasks} tasks",
+            capacity >> 20
+        );
         println!("  gets         {}", st.gets);
         println!("  hit ratio    {:.2}%", 100.0 * st.hits as f64 / st.gets as f64);
-        println!("  loads        {} (database reads: {})", st.loads, db_reads.load(Ordering::Relaxed));
-        println!("  deduplicated {} (misses that waited for another caller's load)", st.deduplicated);
-        println!("  resident     {} items, {:.1} MiB", st.store.main.items, st.store.main.bytes as f64 / 1048576.0);
-        println!("  throughput   {:.0} gets/s in {:.2?}", st.gets as f64 / elapsed.as_secs_f64(), elapsed);
+        println!(
+            "  loads        {} (database reads: {})",
+            st.loads,
+            db_reads.load(Ordering::Relaxed)
+        );
+        println!(
+            "  deduplicated {} (misses that waited for another caller's load)",
+            st.deduplicated
+        );
+        println!(
+            "  resident     {} items, {:.1} MiB",
+            st.store.main.items,
+            st.store.main.bytes as f64 / 1048576.0
+        );
+        println!(
+            "  throughput   {:.0} gets/s in {:.2?}",
+            st.gets as f64 / elapsed.as_secs_f64(),
+            elapsed
+        );
         Ok(())
     })
 }

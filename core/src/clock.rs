@@ -68,7 +68,9 @@ impl Clock for ManualClock {
 pub(crate) fn deadline(now_ms: u64, ttl: Option<Duration>) -> u64 {
     match ttl {
         None => 0,
-        Some(ttl) => now_ms.saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64).max(1),
+        Some(ttl) => now_ms
+            .saturating_add(ttl.as_millis().min(u64::MAX as u128) as u64)
+            .max(1),
     }
 }
 

@@ -8,16 +8,21 @@
 //!    loader when this node owns the key (always, for a local group), or from the owner.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
 use crate::clock::{self, Clock, SystemClock};
+use crate::cluster::{Cluster, ClusterInner, Route};
 use crate::error::{Error, ErrorKind, Result};
 use crate::loader::{DebugLoader, Loaded, Loader};
+use crate::peer::client::{Found, PeerClient};
 use crate::singleflight::Singleflight;
 use crate::store::{Store, StoreConfig, StoreStats, Tier};
 
@@ -29,13 +34,16 @@ pub const DEFAULT_MAX_VALUE_LEN: usize = 8 * 1024 * 1024;
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// How often a group's reaper removes expired entries, when it has a runtime.
 pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
+/// Default hot-tier sampling: one in this many values fetched from their owner is
+/// mirrored in this node's hot tier.
+pub const DEFAULT_HOT_SAMPLE: u32 = 10;
 /// Slots of each shard a reaper pass looks at.
 const REAP_SCAN: usize = 4096;
 
 /// Counters of one group. A snapshot: fields are read one by one.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GroupStats {
-    /// Calls to `get` and keys asked for by `get_many`.
+    /// Calls to `get` and `peek`, and keys asked for by `get_many`.
     pub gets: u64,
     /// Gets answered from the main tier without loading.
     pub hits: u64,
@@ -45,10 +53,24 @@ pub struct GroupStats {
     pub deduplicated: u64,
     /// Loader calls on this node.
     pub loads: u64,
-    /// Loader calls that failed (error or panic).
+    /// Loader calls that failed (error, panic, or an oversized value).
     pub load_errors: u64,
     /// Loader calls that said NotFound.
     pub not_found: u64,
+    /// Values fetched from their owner.
+    pub remote_fetches: u64,
+    /// Owners' answers that the key does not exist.
+    pub remote_not_found: u64,
+    /// Owners that could not be reached or timed out (each is followed by a fallback).
+    pub remote_errors: u64,
+    /// Loads done here because the owner could not be reached.
+    pub fallback_loads: u64,
+    /// Values mirrored in the hot tier.
+    pub hot_inserts: u64,
+    /// Gets served to other nodes.
+    pub served: u64,
+    /// Peers that could not be told to drop a key on `set` or `delete`.
+    pub invalidation_errors: u64,
     /// The store's counters.
     pub store: StoreStats,
 }
@@ -62,6 +84,17 @@ struct Counters {
     loads: AtomicU64,
     load_errors: AtomicU64,
     not_found: AtomicU64,
+    remote_fetches: AtomicU64,
+    remote_not_found: AtomicU64,
+    remote_errors: AtomicU64,
+    fallback_loads: AtomicU64,
+    hot_inserts: AtomicU64,
+    served: AtomicU64,
+    invalidation_errors: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Limits and defaults of a group, checked on every call.
@@ -109,17 +142,20 @@ impl Limits {
     }
 }
 
-/// Builds a [`Group`].
+/// Builds a [`Group`]: standalone with [`Group::builder`], or served by a cluster with
+/// [`Cluster::group`].
 pub struct GroupBuilder {
     name: String,
     capacity: usize,
     shards: usize,
     default_ttl: Option<Duration>,
     negative_ttl: Duration,
+    hot_sample: u32,
     limits: Limits,
     clock: Arc<dyn Clock>,
     loader: Option<Arc<dyn Loader>>,
     runtime: Option<Handle>,
+    cluster: Option<Weak<ClusterInner>>,
 }
 
 impl fmt::Debug for GroupBuilder {
@@ -157,6 +193,15 @@ impl GroupBuilder {
         self
     }
 
+    /// Mirror one in `n` values fetched from their owner in this node's hot tier (the
+    /// owner's expiry is kept). `1` mirrors every fetch, `0` none. Default
+    /// [`DEFAULT_HOT_SAMPLE`]. Sampling keeps one-off reads out of the hot tier, while a
+    /// key read often here gets mirrored after about `n` reads.
+    pub fn hot_sample(mut self, n: u32) -> Self {
+        self.hot_sample = n;
+        self
+    }
+
     /// Longest key accepted. Default [`DEFAULT_MAX_KEY_LEN`].
     pub fn max_key_len(mut self, len: usize) -> Self {
         self.limits.max_key_len = len;
@@ -187,19 +232,29 @@ impl GroupBuilder {
         self
     }
 
-    /// The tokio runtime that runs loads and the reaper. Default: the runtime current at
-    /// `build` (or at each call, if there was none at build time).
+    /// The tokio runtime that runs loads and the reaper. Default: the cluster's; for a
+    /// standalone group, the runtime current at `build` (or at each call, if there was
+    /// none at build time).
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
         self
     }
 
-    /// Builds the group. If it has a runtime, a reaper task removes expired entries every
-    /// [`REAP_INTERVAL`] until the group is dropped.
+    pub(crate) fn in_cluster(mut self, cluster: Weak<ClusterInner>, runtime: Handle) -> Self {
+        self.cluster = Some(cluster);
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Builds the group (and registers it with its cluster). If it has a runtime, a
+    /// reaper task removes expired entries every [`REAP_INTERVAL`] until the group is
+    /// dropped or closed.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] for an empty name, a zero capacity or zero limits.
+    /// [`ErrorKind::InvalidArgument`] for an empty name, a zero capacity or zero limits,
+    /// or a name the cluster already has; [`ErrorKind::Closed`] if the cluster was shut
+    /// down.
     pub fn build(self) -> Result<Group> {
         if self.name.is_empty() {
             return Err(Error::invalid("group name is empty"));
@@ -208,7 +263,9 @@ impl GroupBuilder {
             return Err(Error::invalid("capacity must be greater than zero"));
         }
         if self.limits.max_key_len == 0 || self.limits.max_value_len == 0 {
-            return Err(Error::invalid("max_key_len and max_value_len must be greater than zero"));
+            return Err(Error::invalid(
+                "max_key_len and max_value_len must be greater than zero",
+            ));
         }
         let runtime = self.runtime.or_else(|| Handle::try_current().ok());
         let store = Store::new(
@@ -222,20 +279,28 @@ impl GroupBuilder {
         let inner = Arc::new(GroupInner {
             name: self.name,
             store,
-            flights: Singleflight::new(),
+            local_flights: Singleflight::new(),
+            remote_flights: Singleflight::new(),
             loader: self.loader.unwrap_or_else(|| Arc::new(crate::loader::NoLoader)),
             default_ttl: self.default_ttl,
             negative_ttl: self.negative_ttl,
+            hot_sample: self.hot_sample,
+            hot_tick: AtomicU64::new(0),
             limits: self.limits,
             clock: self.clock,
             runtime: runtime.clone(),
+            cluster: self.cluster.clone(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
         });
-        if let Some(rt) = runtime {
-            rt.spawn(reaper(Arc::downgrade(&inner)));
+        let group = Group { inner };
+        if let Some(cluster) = &self.cluster {
+            Cluster::register(cluster, &group)?;
         }
-        Ok(Group { inner })
+        if let Some(rt) = runtime {
+            rt.spawn(reaper(Arc::downgrade(&group.inner)));
+        }
+        Ok(group)
     }
 }
 
@@ -252,8 +317,8 @@ async fn reaper(group: Weak<GroupInner>) {
     }
 }
 
-/// One named cache: a store, a loader and a singleflight. Cheap to clone; clones share
-/// everything.
+/// One named cache: a store, a loader and a singleflight, standalone or served by a
+/// [`Cluster`]. Cheap to clone; clones share everything.
 ///
 /// # Concurrency
 ///
@@ -267,13 +332,20 @@ pub struct Group {
 pub(crate) struct GroupInner {
     name: String,
     pub(crate) store: Store,
-    flights: Singleflight<Bytes, Option<Bytes>>,
+    /// Loads on this node (as owner, for peers, or standalone). Never forwards, so a
+    /// peer's forwarded get can join it without any chance of a cycle between nodes.
+    local_flights: Singleflight<Bytes, Option<Found>>,
+    /// Fetches from the owner (with local fallback), for this node's own callers.
+    remote_flights: Singleflight<Bytes, Option<Found>>,
     loader: Arc<dyn Loader>,
     default_ttl: Option<Duration>,
     negative_ttl: Duration,
+    hot_sample: u32,
+    hot_tick: AtomicU64,
     pub(crate) limits: Limits,
     clock: Arc<dyn Clock>,
     runtime: Option<Handle>,
+    cluster: Option<Weak<ClusterInner>>,
     counters: Counters,
     closed: AtomicBool,
 }
@@ -288,12 +360,16 @@ impl fmt::Debug for Group {
     }
 }
 
-fn hit_to_result(value: Option<Bytes>) -> Result<Bytes> {
-    value.ok_or_else(Error::not_found)
+fn into_value(found: Option<Found>) -> Result<Bytes> {
+    found.map(|f| f.value).ok_or_else(Error::not_found)
 }
 
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// Results of a `get_many` job, by position in the request.
+type Answers = Vec<(usize, Result<Option<Found>>)>;
+
 impl Group {
-    /// A builder for a group called `name` (64 MiB, no default TTL, no loader).
+    /// A builder for a standalone group called `name` (64 MiB, no default TTL, no loader).
     pub fn builder(name: impl Into<String>) -> GroupBuilder {
         GroupBuilder {
             name: name.into(),
@@ -301,10 +377,12 @@ impl Group {
             shards: 0,
             default_ttl: None,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
+            hot_sample: DEFAULT_HOT_SAMPLE,
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
             loader: None,
             runtime: None,
+            cluster: None,
         }
     }
 
@@ -333,6 +411,7 @@ impl Group {
     ///
     /// [`ErrorKind::InvalidArgument`] for an empty or oversized key;
     /// [`ErrorKind::Closed`] after shutdown.
+    #[inline]
     pub fn peek(&self, key: &[u8]) -> Result<Option<Bytes>> {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
@@ -348,16 +427,19 @@ impl Group {
     #[inline]
     fn lookup(&self, key: &[u8]) -> Option<Option<Bytes>> {
         let c = &self.inner.counters;
-        c.gets.fetch_add(1, Ordering::Relaxed);
+        bump(&c.gets);
         let hit = self.inner.store.get(key)?;
         match hit.tier {
-            Tier::Main => c.hits.fetch_add(1, Ordering::Relaxed),
-            Tier::Hot => c.hot_hits.fetch_add(1, Ordering::Relaxed),
+            Tier::Main => bump(&c.hits),
+            Tier::Hot => bump(&c.hot_hits),
         };
         Some(hit.value)
     }
 
-    /// The value of `key`: from the store, or loaded (once per key at a time) and cached.
+    /// The value of `key`: from the store, or from the key's owner, which loads it once
+    /// in the whole cluster; a standalone group (or the owner) loads it itself, once per
+    /// key at a time. If the owner cannot be reached, the value is loaded here and kept
+    /// only in the hot tier.
     ///
     /// # Errors
     ///
@@ -374,13 +456,34 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
         if let Some(v) = self.lookup(key) {
-            return hit_to_result(v);
+            return v.ok_or_else(Error::not_found);
         }
-        self.load(Bytes::copy_from_slice(key)).await
+        let key = Bytes::copy_from_slice(key);
+        into_value(match self.route(&key)? {
+            Route::Local => self.load_local(key).await?,
+            Route::Remote(peer) => self.fetch_remote(peer, key).await?,
+        })
+    }
+
+    fn cluster(&self) -> Result<Option<Arc<ClusterInner>>> {
+        match &self.inner.cluster {
+            None => Ok(None),
+            Some(weak) => match weak.upgrade() {
+                Some(c) if !c.is_closed() => Ok(Some(c)),
+                _ => Err(Error::closed()),
+            },
+        }
+    }
+
+    fn route(&self, key: &[u8]) -> Result<Route> {
+        Ok(match self.cluster()? {
+            None => Route::Local,
+            Some(c) => c.route(key),
+        })
     }
 
     /// The values of `keys` that exist, in the order asked, each key once. Misses load
-    /// concurrently.
+    /// concurrently; keys owned by another node are fetched with one call per owner.
     ///
     /// # Errors
     ///
@@ -391,30 +494,52 @@ impl Group {
             self.inner.limits.check_key(k.as_ref())?;
         }
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
-        let mut slots: Vec<(Bytes, Option<Result<Bytes>>)> = Vec::with_capacity(keys.len());
+        let mut slots: Vec<(Bytes, Option<Result<Option<Found>>>)> = Vec::with_capacity(keys.len());
         for k in keys {
             let k = k.as_ref();
             if !seen.insert(k) {
                 continue;
             }
-            let cached = self.lookup(k).map(hit_to_result);
+            let cached = self
+                .lookup(k)
+                .map(|v| Ok(v.map(|value| Found { value, deadline: 0 })));
             slots.push((Bytes::copy_from_slice(k), cached));
         }
-        let misses = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, v))| v.is_none())
-            .map(|(i, (k, _))| {
-                let k = k.clone();
-                async move { (i, self.load(k).await) }
-            });
-        for (i, r) in futures_util::future::join_all(misses).await {
+        // Misses: local ones load one by one (concurrently); remote ones go in one call
+        // per owner.
+        let mut jobs: Vec<BoxFut<'_, Answers>> = Vec::new();
+        let mut by_peer: std::collections::HashMap<String, (Arc<PeerClient>, Vec<usize>)> =
+            Default::default();
+        for (i, (k, v)) in slots.iter().enumerate() {
+            if v.is_some() {
+                continue;
+            }
+            match self.route(k)? {
+                Route::Local => {
+                    let k = k.clone();
+                    jobs.push(Box::pin(async move { vec![(i, self.load_local(k).await)] }));
+                }
+                Route::Remote(peer) => {
+                    by_peer
+                        .entry(peer.addr().to_string())
+                        .or_insert_with(|| (peer.clone(), Vec::new()))
+                        .1
+                        .push(i);
+                }
+            }
+        }
+        for (_, (peer, idxs)) in by_peer {
+            let keys: Vec<Bytes> = idxs.iter().map(|&i| slots[i].0.clone()).collect();
+            jobs.push(Box::pin(self.fetch_many_remote(peer, idxs, keys)));
+        }
+        for (i, r) in join_all(jobs).await.into_iter().flatten() {
             slots[i].1 = Some(r);
         }
         let mut out = Vec::with_capacity(slots.len());
         for (k, v) in slots {
             match v.expect("every slot resolved") {
-                Ok(v) => out.push((k, v)),
+                Ok(Some(f)) => out.push((k, f.value)),
+                Ok(None) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
@@ -422,62 +547,135 @@ impl Group {
         Ok(out)
     }
 
-    /// Caches `value` for `key` for `ttl` (the group's default TTL when `None`).
+    async fn fetch_many_remote(&self, peer: Arc<PeerClient>, idxs: Vec<usize>, keys: Vec<Bytes>) -> Answers {
+        let c = &self.inner.counters;
+        match peer.get_many(&self.inner.name, keys.clone()).await {
+            Ok(results) => idxs
+                .into_iter()
+                .zip(keys)
+                .zip(results)
+                .map(|((i, key), r)| (i, r.map(|found| self.remote_answer(key, found))))
+                .collect(),
+            Err(e) if is_unreachable(&e) => {
+                let fallbacks = idxs.into_iter().zip(keys).map(|(i, key)| async move {
+                    bump(&c.remote_errors);
+                    bump(&c.fallback_loads);
+                    (i, self.load_and_cache(key, Tier::Hot).await)
+                });
+                join_all(fallbacks).await
+            }
+            Err(e) => idxs.into_iter().map(|i| (i, Err(e.clone()))).collect(),
+        }
+    }
+
+    /// Caches `value` for `key` for `ttl` (the group's default TTL when `None`), on the
+    /// key's owner. Other nodes drop any mirror of the key.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidArgument`] for a bad key or an oversized value;
-    /// [`ErrorKind::Closed`] after shutdown.
+    /// [`ErrorKind::Peer`] or [`ErrorKind::Timeout`] if the owner could not be reached
+    /// (nothing is cached then); [`ErrorKind::Closed`] after shutdown.
     pub async fn set(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
         self.inner.limits.check_value(&value)?;
-        self.set_local(Tier::Main, Bytes::copy_from_slice(key), Some(value), ttl.or(self.inner.default_ttl));
-        Ok(())
+        let key = Bytes::copy_from_slice(key);
+        let deadline = clock::deadline(self.inner.clock.now_ms(), ttl.or(self.inner.default_ttl));
+        match self.route(&key)? {
+            Route::Local => {
+                self.inner
+                    .store
+                    .insert(Tier::Main, key.clone(), Some(value), deadline);
+                self.invalidate_peers(&key, None).await;
+                Ok(())
+            }
+            Route::Remote(owner) => {
+                self.inner.store.remove(&key);
+                let result = owner.set(&self.inner.name, key.clone(), value, deadline).await;
+                self.invalidate_peers(&key, Some(owner.addr())).await;
+                result
+            }
+        }
     }
 
-    /// Removes `key`.
+    /// Removes `key` on its owner and every mirror of it on every node.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] for a bad key; [`ErrorKind::Closed`] after shutdown.
+    /// [`ErrorKind::InvalidArgument`] for a bad key; [`ErrorKind::Peer`] or
+    /// [`ErrorKind::Timeout`] if the owner could not be reached (mirrors are removed
+    /// anyway); [`ErrorKind::Closed`] after shutdown.
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
-        self.inner.store.remove(key);
-        Ok(())
+        let key = Bytes::copy_from_slice(key);
+        self.inner.store.remove(&key);
+        match self.route(&key)? {
+            Route::Local => {
+                self.invalidate_peers(&key, None).await;
+                Ok(())
+            }
+            Route::Remote(owner) => {
+                let (result, ()) = tokio::join!(
+                    owner.delete(&self.inner.name, key.clone()),
+                    self.invalidate_peers(&key, Some(owner.addr()))
+                );
+                result.map(|_| ())
+            }
+        }
+    }
+
+    /// Tells every peer but `except` to drop `key`; failures are counted, not returned.
+    async fn invalidate_peers(&self, key: &Bytes, except: Option<&str>) {
+        let Ok(Some(cluster)) = self.cluster() else { return };
+        let peers = cluster.all_peers();
+        let calls = peers
+            .iter()
+            .filter(|p| Some(p.addr()) != except)
+            .map(|p| p.delete(&self.inner.name, key.clone()));
+        for r in join_all(calls).await {
+            if let Err(e) = r {
+                bump(&self.inner.counters.invalidation_errors);
+                tracing::warn!(group = %self.inner.name, error = %e, "could not invalidate a peer's copy");
+            }
+        }
     }
 
     /// The group's counters.
     pub fn stats(&self) -> GroupStats {
         let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         GroupStats {
-            gets: c.gets.load(Ordering::Relaxed),
-            hits: c.hits.load(Ordering::Relaxed),
-            hot_hits: c.hot_hits.load(Ordering::Relaxed),
-            deduplicated: c.deduplicated.load(Ordering::Relaxed),
-            loads: c.loads.load(Ordering::Relaxed),
-            load_errors: c.load_errors.load(Ordering::Relaxed),
-            not_found: c.not_found.load(Ordering::Relaxed),
+            gets: l(&c.gets),
+            hits: l(&c.hits),
+            hot_hits: l(&c.hot_hits),
+            deduplicated: l(&c.deduplicated),
+            loads: l(&c.loads),
+            load_errors: l(&c.load_errors),
+            not_found: l(&c.not_found),
+            remote_fetches: l(&c.remote_fetches),
+            remote_not_found: l(&c.remote_not_found),
+            remote_errors: l(&c.remote_errors),
+            fallback_loads: l(&c.fallback_loads),
+            hot_inserts: l(&c.hot_inserts),
+            served: l(&c.served),
+            invalidation_errors: l(&c.invalidation_errors),
             store: self.inner.store.stats(),
         }
     }
 
     /// Stops the group: every later call returns [`ErrorKind::Closed`], and the store is
-    /// emptied. Loads in flight finish for their waiters.
+    /// emptied. Loads in flight finish for their waiters. A cluster closes its groups
+    /// when it shuts down.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.store.clear();
     }
 
-    /// Whether [`Group::close`] was called.
+    /// Whether the group was closed.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
-    }
-
-    fn set_local(&self, tier: Tier, key: Bytes, value: Option<Bytes>, ttl: Option<Duration>) {
-        let deadline = clock::deadline(self.inner.clock.now_ms(), ttl);
-        self.inner.store.insert(tier, key, value, deadline);
     }
 
     fn runtime(&self) -> Result<Handle> {
@@ -488,60 +686,170 @@ impl Group {
         }
     }
 
-    /// The singleflight part of the get path.
-    async fn load(&self, key: Bytes) -> Result<Bytes> {
+    /// Runs `body` in `flights` for `key`, counting followers as deduplicated.
+    async fn flight<F, Fut>(&self, remote: bool, key: Bytes, body: F) -> Result<Option<Found>>
+    where
+        F: FnOnce(Group, Bytes) -> Fut,
+        Fut: Future<Output = Result<Option<Found>>> + Send + 'static,
+    {
         let rt = self.runtime()?;
+        let flights = if remote {
+            &self.inner.remote_flights
+        } else {
+            &self.inner.local_flights
+        };
         let mut leader = false;
-        let result = self
-            .inner
-            .flights
+        let result = flights
             .run(&rt, key.clone(), || {
                 leader = true;
-                let this = self.clone();
-                async move { this.load_and_cache(key).await }
+                body(self.clone(), key)
             })
             .await;
         if !leader {
-            self.inner.counters.deduplicated.fetch_add(1, Ordering::Relaxed);
+            bump(&self.inner.counters.deduplicated);
         }
-        hit_to_result(result?)
+        result
     }
 
-    /// Runs inside the flight: checks the store again, then loads and caches.
-    async fn load_and_cache(&self, key: Bytes) -> Result<Option<Bytes>> {
+    /// Loads `key` on this node (once per key at a time) into the main tier.
+    async fn load_local(&self, key: Bytes) -> Result<Option<Found>> {
+        self.flight(false, key, |g, key| async move {
+            g.load_and_cache(key, Tier::Main).await
+        })
+        .await
+    }
+
+    /// Fetches `key` from its owner (once per key at a time); loads it here if the owner
+    /// cannot be reached.
+    async fn fetch_remote(&self, peer: Arc<PeerClient>, key: Bytes) -> Result<Option<Found>> {
+        self.flight(true, key, |g, key| async move {
+            if let Some(hit) = g.inner.store.get(&key) {
+                return Ok(hit.value.map(|value| Found {
+                    value,
+                    deadline: hit.deadline,
+                }));
+            }
+            let c = &g.inner.counters;
+            match peer.get(&g.inner.name, key.clone()).await {
+                Ok(found) => Ok(g.remote_answer(key, found)),
+                Err(e) if is_unreachable(&e) => {
+                    bump(&c.remote_errors);
+                    bump(&c.fallback_loads);
+                    tracing::debug!(group = %g.inner.name, error = %e, "owner unreachable, loading locally");
+                    g.load_and_cache(key, Tier::Hot).await
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Counts an owner's answer and mirrors a sample of values in the hot tier.
+    fn remote_answer(&self, key: Bytes, found: Option<Found>) -> Option<Found> {
+        let c = &self.inner.counters;
+        match &found {
+            Some(f) => {
+                bump(&c.remote_fetches);
+                let n = self.inner.hot_sample as u64;
+                if n != 0
+                    && self
+                        .inner
+                        .hot_tick
+                        .fetch_add(1, Ordering::Relaxed)
+                        .is_multiple_of(n)
+                {
+                    bump(&c.hot_inserts);
+                    self.inner
+                        .store
+                        .insert(Tier::Hot, key, Some(f.value.clone()), f.deadline);
+                }
+            }
+            None => bump(&c.remote_not_found),
+        }
+        found
+    }
+
+    /// Checks the store again, then loads through the loader and caches in `tier`.
+    async fn load_and_cache(&self, key: Bytes, tier: Tier) -> Result<Option<Found>> {
         // A flight that ended between our lookup and our joining may have cached it.
         if let Some(hit) = self.inner.store.get(&key) {
-            return Ok(hit.value);
+            return Ok(hit.value.map(|value| Found {
+                value,
+                deadline: hit.deadline,
+            }));
         }
         let c = &self.inner.counters;
-        c.loads.fetch_add(1, Ordering::Relaxed);
+        bump(&c.loads);
         let loaded = match self.inner.loader.load(key.clone()).await {
             Ok(l) => l,
             Err(e) => {
-                c.load_errors.fetch_add(1, Ordering::Relaxed);
+                bump(&c.load_errors);
                 return Err(e);
             }
         };
+        let now = self.inner.clock.now_ms();
         match loaded {
             Loaded::Value { value, ttl } => {
                 if let Err(e) = self.inner.limits.check_value(&value) {
-                    c.load_errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(Error::new(e.kind(), format!("loader returned a value too large: {}", e.message())));
+                    bump(&c.load_errors);
+                    return Err(Error::new(
+                        e.kind(),
+                        format!("loader returned a value too large: {}", e.message()),
+                    ));
                 }
+                let deadline = clock::deadline(now, ttl.or(self.inner.default_ttl));
                 if !self.is_closed() {
-                    self.set_local(Tier::Main, key, Some(value.clone()), ttl.or(self.inner.default_ttl));
+                    self.inner.store.insert(tier, key, Some(value.clone()), deadline);
                 }
-                Ok(Some(value))
+                Ok(Some(Found { value, deadline }))
             }
             Loaded::NotFound { ttl } => {
-                c.not_found.fetch_add(1, Ordering::Relaxed);
+                bump(&c.not_found);
                 if !self.is_closed() {
-                    self.set_local(Tier::Main, key, None, Some(ttl.unwrap_or(self.inner.negative_ttl)));
+                    let deadline = clock::deadline(now, Some(ttl.unwrap_or(self.inner.negative_ttl)));
+                    self.inner.store.insert(tier, key, None, deadline);
                 }
                 Ok(None)
             }
         }
     }
+
+    /// A get forwarded by a peer: answered from the store or loaded here, and never
+    /// forwarded again, even if this node's ring names another owner (rings disagree
+    /// while membership changes; forwarding again could bounce the key between nodes).
+    pub(crate) async fn serve_get(&self, key: Bytes) -> Result<Option<Found>> {
+        self.check_open()?;
+        self.inner.limits.check_key(&key)?;
+        bump(&self.inner.counters.served);
+        if let Some(hit) = self.inner.store.get(&key) {
+            return Ok(hit.value.map(|value| Found {
+                value,
+                deadline: hit.deadline,
+            }));
+        }
+        self.load_local(key).await
+    }
+
+    /// A `set` sent by a peer to this node as the owner.
+    pub(crate) fn serve_set(&self, key: Bytes, value: Bytes, deadline: u64) -> Result<()> {
+        self.check_open()?;
+        self.inner.limits.check_key(&key)?;
+        self.inner.limits.check_value(&value)?;
+        self.inner.store.insert(Tier::Main, key, Some(value), deadline);
+        Ok(())
+    }
+
+    /// A `delete` (or an invalidation) sent by a peer.
+    pub(crate) fn serve_delete(&self, key: &[u8]) -> Result<bool> {
+        self.check_open()?;
+        self.inner.limits.check_key(key)?;
+        Ok(self.inner.store.remove(key))
+    }
+}
+
+/// Errors after which a caller loads locally instead.
+fn is_unreachable(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Peer | ErrorKind::Timeout)
 }
 
 #[cfg(test)]
@@ -626,7 +934,9 @@ mod tests {
         assert!(g.peek(b"long").unwrap().is_some());
         clock.advance(Duration::from_secs(9));
         assert_eq!(g.peek(b"long").unwrap(), None);
-        g.set(b"k", Bytes::from_static(b"x"), Some(Duration::from_millis(5))).await.unwrap();
+        g.set(b"k", Bytes::from_static(b"x"), Some(Duration::from_millis(5)))
+            .await
+            .unwrap();
         assert!(g.peek(b"k").unwrap().is_some());
         clock.advance(Duration::from_millis(5));
         assert_eq!(g.peek(b"k").unwrap(), None);
@@ -646,16 +956,37 @@ mod tests {
         g.delete(b"k").await.unwrap();
         assert_eq!(g.peek(b"k").unwrap(), None);
         let kind = |r: Result<()>| r.unwrap_err().kind();
-        assert_eq!(kind(g.set(b"k", Bytes::from_static(b"abcde"), None).await), ErrorKind::InvalidArgument);
-        assert_eq!(kind(g.set(b"123456789", Bytes::new(), None).await), ErrorKind::InvalidArgument);
-        assert_eq!(kind(g.set(b"", Bytes::new(), None).await), ErrorKind::InvalidArgument);
-        assert_eq!(g.get(b"123456789").await.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            kind(g.set(b"k", Bytes::from_static(b"abcde"), None).await),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(g.set(b"123456789", Bytes::new(), None).await),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(g.set(b"", Bytes::new(), None).await),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            g.get(b"123456789").await.unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
         // A loader returning more than max_value_len is an error, not a cached value.
-        assert_eq!(g.get(b"toolong").await.unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            g.get(b"toolong").await.unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
         assert_eq!(g.peek(b"toolong").unwrap(), None);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(Group::builder("").build().unwrap_err().kind(), ErrorKind::InvalidArgument);
-        assert_eq!(Group::builder("x").capacity(0).build().unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            Group::builder("").build().unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            Group::builder("x").capacity(0).build().unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[tokio::test]
@@ -668,7 +999,10 @@ mod tests {
         assert_eq!(keys, vec![&b"a"[..], b"b"]);
         assert_eq!(&got[1].1[..], b"v:b");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
-        assert_eq!(g.get_many(&["a", "fail"]).await.unwrap_err().kind(), ErrorKind::Load);
+        assert_eq!(
+            g.get_many(&["a", "fail"]).await.unwrap_err().kind(),
+            ErrorKind::Load
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,7 +1031,7 @@ mod tests {
             .collect();
         let key = Bytes::from_static(b"k");
         tokio::time::timeout(Duration::from_secs(10), async {
-            while g.inner.flights.waiters(&key) < 64 {
+            while g.inner.local_flights.waiters(&key) < 64 {
                 tokio::task::yield_now().await;
             }
         })

@@ -33,17 +33,25 @@
 //! the load: it finishes, is cached, and reaches every other caller waiting for that key.
 
 pub mod clock;
+mod cluster;
 mod error;
 mod group;
 mod loader;
+pub mod peer;
+pub mod ring;
 pub mod singleflight;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::{
+    Cluster, ClusterBuilder, ClusterStats, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT,
+};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use group::{
-    DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN, DEFAULT_NEGATIVE_TTL, Group, GroupBuilder, GroupStats, Limits,
-    REAP_INTERVAL,
+    DEFAULT_HOT_SAMPLE, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN, DEFAULT_NEGATIVE_TTL, Group,
+    GroupBuilder, GroupStats, Limits, REAP_INTERVAL,
 };
 pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
+pub use peer::{BreakerState, PeerStats};
 pub use store::{StoreStats, Tier, TierStats};

@@ -44,7 +44,10 @@ impl Loaded {
     /// The same result with its own TTL.
     pub fn with_ttl(self, ttl: Duration) -> Self {
         match self {
-            Loaded::Value { value, .. } => Loaded::Value { value, ttl: Some(ttl) },
+            Loaded::Value { value, .. } => Loaded::Value {
+                value,
+                ttl: Some(ttl),
+            },
             Loaded::NotFound { .. } => Loaded::NotFound { ttl: Some(ttl) },
         }
     }
@@ -83,7 +86,11 @@ pub struct NoLoader;
 
 impl Loader for NoLoader {
     fn load(&self, _key: Bytes) -> LoadFuture {
-        Box::pin(async { Ok(Loaded::NotFound { ttl: Some(Duration::ZERO) }) })
+        Box::pin(async {
+            Ok(Loaded::NotFound {
+                ttl: Some(Duration::ZERO),
+            })
+        })
     }
 }
 

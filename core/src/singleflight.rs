@@ -225,7 +225,11 @@ mod tests {
         assert!(leader.await.unwrap_err().is_cancelled());
         until_waiting(&sf, 1, 1).await;
         gate.notify_one();
-        assert_eq!(follower.await.unwrap().unwrap(), 5, "follower must get the leader's load, not its own");
+        assert_eq!(
+            follower.await.unwrap().unwrap(),
+            5,
+            "follower must get the leader's load, not its own"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +265,10 @@ mod tests {
     async fn errors_are_not_cached() {
         let sf = Singleflight::<u32, u32>::new();
         let h = Handle::current();
-        let e = sf.run(&h, 1, || async { Err(Error::invalid("nope")) }).await.unwrap_err();
+        let e = sf
+            .run(&h, 1, || async { Err(Error::invalid("nope")) })
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(sf.run(&h, 1, || async { Ok(2) }).await.unwrap(), 2);
     }

@@ -59,6 +59,8 @@ pub struct Hit {
     pub value: Option<Bytes>,
     /// The tier it was found in.
     pub tier: Tier,
+    /// Absolute expiry in unix ms; `0` never expires.
+    pub deadline: u64,
 }
 
 /// Counters for one tier.
@@ -174,7 +176,9 @@ impl Store {
         let per_shard = config.capacity / shards;
         let hot = per_shard / config.hot_divisor.max(1);
         Store {
-            shards: (0..shards).map(|_| Padded(RwLock::new(Shard::new(per_shard, hot)))).collect(),
+            shards: (0..shards)
+                .map(|_| Padded(RwLock::new(Shard::new(per_shard, hot))))
+                .collect(),
             shard_mask: (shards - 1) as u64,
             hasher: foldhash::fast::RandomState::default(),
             clock,
@@ -216,12 +220,17 @@ impl Store {
                 e.touch();
                 let tier = e.tier();
                 let value = e.value.clone();
+                let deadline = e.deadline;
                 drop(shard);
                 match tier {
                     Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
                     Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
                 };
-                Some(Hit { value, tier })
+                Some(Hit {
+                    value,
+                    tier,
+                    deadline,
+                })
             }
             _ => {
                 drop(shard);
@@ -235,7 +244,10 @@ impl Store {
     pub fn contains(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let now = self.clock.now_ms();
-        self.shard(hash).read().find(hash, key).is_some_and(|e| !e.expired(now))
+        self.shard(hash)
+            .read()
+            .find(hash, key)
+            .is_some_and(|e| !e.expired(now))
     }
 
     /// Inserts (or replaces) `key` in `tier` with an absolute `deadline` in unix ms
@@ -249,7 +261,10 @@ impl Store {
             self.shard(hash).write().remove(hash, &key);
             return false;
         }
-        self.shard(hash).write().insert(tier, hash, key, value, deadline, now).stored
+        self.shard(hash)
+            .write()
+            .insert(tier, hash, key, value, deadline, now)
+            .stored
     }
 
     /// Removes `key` from whichever tier holds it. Returns whether it was present.
@@ -274,7 +289,10 @@ impl Store {
     /// Each shard's write lock is held only for its own scan.
     pub fn reap(&self, max_scan_per_shard: usize) -> usize {
         let now = self.clock.now_ms();
-        self.shards.iter().map(|s| s.0.write().reap(now, max_scan_per_shard)).sum()
+        self.shards
+            .iter()
+            .map(|s| s.0.write().reap(now, max_scan_per_shard))
+            .sum()
     }
 
     /// Removes every entry.
@@ -342,11 +360,28 @@ mod tests {
     #[test]
     fn get_after_insert_and_stats() {
         let (s, _) = store(1 << 20, 4);
-        assert!(s.insert(Tier::Main, Bytes::from_static(b"a"), Some(Bytes::from_static(b"1")), 0));
-        assert!(s.insert(Tier::Hot, Bytes::from_static(b"b"), Some(Bytes::from_static(b"2")), 0));
+        assert!(s.insert(
+            Tier::Main,
+            Bytes::from_static(b"a"),
+            Some(Bytes::from_static(b"1")),
+            0
+        ));
+        assert!(s.insert(
+            Tier::Hot,
+            Bytes::from_static(b"b"),
+            Some(Bytes::from_static(b"2")),
+            0
+        ));
         assert!(s.insert(Tier::Main, Bytes::from_static(b"n"), None, 0));
         assert_eq!(s.get(b"a").unwrap().tier, Tier::Main);
-        assert_eq!(s.get(b"b").unwrap(), Hit { value: Some(Bytes::from_static(b"2")), tier: Tier::Hot });
+        assert_eq!(
+            s.get(b"b").unwrap(),
+            Hit {
+                value: Some(Bytes::from_static(b"2")),
+                tier: Tier::Hot,
+                deadline: 0
+            }
+        );
         assert_eq!(s.get(b"n").unwrap().value, None);
         assert!(s.get(b"zz").is_none());
         let st = s.stats();
@@ -367,7 +402,12 @@ mod tests {
     #[test]
     fn expired_entries_are_not_returned_and_get_reaped() {
         let (s, clock) = store(1 << 20, 2);
-        s.insert(Tier::Main, Bytes::from_static(b"t"), Some(Bytes::from_static(b"1")), 1_500);
+        s.insert(
+            Tier::Main,
+            Bytes::from_static(b"t"),
+            Some(Bytes::from_static(b"1")),
+            1_500,
+        );
         assert!(s.get(b"t").is_some());
         clock.set(1_500);
         assert!(s.get(b"t").is_none());
@@ -376,8 +416,18 @@ mod tests {
         assert_eq!(s.used_bytes(), 0);
         assert_eq!(s.stats().main.expirations, 1);
         // Inserting an already-expired entry stores nothing and drops the old one.
-        s.insert(Tier::Main, Bytes::from_static(b"u"), Some(Bytes::from_static(b"1")), 0);
-        assert!(!s.insert(Tier::Main, Bytes::from_static(b"u"), Some(Bytes::from_static(b"2")), 1_000));
+        s.insert(
+            Tier::Main,
+            Bytes::from_static(b"u"),
+            Some(Bytes::from_static(b"1")),
+            0,
+        );
+        assert!(!s.insert(
+            Tier::Main,
+            Bytes::from_static(b"u"),
+            Some(Bytes::from_static(b"2")),
+            1_000
+        ));
         assert!(s.get(b"u").is_none());
     }
 
@@ -395,7 +445,12 @@ mod tests {
         let (s, _) = store(64 * 1024, 4);
         for i in 0..10_000u32 {
             let tier = if i % 5 == 0 { Tier::Hot } else { Tier::Main };
-            s.insert(tier, Bytes::from(i.to_string()), Some(Bytes::from(vec![0; (i % 300) as usize])), 0);
+            s.insert(
+                tier,
+                Bytes::from(i.to_string()),
+                Some(Bytes::from(vec![0; (i % 300) as usize])),
+                0,
+            );
         }
         assert!(s.used_bytes() <= 64 * 1024);
         let st = s.stats();

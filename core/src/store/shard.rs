@@ -29,9 +29,45 @@ const PROMOTE_FREQ: u8 = 1;
 /// the eviction hand without being read again.
 const MAX_FREQ: u8 = 3;
 
+/// Keys up to this many bytes are stored inside the entry.
+const INLINE_KEY: usize = 23;
+
+/// An entry's key. Short keys (the common case: ids, hashes, short names) live inline,
+/// so a lookup compares them without following a pointer to another allocation (one
+/// cache miss fewer per get, measured in `examples/throughput.rs`) and the store holds no
+/// allocation for them; longer keys keep the caller's `Bytes`.
+#[derive(Debug)]
+pub(super) enum Key {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Bytes),
+}
+
+impl Key {
+    fn new(key: Bytes) -> Self {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(&key);
+            Key::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            Key::Heap(key)
+        }
+    }
+
+    #[inline]
+    pub(super) fn as_slice(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Heap(b) => b,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Entry {
-    pub(super) key: Bytes,
+    pub(super) key: Key,
     /// `None` is a cached "not found" (negative caching).
     pub(super) value: Option<Bytes>,
     pub(super) hash: u64,
@@ -171,7 +207,12 @@ fn tier_index(t: Tier) -> usize {
 /// allocation, and the fixed per-entry overhead of the table, slab and queues.
 #[inline]
 pub(super) fn charge(key_len: usize, value_len: usize) -> usize {
-    alloc_size(key_len) + alloc_size(value_len) + ENTRY_OVERHEAD
+    let key_alloc = if key_len <= INLINE_KEY {
+        0
+    } else {
+        alloc_size(key_len)
+    };
+    key_alloc + alloc_size(value_len) + ENTRY_OVERHEAD
 }
 
 /// glibc-style malloc chunk size for an `n`-byte allocation (8-byte header, 16-byte
@@ -202,7 +243,7 @@ impl Shard {
             slots[i as usize]
                 .entry
                 .as_ref()
-                .is_some_and(|e| e.hash == hash && e.key[..] == *key)
+                .is_some_and(|e| e.hash == hash && e.key.as_slice() == key)
         })?;
         self.slots[*idx as usize].entry.as_ref()
     }
@@ -214,7 +255,7 @@ impl Shard {
                 slots[i as usize]
                     .entry
                     .as_ref()
-                    .is_some_and(|e| e.hash == hash && e.key[..] == *key)
+                    .is_some_and(|e| e.hash == hash && e.key.as_slice() == key)
             })
             .copied()
     }
@@ -243,7 +284,10 @@ impl Shard {
         let mut freq = 0;
         let mut from_ghost = false;
         if let Some(idx) = self.find_index(hash, &key) {
-            let e = self.slots[idx as usize].entry.as_ref().expect("indexed slot is occupied");
+            let e = self.slots[idx as usize]
+                .entry
+                .as_ref()
+                .expect("indexed slot is occupied");
             freq = e.freq.load(Ordering::Relaxed);
             from_ghost = e.in_main;
             self.remove_index(idx);
@@ -266,7 +310,7 @@ impl Shard {
         };
         let slot = &mut self.slots[idx as usize];
         slot.entry = Some(Entry {
-            key,
+            key: Key::new(key),
             value,
             hash,
             deadline,
@@ -301,7 +345,11 @@ impl Shard {
             // The hot tier gives way first while it is over its share, so mirrors of other
             // nodes' keys never crowd out the keys this node owns.
             let hot = &self.tiers[1];
-            let t = if hot.bytes() > self.hot_capacity || self.tiers[0].items == 0 { 1 } else { 0 };
+            let t = if hot.bytes() > self.hot_capacity || self.tiers[0].items == 0 {
+                1
+            } else {
+                0
+            };
             if !self.evict_from(t, now_ms) && !self.evict_from(1 - t, now_ms) {
                 break;
             }
@@ -342,7 +390,11 @@ impl Shard {
     /// The live entry at `pos`, or `None` if the position is stale.
     fn live(&self, pos: Pos) -> Option<&Entry> {
         let slot = &self.slots[pos.0 as usize];
-        if slot.generation == pos.1 { slot.entry.as_ref() } else { None }
+        if slot.generation == pos.1 {
+            slot.entry.as_ref()
+        } else {
+            None
+        }
     }
 
     /// Evicts one entry from tier `t` (an expired one counts). Returns `false` when the
@@ -355,8 +407,8 @@ impl Shard {
         };
         loop {
             let state = &self.tiers[t];
-            let from_small = !state.small.is_empty()
-                && (state.small_bytes * 10 >= budget || state.main.is_empty());
+            let from_small =
+                !state.small.is_empty() && (state.small_bytes * 10 >= budget || state.main.is_empty());
             let pos = if from_small {
                 self.tiers[t].small.pop_front()
             } else {
@@ -413,7 +465,11 @@ impl Shard {
         for _ in 0..max_scan.min(n) {
             let i = self.reap_cursor % n;
             self.reap_cursor = (i + 1) % n;
-            let expired_tier = self.slots[i].entry.as_ref().filter(|e| e.expired(now_ms)).map(|e| e.tier);
+            let expired_tier = self.slots[i]
+                .entry
+                .as_ref()
+                .filter(|e| e.expired(now_ms))
+                .map(|e| e.tier);
             if let Some(tier) = expired_tier {
                 self.remove_index(i as u32);
                 self.tiers[tier_index(tier)].expirations += 1;
@@ -431,7 +487,8 @@ impl Shard {
         for state in &mut self.tiers {
             let live = state.items;
             if state.small.len() + state.main.len() > 2 * live + 64 {
-                let keep = |p: &Pos| slots[p.0 as usize].generation == p.1 && slots[p.0 as usize].entry.is_some();
+                let keep =
+                    |p: &Pos| slots[p.0 as usize].generation == p.1 && slots[p.0 as usize].entry.is_some();
                 state.small.retain(keep);
                 state.main.retain(keep);
             }
@@ -467,7 +524,12 @@ impl Shard {
             assert_eq!(live(&t.small) + live(&t.main), t.items);
         }
         assert_eq!(self.table.len(), self.tiers[0].items + self.tiers[1].items);
-        assert!(self.used() <= self.capacity, "used {} > capacity {}", self.used(), self.capacity);
+        assert!(
+            self.used() <= self.capacity,
+            "used {} > capacity {}",
+            self.used(),
+            self.capacity
+        );
         assert!(self.tiers[1].bytes() <= self.hot_capacity);
     }
 }
@@ -510,7 +572,10 @@ mod tests {
             s.insert(Tier::Main, i, key(i), v.clone(), 0, 0);
             s.check_invariants();
         }
-        assert!(s.find(0, b"k0").is_some(), "a read entry was evicted by a one-pass scan");
+        assert!(
+            s.find(0, b"k0").is_some(),
+            "a read entry was evicted by a one-pass scan"
+        );
     }
 
     #[test]

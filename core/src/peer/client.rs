@@ -1,0 +1,268 @@
+//! The client side: one reused HTTP/2 channel per peer, a deadline on every call,
+//! retries with backoff for idempotent calls on connection failures, and a circuit
+//! breaker so a dead peer costs no timeout per request.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Response, Status};
+
+use super::breaker::{Breaker, BreakerState};
+use super::pb;
+use super::pb::peer_client::PeerClient as RawClient;
+use crate::error::{Error, ErrorKind, Result};
+
+/// How a node talks to its peers. See [`crate::ClusterBuilder`] for the defaults.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerOptions {
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) retries: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) max_message_size: usize,
+}
+
+/// Counters of the calls to one peer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Calls sent (each retry counts).
+    pub requests: u64,
+    /// Calls that got an answer (including application errors such as a failed load).
+    pub successes: u64,
+    /// Calls that failed to reach the peer or timed out.
+    pub failures: u64,
+    /// Of those, calls that hit their deadline.
+    pub timeouts: u64,
+    /// Retries sent.
+    pub retries: u64,
+    /// Calls refused at once because the breaker was open.
+    pub rejected: u64,
+    /// Times the breaker opened.
+    pub breaker_opened: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+    retries: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A value fetched from its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) value: Bytes,
+    /// Absolute unix ms; 0 never expires.
+    pub(crate) deadline: u64,
+}
+
+/// One peer: its address, channel, breaker and counters.
+#[derive(Debug)]
+pub(crate) struct PeerClient {
+    addr: String,
+    client: RawClient<Channel>,
+    breaker: Breaker,
+    opts: PeerOptions,
+    counters: Counters,
+}
+
+impl PeerClient {
+    /// A client for `addr` (`host:port`). Connects lazily; must be called inside a runtime.
+    pub(crate) fn new(addr: &str, opts: PeerOptions) -> Result<Self> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::invalid(format!("bad peer address {addr:?}: {e}")))?
+            .connect_timeout(opts.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .http2_adaptive_window(true);
+        let client = RawClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(opts.max_message_size)
+            .max_encoding_message_size(opts.max_message_size);
+        Ok(PeerClient {
+            addr: addr.to_string(),
+            client,
+            breaker: Breaker::new(opts.breaker_threshold, opts.breaker_cooldown),
+            opts,
+            counters: Counters::default(),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub(crate) fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    pub(crate) fn stats(&self) -> PeerStats {
+        let c = &self.counters;
+        PeerStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            successes: c.successes.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            breaker_opened: self.breaker.opened(),
+        }
+    }
+
+    /// Runs one call with the deadline, breaker and (if `idempotent`) retries.
+    async fn call<Req, T, F, Fut>(&self, idempotent: bool, message: Req, send: F) -> Result<T>
+    where
+        Req: Clone,
+        F: Fn(RawClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        let c = &self.counters;
+        if !self.breaker.allow() {
+            c.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::Peer,
+                format!("peer {}: circuit breaker open after repeated failures", self.addr),
+            ));
+        }
+        let mut attempt = 0;
+        loop {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            let mut request = Request::new(message.clone());
+            request.set_timeout(self.opts.timeout);
+            let outcome = tokio::time::timeout(self.opts.timeout, send(self.client.clone(), request)).await;
+            let (err, retryable) = match outcome {
+                Ok(Ok(resp)) => {
+                    c.successes.fetch_add(1, Ordering::Relaxed);
+                    self.breaker.success();
+                    return Ok(resp.into_inner());
+                }
+                Ok(Err(status)) => {
+                    let err = super::from_status(&self.addr, &status);
+                    if !matches!(err.kind(), ErrorKind::Peer | ErrorKind::Timeout) {
+                        // The peer answered: it is healthy; the error is the application's.
+                        c.successes.fetch_add(1, Ordering::Relaxed);
+                        self.breaker.success();
+                        return Err(err);
+                    }
+                    if err.kind() == ErrorKind::Timeout {
+                        c.timeouts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (err, status.code() == Code::Unavailable)
+                }
+                Err(_) => {
+                    c.timeouts.fetch_add(1, Ordering::Relaxed);
+                    let err = Error::new(
+                        ErrorKind::Timeout,
+                        format!("peer {}: no answer within {:?}", self.addr, self.opts.timeout),
+                    );
+                    (err, false)
+                }
+            };
+            c.failures.fetch_add(1, Ordering::Relaxed);
+            self.breaker.failure();
+            // Retry only calls that are safe to repeat, only when the peer could not be
+            // reached at all (not on a timeout: the first attempt may still be running
+            // there), and only while the breaker still lets calls through.
+            if idempotent
+                && retryable
+                && attempt < self.opts.retries
+                && self.breaker.state() == BreakerState::Closed
+            {
+                attempt += 1;
+                c.retries.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(self.opts.backoff * 2u32.saturating_pow(attempt - 1)).await;
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    /// Asks the owner for `key`. `Ok(None)`: the owner's loader says it does not exist.
+    pub(crate) async fn get(&self, group: &str, key: Bytes) -> Result<Option<Found>> {
+        let req = pb::GetRequest {
+            group: group.to_string(),
+            key,
+            forwarded: true,
+        };
+        let resp = self
+            .call(true, req, |mut c, r| async move { c.get(r).await })
+            .await?;
+        Ok(resp.found.then_some(Found {
+            value: resp.value,
+            deadline: resp.expire_at_ms,
+        }))
+    }
+
+    /// Asks the owner for many keys in one call; one result per key, in order.
+    pub(crate) async fn get_many(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Found>>>> {
+        let n = keys.len();
+        let req = pb::GetManyRequest {
+            group: group.to_string(),
+            keys,
+            forwarded: true,
+        };
+        let resp = self
+            .call(true, req, |mut c, r| async move { c.get_many(r).await })
+            .await?;
+        if resp.items.len() != n {
+            return Err(Error::new(
+                ErrorKind::Peer,
+                format!(
+                    "peer {}: answered {} items for {n} keys",
+                    self.addr,
+                    resp.items.len()
+                ),
+            ));
+        }
+        Ok(resp
+            .items
+            .into_iter()
+            .map(|item| {
+                if !item.error_kind.is_empty() {
+                    let kind = super::kind_from_str(&item.error_kind).unwrap_or(ErrorKind::Peer);
+                    return Err(Error::new(
+                        kind,
+                        format!("peer {}: {}", self.addr, item.error_message),
+                    ));
+                }
+                Ok(item.found.then_some(Found {
+                    value: item.value,
+                    deadline: item.expire_at_ms,
+                }))
+            })
+            .collect())
+    }
+
+    /// Stores `value` on the owner.
+    pub(crate) async fn set(&self, group: &str, key: Bytes, value: Bytes, deadline: u64) -> Result<()> {
+        let req = pb::SetRequest {
+            group: group.to_string(),
+            key,
+            value,
+            expire_at_ms: deadline,
+        };
+        self.call(true, req, |mut c, r| async move { c.set(r).await })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes `key` from the peer, whichever tier holds it.
+    pub(crate) async fn delete(&self, group: &str, key: Bytes) -> Result<bool> {
+        let req = pb::DeleteRequest {
+            group: group.to_string(),
+            key,
+        };
+        Ok(self
+            .call(true, req, |mut c, r| async move { c.delete(r).await })
+            .await?
+            .removed)
+    }
+}
