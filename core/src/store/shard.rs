@@ -554,6 +554,25 @@ mod tests {
     }
 
     #[test]
+    fn short_keys_inline_and_long_keys_on_the_heap() {
+        let mut s = Shard::new(100_000, 10_000);
+        let short = Bytes::from(vec![b's'; INLINE_KEY]);
+        let long = Bytes::from(vec![b'l'; INLINE_KEY + 1]);
+        for (h, k) in [(1, &short), (2, &long)] {
+            s.insert(Tier::Main, h, k.clone(), Some(Bytes::from_static(b"v")), 0, 0);
+            assert_eq!(s.find(h, k).unwrap().key.as_slice(), &k[..]);
+            assert!(s.find(h, &k[..k.len() - 1]).is_none(), "a prefix is another key");
+        }
+        assert!(matches!(s.find(1, &short).unwrap().key, Key::Inline { .. }));
+        assert!(matches!(s.find(2, &long).unwrap().key, Key::Heap(_)));
+        // An inline key costs no allocation, so it is not charged one.
+        assert_eq!(charge(INLINE_KEY, 0), ENTRY_OVERHEAD);
+        assert!(charge(INLINE_KEY + 1, 0) > ENTRY_OVERHEAD);
+        assert!(s.remove(2, &long) && s.remove(1, &short));
+        s.check_invariants();
+    }
+
+    #[test]
     fn oversized_entry_is_not_stored() {
         let mut s = Shard::new(1000, 100);
         let out = s.insert(Tier::Main, 1, key(1), Some(Bytes::from(vec![0; 2000])), 0, 0);
