@@ -40,6 +40,7 @@ mod loader;
 pub mod peer;
 pub mod ring;
 pub mod singleflight;
+mod size;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -54,4 +55,5 @@ pub use group::{
 };
 pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
 pub use peer::{BreakerState, PeerStats};
+pub use size::parse_size;
 pub use store::{StoreStats, Tier, TierStats};

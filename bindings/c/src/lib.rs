@@ -1,0 +1,1 @@
+//! The C ABI of meshcache (see include/meshcache.h).

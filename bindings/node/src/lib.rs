@@ -1,0 +1,1 @@
+//! Node.js bindings of meshcache: conversion and error mapping only.

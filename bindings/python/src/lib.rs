@@ -1,0 +1,1 @@
+//! Python bindings of meshcache: conversion and error mapping only.
