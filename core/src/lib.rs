@@ -1,24 +1,36 @@
 //! meshcache: an embedded, distributed, read-through cache.
 //!
-//! A service embeds a [`Group`] per kind of data. A miss is loaded once (per key, at a
-//! time) through the application's [`Loader`] and cached in a sharded, byte-bounded
-//! [`store`] with TTLs and scan-resistant eviction. In a cluster (later), each key has one
-//! owner and a miss anywhere is loaded once in the whole cluster.
+//! Every process of a service embeds a [`Cluster`] and is a peer. Each key has one owner
+//! on a consistent-hash [`ring`]; a miss anywhere is loaded **once in the whole cluster**,
+//! by the owner, through the application's [`Loader`], cached there in a sharded,
+//! byte-bounded [`store`] (TTLs, scan-resistant S3-FIFO eviction), and served to the other
+//! peers over a gRPC [`peer`] protocol. Keys read often on a node that does not own them
+//! are mirrored in its hot tier. A [`Group`] is one named cache; it also works standalone,
+//! without a cluster.
 //!
 //! ```
 //! use bytes::Bytes;
-//! use meshcache::{Group, Loaded};
+//! use meshcache::{Cluster, Loaded};
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let users = Group::builder("users")
+//! # fn main() -> meshcache::Result<()> {
+//! // One node per process; give every node the same peer list (its own address included).
+//! let cluster = Cluster::builder().listen("127.0.0.1:0").build()?;
+//! let users = cluster
+//!     .group("users")
 //!     .capacity(64 << 20)
 //!     .loader(|key: Bytes| async move { Ok(Loaded::value(format!("user {key:?}"))) })
 //!     .build()?;
-//! let v = users.get(b"42").await?;
+//! let v = cluster.runtime().block_on(users.get(b"42"))?;
 //! assert_eq!(users.peek(b"42")?, Some(v));
-//! # Ok::<(), meshcache::Error>(())
-//! # }).unwrap();
+//! cluster.shutdown_blocking()?;
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! The get path: main tier (keys this node owns) → hot tier (mirrors) → one flight per
+//! key → the owner: this node's loader, or a gRPC call to the owning peer. An owner that
+//! cannot be reached makes the caller load locally (and keep the value only in its hot
+//! tier); a per-peer circuit breaker keeps a dead peer from costing a timeout per request.
 //!
 //! # Concurrency
 //!
@@ -57,3 +69,8 @@ pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
 pub use peer::{BreakerState, PeerStats};
 pub use size::parse_size;
 pub use store::{StoreStats, Tier, TierStats};
+
+/// The README's Rust examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
