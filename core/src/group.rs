@@ -22,6 +22,7 @@ use crate::clock::{self, Clock, SystemClock};
 use crate::cluster::{Cluster, ClusterInner, Route};
 use crate::error::{Error, ErrorKind, Result};
 use crate::loader::{DebugLoader, Loaded, Loader};
+use crate::peer::batch::Batcher;
 use crate::peer::client::{Found, PeerClient};
 use crate::singleflight::Singleflight;
 use crate::store::{Store, StoreConfig, StoreStats, Tier};
@@ -290,6 +291,7 @@ impl GroupBuilder {
             clock: self.clock,
             runtime: runtime.clone(),
             cluster: self.cluster.clone(),
+            batchers: Default::default(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
         });
@@ -346,6 +348,8 @@ pub(crate) struct GroupInner {
     clock: Arc<dyn Clock>,
     runtime: Option<Handle>,
     cluster: Option<Weak<ClusterInner>>,
+    /// Guards the per-peer get coalescers, by peer address.
+    batchers: parking_lot::Mutex<std::collections::HashMap<String, Arc<Batcher>>>,
     counters: Counters,
     closed: AtomicBool,
 }
@@ -730,7 +734,8 @@ impl Group {
                 }));
             }
             let c = &g.inner.counters;
-            match peer.get(&g.inner.name, key.clone()).await {
+            let batcher = g.batcher(&peer)?;
+            match batcher.get(key.clone()).await {
                 Ok(found) => Ok(g.remote_answer(key, found)),
                 Err(e) if is_unreachable(&e) => {
                     bump(&c.remote_errors);
@@ -742,6 +747,23 @@ impl Group {
             }
         })
         .await
+    }
+
+    /// The get coalescer for `peer` (a new one if the peer's client was replaced).
+    fn batcher(&self, peer: &Arc<PeerClient>) -> Result<Arc<Batcher>> {
+        let mut map = self.inner.batchers.lock();
+        if let Some(b) = map.get(peer.addr())
+            && Arc::ptr_eq(b.peer(), peer)
+        {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(Batcher::new(
+            peer.clone(),
+            Arc::from(self.inner.name.as_str()),
+            &self.runtime()?,
+        ));
+        map.insert(peer.addr().to_string(), b.clone());
+        Ok(b)
     }
 
     /// Counts an owner's answer and mirrors a sample of values in the hot tier.
@@ -856,6 +878,7 @@ fn is_unreachable(e: &Error) -> bool {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::cluster::Cluster;
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::Notify;
 
@@ -1092,5 +1115,72 @@ mod tests {
             a.set(b"k", Bytes::from_static(b"1"), None).await.unwrap();
             assert_eq!(b.peek(b"k").unwrap(), None);
         });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_remote_gets_share_calls() {
+        use crate::peer::batch::{MAX_BATCH, MAX_IN_FLIGHT};
+        let a = Cluster::builder().start().await.unwrap();
+        let b = Cluster::builder().start().await.unwrap();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        for c in [&a, &b] {
+            c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
+                .unwrap();
+        }
+        let ga = a.group("g").hot_sample(0).build().unwrap();
+        let g2 = gate.clone();
+        let gb = b
+            .group("g")
+            .loader(move |k: Bytes| {
+                let gate = g2.clone();
+                async move {
+                    let _ = gate.acquire().await.unwrap();
+                    Ok(Loaded::value(k))
+                }
+            })
+            .build()
+            .unwrap();
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| a.owner_of(k.as_bytes()) == b.advertise_addr())
+            .take(200)
+            .collect();
+        let tasks: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (ga, k) = (ga.clone(), k.clone());
+                tokio::spawn(async move { ga.get(k.as_bytes()).await.map(|v| v == k) })
+            })
+            .collect();
+        // Every get is waiting: MAX_IN_FLIGHT calls are held at b's loader, the rest queue.
+        let queued = 200 - MAX_IN_FLIGHT;
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let q = ga
+                    .inner
+                    .batchers
+                    .lock()
+                    .values()
+                    .map(|b| b.queued())
+                    .sum::<usize>();
+                if q == queued && gb.stats().served as usize == MAX_IN_FLIGHT {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("gets did not queue up");
+        gate.add_permits(1 << 20);
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap());
+        }
+        let requests = a.stats().peers[0].2.requests as usize;
+        assert_eq!(
+            requests,
+            MAX_IN_FLIGHT + queued.div_ceil(MAX_BATCH),
+            "200 gets should share calls"
+        );
+        assert_eq!(gb.stats().loads, 200);
     }
 }

@@ -7,6 +7,7 @@
 //! failure, is a [`ErrorKind::Peer`] (or [`ErrorKind::Timeout`]) error: the caller's cue
 //! to fall back to a local load.
 
+pub(crate) mod batch;
 mod breaker;
 pub(crate) mod client;
 pub(crate) mod server;
