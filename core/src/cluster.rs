@@ -190,7 +190,12 @@ impl ClusterBuilder {
                     .build()
                     .map_err(|e| Error::new(ErrorKind::Closed, format!("cannot start a runtime: {e}")))?;
                 let handle = rt.handle().clone();
-                handle.block_on(self.start_on(handle.clone(), Some(rt)))
+                // The runtime is handed to the cluster only on success: on an error it must
+                // be dropped here, outside `block_on` (dropping a runtime inside an async
+                // context panics).
+                let cluster = handle.block_on(self.start_on(handle.clone(), None))?;
+                *cluster.inner.owned_runtime.lock() = Some(rt);
+                Ok(cluster)
             }
         }
     }
@@ -252,6 +257,7 @@ impl ClusterBuilder {
         health.set_serving::<PeerServer<PeerService>>().await;
         let service = PeerServer::new(PeerService {
             cluster: Arc::downgrade(&inner),
+            max_message_size: inner.opts.max_message_size,
         })
         .max_decoding_message_size(inner.opts.max_message_size)
         .max_encoding_message_size(inner.opts.max_message_size);
@@ -259,6 +265,9 @@ impl ClusterBuilder {
         let (tx, rx) = oneshot::channel::<()>();
         let task = handle.spawn(async move {
             let result = tonic::transport::Server::builder()
+                // Large values in GetMany answers must not stall on 64 KiB windows.
+                .initial_stream_window_size(Some(2 << 20))
+                .initial_connection_window_size(Some(8 << 20))
                 .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {
@@ -545,5 +554,16 @@ impl Cluster {
             ));
         }
         self.inner.runtime.block_on(self.shutdown())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_with_a_bad_address_is_an_error_not_a_panic() {
+        let err = Cluster::builder().listen("not an address").build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     }
 }
