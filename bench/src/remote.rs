@@ -280,11 +280,12 @@ fn main() {
     );
     for size in [100usize, 10 * 1024] {
         let value = Bytes::from(vec![b'x'; size]);
-        // Owner B and caller A, each with its own one-thread runtime; the callers run on a
-        // third runtime, as an application's would.
         let b = Cluster::builder().worker_threads(1).build().expect("node b");
+        // Caller A is embedded in the application's runtime, which also runs the raw TCP
+        // client; owner B has its own one-thread runtime, as another process would.
+        let client_rt = runtime(1);
         let a = Cluster::builder()
-            .worker_threads(1)
+            .runtime(client_rt.handle().clone())
             .peers([b.advertise_addr().to_string()])
             .build()
             .expect("a");
@@ -317,7 +318,6 @@ fn main() {
             .expect("bind");
         let addr: SocketAddr = listener.local_addr().expect("addr");
         server_rt.spawn(raw_server(listener, value.clone()));
-        let client_rt = runtime(1);
         let conns = client_rt.block_on(async {
             let mut v = Vec::new();
             for _ in 0..50 {
@@ -387,7 +387,7 @@ fn main() {
         println!();
         let st = ga.stats();
         assert_eq!(st.loads, 0, "the caller must not have loaded anything");
-        a.shutdown_blocking().expect("shutdown a");
+        client_rt.block_on(a.shutdown()).expect("shutdown a");
         b.shutdown_blocking().expect("shutdown b");
         drop((server_rt, client_rt));
     }

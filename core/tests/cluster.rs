@@ -521,3 +521,37 @@ fn clusters_with_their_own_runtimes_work_from_sync_code() {
     assert_eq!(ga.peek(b"k1").unwrap_err().kind(), ErrorKind::Closed);
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_answers_past_the_message_limit_arrive_one_by_one() {
+    let limit = 64 * 1024;
+    let a = Cluster::builder().max_message_size(limit).start().await.unwrap();
+    let b = Cluster::builder().max_message_size(limit).start().await.unwrap();
+    for c in [&a, &b] {
+        c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
+            .unwrap();
+    }
+    let ga = a.group("g").hot_sample(0).build().unwrap();
+    let _gb = b
+        .group("g")
+        .loader(|k: Bytes| async move { Ok(Loaded::value(vec![k[0]; 20 * 1024])) })
+        .build()
+        .unwrap();
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("{}big{i}", (b'a' + i as u8 % 26) as char))
+        .filter(|k| a.owner_of(k.as_bytes()) == b.advertise_addr())
+        .take(10)
+        .collect();
+    let got = ga.get_many(&keys).await.unwrap();
+    assert_eq!(
+        got.len(),
+        10,
+        "every key must arrive although 200 KiB exceed the 64 KiB limit"
+    );
+    for (k, v) in &got {
+        assert_eq!(v.len(), 20 * 1024);
+        assert_eq!(v[0], k[0]);
+    }
+    let (_, stats) = peer_stats(&a, b.advertise_addr());
+    assert!(stats.requests > 1 && stats.failures == 0, "{stats:?}");
+}

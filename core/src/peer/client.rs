@@ -83,7 +83,8 @@ impl PeerClient {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
-            .http2_adaptive_window(true);
+            .initial_stream_window_size(2 << 20)
+            .initial_connection_window_size(8 << 20);
         let client = RawClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(opts.max_message_size)
             .max_encoding_message_size(opts.max_message_size);
@@ -201,7 +202,8 @@ impl PeerClient {
         }))
     }
 
-    /// Asks the owner for many keys in one call; one result per key, in order.
+    /// Asks the owner for many keys in one call; one result per key, in order. Keys the
+    /// owner left out of a response that grew too large are then asked for one by one.
     pub(crate) async fn get_many(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Found>>>> {
         let n = keys.len();
         let req = pb::GetManyRequest {
@@ -222,23 +224,29 @@ impl PeerClient {
                 ),
             ));
         }
-        Ok(resp
-            .items
-            .into_iter()
-            .map(|item| {
-                if !item.error_kind.is_empty() {
-                    let kind = super::kind_from_str(&item.error_kind).unwrap_or(ErrorKind::Peer);
-                    return Err(Error::new(
-                        kind,
-                        format!("peer {}: {}", self.addr, item.error_message),
-                    ));
-                }
-                Ok(item.found.then_some(Found {
-                    value: item.value,
-                    deadline: item.expire_at_ms,
-                }))
-            })
-            .collect())
+        let mut out = Vec::with_capacity(n);
+        for item in resp.items {
+            out.push(if item.omitted {
+                self.get(group, item.key).await
+            } else {
+                self.item_result(item)
+            });
+        }
+        Ok(out)
+    }
+
+    fn item_result(&self, item: pb::Item) -> Result<Option<Found>> {
+        if !item.error_kind.is_empty() {
+            let kind = super::kind_from_str(&item.error_kind).unwrap_or(ErrorKind::Peer);
+            return Err(Error::new(
+                kind,
+                format!("peer {}: {}", self.addr, item.error_message),
+            ));
+        }
+        Ok(item.found.then_some(Found {
+            value: item.value,
+            deadline: item.expire_at_ms,
+        }))
     }
 
     /// Stores `value` on the owner.

@@ -19,6 +19,8 @@ use crate::group::Group;
 #[derive(Debug)]
 pub(crate) struct PeerService {
     pub(crate) cluster: Weak<ClusterInner>,
+    /// Largest response body: a `GetMany` answer stops adding values past it.
+    pub(crate) max_message_size: usize,
 }
 
 impl PeerService {
@@ -63,16 +65,27 @@ impl Peer for PeerService {
             }
         }))
         .await;
+        // Values are added while the answer stays well inside the message limit; the rest
+        // are marked omitted and the caller asks for them one by one.
+        let mut budget = self.max_message_size / 2;
         let items = results
             .into_iter()
             .map(|(key, r)| match r {
-                Ok(Some(f)) => pb::Item {
+                Ok(Some(f)) if f.value.len() + key.len() + 32 > budget => pb::Item {
                     key,
-                    found: true,
-                    value: f.value,
-                    expire_at_ms: f.deadline,
+                    omitted: true,
                     ..Default::default()
                 },
+                Ok(Some(f)) => {
+                    budget -= f.value.len() + key.len() + 32;
+                    pb::Item {
+                        key,
+                        found: true,
+                        value: f.value,
+                        expire_at_ms: f.deadline,
+                        ..Default::default()
+                    }
+                }
                 Ok(None) => pb::Item {
                     key,
                     ..Default::default()
