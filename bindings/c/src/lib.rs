@@ -1,1 +1,38 @@
-//! The C ABI of meshcache (see include/meshcache.h).
+//! The C ABI of meshcache: `include/meshcache.h` is generated from this crate by cbindgen
+//! (`make header`), and every `///` comment on an exported item is its C documentation.
+//!
+//! The conventions follow rustls-ffi: functions are `meshcache_<object>_<verb>`; objects
+//! come in `_new`/`_free` pairs and `_free(NULL)` does nothing; every fallible function
+//! returns a [`meshcache_result`] with explicit numbers that are never reused; outputs
+//! are written only on success; buffers are `(pointer, length)`; every exported body runs
+//! inside a panic boundary ([`error::ffi`]) and checks its pointers before use.
+//!
+//! Files: `error.rs` (result codes, last error, the panic boundary, argument checks),
+//! `value.rs` (owned values and `get_many` results), `cluster.rs`, `group.rs`,
+//! `loader.rs` (the C loader callback), `clock.rs` (a manual clock for TTL tests),
+//! `hooks.rs` (test and bench hooks, feature `test-hooks`).
+
+// This is the only crate of the workspace allowed `unsafe`: a C ABI cannot be written
+// without it. Every unsafe block says why it is sound (`// Safety:`).
+#![allow(unsafe_code)]
+// The exported types carry their C names (`meshcache_group`, `MESHCACHE_OK`), as in
+// rustls-ffi, so that the Rust source reads like the header.
+#![allow(non_camel_case_types)]
+// Every exported function checks its pointers itself and documents what it requires.
+#![allow(clippy::missing_safety_doc)]
+
+pub mod clock;
+pub mod cluster;
+pub mod error;
+pub mod group;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
+pub mod loader;
+pub mod value;
+
+pub use clock::meshcache_clock;
+pub use cluster::{meshcache_cluster, meshcache_cluster_options, meshcache_cluster_stats};
+pub use error::meshcache_result;
+pub use group::{meshcache_group, meshcache_group_options, meshcache_group_stats};
+pub use loader::{meshcache_loader_fn, meshcache_loader_out, meshcache_user_data_free_fn};
+pub use value::{meshcache_bytes, meshcache_entries, meshcache_value};

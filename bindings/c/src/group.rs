@@ -1,0 +1,556 @@
+//! Groups: options, creation, get/peek/get_many/set/delete, stats.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use meshcache::{Clock, Group};
+use tokio::runtime::Handle;
+
+use crate::cluster::{block_on, meshcache_cluster};
+use crate::error::{Fail, arg, arg_mut, bytes_arg, ffi, ffi_infallible, invalid, out_arg, str_arg};
+use crate::loader::{BlockingLoader, CLoader, is_loading, meshcache_loader_fn, meshcache_user_data_free_fn, ttl_arg};
+use crate::value::{meshcache_bytes, meshcache_entries, meshcache_value};
+use crate::{meshcache_clock, meshcache_result};
+
+/// Options for `meshcache_group_new`. Create with `meshcache_group_options_new`, free with
+/// `meshcache_group_options_free`; may be freed right after use, and may be used for
+/// several groups (they then share the loader).
+#[derive(Debug, Default)]
+pub struct meshcache_group_options {
+    capacity: Option<usize>,
+    default_ttl: Option<Duration>,
+    negative_ttl: Option<Duration>,
+    max_key_len: Option<usize>,
+    max_value_len: Option<usize>,
+    hot_sample: Option<u32>,
+    loader: Option<Arc<CLoader>>,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+/// One named cache served by a cluster: a byte-bounded store, a loader, TTLs.
+/// Thread-safe: every function may be called from any thread, concurrently.
+#[derive(Debug)]
+pub struct meshcache_group {
+    pub(crate) group: Group,
+    pub(crate) rt: Handle,
+    /// Identity of the group's C loader (0: none), to catch a loader getting its own key.
+    loader_id: usize,
+}
+
+/// Counters of a group, a snapshot (fields are read one by one).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct meshcache_group_stats {
+    /// Calls to get and peek, and keys asked for by get_many.
+    pub gets: u64,
+    /// Gets answered from this node's main tier without loading.
+    pub hits: u64,
+    /// Gets answered from the hot tier (mirrors of keys other nodes own).
+    pub hot_hits: u64,
+    /// Gets that joined a load another caller had started.
+    pub deduplicated: u64,
+    /// Loader calls on this node.
+    pub loads: u64,
+    /// Loader calls that failed (error, panic, or an oversized value).
+    pub load_errors: u64,
+    /// Loader calls that said NotFound.
+    pub not_found: u64,
+    /// Values fetched from their owner.
+    pub remote_fetches: u64,
+    /// Owners' answers that the key does not exist.
+    pub remote_not_found: u64,
+    /// Owners that could not be reached or timed out.
+    pub remote_errors: u64,
+    /// Loads done here because the owner could not be reached.
+    pub fallback_loads: u64,
+    /// Values mirrored in the hot tier.
+    pub hot_inserts: u64,
+    /// Gets served to other nodes.
+    pub served: u64,
+    /// Peers that could not be told to drop a key on set or delete.
+    pub invalidation_errors: u64,
+    /// The byte budget of the store.
+    pub capacity: u64,
+    /// Entries resident in the main tier.
+    pub items: u64,
+    /// Bytes charged in the main tier (keys, values and overhead).
+    pub bytes: u64,
+    /// Entries resident in the hot tier.
+    pub hot_items: u64,
+    /// Bytes charged in the hot tier.
+    pub hot_bytes: u64,
+    /// Entries evicted to make room (both tiers).
+    pub evictions: u64,
+    /// Entries removed because their TTL passed (both tiers).
+    pub expirations: u64,
+}
+
+/// New group options with the defaults: capacity 64 MiB, no default TTL, negative TTL
+/// 5000 ms, keys up to 1024 bytes, values up to 8 MiB, no loader (every miss is
+/// NotFound), the system clock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_new(out: *mut *mut meshcache_group_options) -> meshcache_result {
+    ffi(|| {
+        out_arg(out, "out")?;
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { *out = Box::into_raw(Box::default()) };
+        Ok(())
+    })
+}
+
+/// Frees `options` (and its reference to the loader). Does nothing for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_free(options: *mut meshcache_group_options) {
+    ffi_infallible((), || {
+        if !options.is_null() {
+            // Safety: came from `Box::into_raw` in meshcache_group_options_new, freed once.
+            drop(unsafe { Box::from_raw(options) });
+        }
+    })
+}
+
+/// Applies `f` to `options`.
+///
+/// # Safety
+///
+/// A non-NULL `options` must be live and not used by another thread meanwhile.
+unsafe fn with_options(
+    options: *mut meshcache_group_options,
+    f: impl FnOnce(&mut meshcache_group_options) -> Result<(), Fail>,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: by this function's contract.
+        let o = unsafe { arg_mut(options, "options") }?;
+        f(o)
+    })
+}
+
+/// The byte budget of the group's store (keys, values and per-entry overhead; > 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_capacity(
+    options: *mut meshcache_group_options,
+    bytes: usize,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            if bytes == 0 {
+                return Err(invalid("capacity must be greater than zero").into());
+            }
+            o.capacity = Some(bytes);
+            Ok(())
+        })
+    }
+}
+
+/// The byte budget as text, such as `"256MiB"` (see `meshcache_parse_size`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_capacity_str(
+    options: *mut meshcache_group_options,
+    size: *const c_char,
+) -> meshcache_result {
+    // Safety: `options` is checked; `size` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            let bytes = meshcache::parse_size(str_arg(size, "size")?)?;
+            if bytes == 0 {
+                return Err(invalid("capacity must be greater than zero").into());
+            }
+            o.capacity = Some(bytes);
+            Ok(())
+        })
+    }
+}
+
+/// The TTL of values whose loader or set gives none, in milliseconds
+/// (`MESHCACHE_TTL_DEFAULT` or `MESHCACHE_TTL_NEVER`: no expiry, the default).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_default_ttl_ms(
+    options: *mut meshcache_group_options,
+    ttl_ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.default_ttl = ttl_arg(ttl_ms).filter(|d| *d != Duration::MAX);
+            Ok(())
+        })
+    }
+}
+
+/// How long a NotFound is remembered, in milliseconds; 0 disables negative caching.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_negative_ttl_ms(
+    options: *mut meshcache_group_options,
+    ttl_ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.negative_ttl = Some(Duration::from_millis(ttl_ms));
+            Ok(())
+        })
+    }
+}
+
+/// The longest key accepted, in bytes (> 0). Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_max_key_len(
+    options: *mut meshcache_group_options,
+    len: usize,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            if len == 0 {
+                return Err(invalid("max key length must be greater than zero").into());
+            }
+            o.max_key_len = Some(len);
+            Ok(())
+        })
+    }
+}
+
+/// The largest value accepted, in bytes (> 0), from set or from the loader.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_max_value_len(
+    options: *mut meshcache_group_options,
+    len: usize,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            if len == 0 {
+                return Err(invalid("max value length must be greater than zero").into());
+            }
+            o.max_value_len = Some(len);
+            Ok(())
+        })
+    }
+}
+
+/// Mirror one in `n` values fetched from their owner in this node's hot tier (1: every
+/// fetch, 0: none; default 10).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_hot_sample(
+    options: *mut meshcache_group_options,
+    n: u32,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.hot_sample = Some(n);
+            Ok(())
+        })
+    }
+}
+
+/// The loader called on a miss (see `meshcache_loader_fn` for its threads and rules),
+/// with `user_data` passed to every call. `free_user_data` (may be NULL) is called once
+/// with `user_data` when the loader is no longer used: when the options and every group
+/// built with them are freed, or when another loader replaces this one.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `options` or `loader`; `user_data` is
+/// then not taken (`free_user_data` is not called).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_loader(
+    options: *mut meshcache_group_options,
+    loader: meshcache_loader_fn,
+    user_data: *mut c_void,
+    free_user_data: meshcache_user_data_free_fn,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            let l = CLoader::new(loader, user_data, free_user_data).ok_or_else(|| invalid("loader is NULL"))?;
+            o.loader = Some(l);
+            Ok(())
+        })
+    }
+}
+
+/// Reads time from `clock` (for tests of TTLs) instead of the system clock. The group
+/// keeps its own reference to the clock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_clock(
+    options: *mut meshcache_group_options,
+    clock: *const meshcache_clock,
+) -> meshcache_result {
+    // Safety: `options` is checked; a non-NULL `clock` is live by contract.
+    unsafe {
+        with_options(options, |o| {
+            o.clock = Some(arg(clock, "clock")?.shared());
+            Ok(())
+        })
+    }
+}
+
+/// Creates the group `name` (a NUL-terminated UTF-8 string) in `cluster`, into `*out`.
+/// `options` may be NULL for the defaults, and is not taken. Every node of a cluster
+/// creates its groups with the same names. Free with `meshcache_group_free`.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
+/// cluster already has; `MESHCACHE_CLOSED` after shutdown.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_new(
+    cluster: *const meshcache_cluster,
+    name: *const c_char,
+    options: *const meshcache_group_options,
+    out: *mut *mut meshcache_group,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `cluster` is live by contract.
+        let c = unsafe { arg(cluster, "cluster") }?;
+        // Safety: `name` is NUL-terminated by contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let defaults = meshcache_group_options::default();
+        // Safety: a non-NULL `options` is live by contract.
+        let o = unsafe { options.as_ref() }.unwrap_or(&defaults);
+        let mut b = c.cluster.group(name);
+        if let Some(v) = o.capacity {
+            b = b.capacity(v);
+        }
+        if let Some(v) = o.default_ttl {
+            b = b.default_ttl(v);
+        }
+        if let Some(v) = o.negative_ttl {
+            b = b.negative_ttl(v);
+        }
+        if let Some(v) = o.max_key_len {
+            b = b.max_key_len(v);
+        }
+        if let Some(v) = o.max_value_len {
+            b = b.max_value_len(v);
+        }
+        if let Some(v) = o.hot_sample {
+            b = b.hot_sample(v);
+        }
+        if let Some(v) = &o.clock {
+            b = b.clock(v.clone());
+        }
+        let mut loader_id = 0;
+        if let Some(l) = &o.loader {
+            loader_id = l.id();
+            b = b.loader(BlockingLoader(l.clone()));
+        }
+        let group = b.build()?;
+        let g = Box::new(meshcache_group {
+            group,
+            rt: c.cluster.runtime().clone(),
+            loader_id,
+        });
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { *out = Box::into_raw(g) };
+        Ok(())
+    })
+}
+
+/// Frees the handle `group`. The group stays in its cluster until the cluster is freed.
+/// Values already returned stay readable. Does nothing for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_free(group: *mut meshcache_group) {
+    ffi_infallible((), || {
+        if !group.is_null() {
+            // Safety: came from `Box::into_raw` in meshcache_group_new, freed once.
+            drop(unsafe { Box::from_raw(group) });
+        }
+    })
+}
+
+/// The value of the key `(key, key_len)` into `*out` (an owned value: release it with
+/// `meshcache_value_free`): from this node's store, else from the key's owner, which loads
+/// it once in the whole cluster (or from the loader here, if this node owns it).
+///
+/// A hit returns at once without entering the runtime. A miss blocks the calling thread
+/// until the value is loaded or fetched; the loader runs on another thread (see
+/// `meshcache_loader_fn`).
+///
+/// Returns `MESHCACHE_NOT_FOUND` if the loader says so (also when remembered for the
+/// negative TTL), `MESHCACHE_LOAD` if it failed, `MESHCACHE_PANIC` if Rust code on the
+/// load path panicked, `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty or
+/// oversized key, an oversized loaded value, or a loader getting its own key;
+/// `MESHCACHE_PEER`/`MESHCACHE_TIMEOUT` if the owner failed; `MESHCACHE_CLOSED` after
+/// shutdown.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_get(
+    group: *const meshcache_group,
+    key: *const u8,
+    key_len: usize,
+    out: *mut meshcache_value,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `group` is live by contract.
+        let g = unsafe { arg(group, "group") }?;
+        // Safety: `(key, key_len)` is readable by contract.
+        let key = unsafe { bytes_arg(key, key_len, "key") }?;
+        out_arg(out, "out")?;
+        if g.loader_id != 0 && is_loading(g.loader_id, key) {
+            return Err(invalid(
+                "a loader asked for the key it is loading: that get would wait for itself",
+            )
+            .into());
+        }
+        let v = block_on(&g.rt, g.group.get(key))?;
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { meshcache_value::write(out, v) };
+        Ok(())
+    })
+}
+
+/// The value of the key if it is resident on this node, into `*out`, without loading,
+/// without asking other nodes and without waiting.
+///
+/// Returns `MESHCACHE_NOT_FOUND` if it is not resident (or cached as not existing),
+/// `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or a bad key, `MESHCACHE_CLOSED` after
+/// shutdown.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_peek(
+    group: *const meshcache_group,
+    key: *const u8,
+    key_len: usize,
+    out: *mut meshcache_value,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `group` is live by contract.
+        let g = unsafe { arg(group, "group") }?;
+        // Safety: `(key, key_len)` is readable by contract.
+        let key = unsafe { bytes_arg(key, key_len, "key") }?;
+        out_arg(out, "out")?;
+        let v = g.group.peek(key)?.ok_or_else(meshcache::Error::not_found)?;
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { meshcache_value::write(out, v) };
+        Ok(())
+    })
+}
+
+/// The values of the `n_keys` keys at `keys` that exist, into `*out` (free with
+/// `meshcache_entries_free`), in the order asked, each key once. Misses load
+/// concurrently; keys owned by another node are fetched with one call per node. Keys that
+/// do not exist are left out (not an error).
+///
+/// Returns the first error other than NotFound, as `meshcache_group_get`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_get_many(
+    group: *const meshcache_group,
+    keys: *const meshcache_bytes,
+    n_keys: usize,
+    out: *mut *mut meshcache_entries,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `group` is live by contract.
+        let g = unsafe { arg(group, "group") }?;
+        out_arg(out, "out")?;
+        if keys.is_null() && n_keys != 0 {
+            return Err(invalid("keys is NULL").into());
+        }
+        let mut list: Vec<&[u8]> = Vec::with_capacity(n_keys);
+        for i in 0..n_keys {
+            // Safety: `keys` has `n_keys` readable entries by contract, each a readable
+            // buffer (checked for NULL by bytes_arg).
+            let k = unsafe { *keys.add(i) };
+            let k = unsafe { bytes_arg(k.data, k.len, "keys[i]") }?;
+            if g.loader_id != 0 && is_loading(g.loader_id, k) {
+                return Err(invalid("a loader asked for the key it is loading").into());
+            }
+            list.push(k);
+        }
+        let items: Vec<(Bytes, Bytes)> = block_on(&g.rt, g.group.get_many(&list))?;
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { *out = Box::into_raw(Box::new(meshcache_entries { items })) };
+        Ok(())
+    })
+}
+
+/// Caches `(value, value_len)` (copied) for the key for `ttl_ms` milliseconds
+/// (`MESHCACHE_TTL_DEFAULT`: the group's default TTL; `MESHCACHE_TTL_NEVER`), on the
+/// key's owner; other nodes drop their mirrors of it. Blocks until done.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, a bad key or an oversized
+/// value; `MESHCACHE_PEER`/`MESHCACHE_TIMEOUT` if the owner could not be reached (nothing
+/// is cached then); `MESHCACHE_CLOSED` after shutdown.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_set(
+    group: *const meshcache_group,
+    key: *const u8,
+    key_len: usize,
+    value: *const u8,
+    value_len: usize,
+    ttl_ms: u64,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `group` is live by contract.
+        let g = unsafe { arg(group, "group") }?;
+        // Safety: both buffers are readable by contract.
+        let key = unsafe { bytes_arg(key, key_len, "key") }?;
+        let value = unsafe { bytes_arg(value, value_len, "value") }?;
+        let value = Bytes::copy_from_slice(value);
+        block_on(&g.rt, g.group.set(key, value, ttl_arg(ttl_ms)))?;
+        Ok(())
+    })
+}
+
+/// Removes the key on its owner and every mirror of it on every node. Deleting a key
+/// that is not cached succeeds.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or a bad key;
+/// `MESHCACHE_PEER`/`MESHCACHE_TIMEOUT` if the owner could not be reached (mirrors are
+/// removed anyway); `MESHCACHE_CLOSED` after shutdown.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_delete(
+    group: *const meshcache_group,
+    key: *const u8,
+    key_len: usize,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `group` is live by contract.
+        let g = unsafe { arg(group, "group") }?;
+        // Safety: `(key, key_len)` is readable by contract.
+        let key = unsafe { bytes_arg(key, key_len, "key") }?;
+        block_on(&g.rt, g.group.delete(key))?;
+        Ok(())
+    })
+}
+
+/// The group's counters into `*out`. Works after shutdown too.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_stats_get(
+    group: *const meshcache_group,
+    out: *mut meshcache_group_stats,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `group` is live by contract.
+        let g = unsafe { arg(group, "group") }?;
+        out_arg(out, "out")?;
+        let s = g.group.stats();
+        let st = s.store;
+        let stats = meshcache_group_stats {
+            gets: s.gets,
+            hits: s.hits,
+            hot_hits: s.hot_hits,
+            deduplicated: s.deduplicated,
+            loads: s.loads,
+            load_errors: s.load_errors,
+            not_found: s.not_found,
+            remote_fetches: s.remote_fetches,
+            remote_not_found: s.remote_not_found,
+            remote_errors: s.remote_errors,
+            fallback_loads: s.fallback_loads,
+            hot_inserts: s.hot_inserts,
+            served: s.served,
+            invalidation_errors: s.invalidation_errors,
+            capacity: st.capacity,
+            items: st.main.items,
+            bytes: st.main.bytes,
+            hot_items: st.hot.items,
+            hot_bytes: st.hot.bytes,
+            evictions: st.main.evictions + st.hot.evictions,
+            expirations: st.main.expirations + st.hot.expirations,
+        };
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { *out = stats };
+        Ok(())
+    })
+}

@@ -1,0 +1,822 @@
+/* C tests of the meshcache C ABI. Built with -std=c11 -Wall -Wextra -Werror -pedantic,
+ * run natively and under valgrind by `make test-c` (mk/c.mk). No test sleeps: TTLs are
+ * driven by a manual clock, and threads start together on a barrier. */
+#define _POSIX_C_SOURCE 200809L
+#define MESHCACHE_TEST_HOOKS 1
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meshcache.h"
+
+static int failed_checks;
+
+#define CHECK(cond)                                                                      \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      fprintf(stderr, "  %s:%d: check failed: %s\n    last error: %s\n", __FILE__,       \
+              __LINE__, #cond, meshcache_last_error_message());                          \
+      failed_checks++;                                                                   \
+      return;                                                                            \
+    }                                                                                    \
+  } while (0)
+
+#define CHECK_RC(expr, want)                                                             \
+  do {                                                                                   \
+    meshcache_result rc_ = (expr);                                                       \
+    if (rc_ != (want)) {                                                                 \
+      fprintf(stderr, "  %s:%d: %s returned %s, want %s\n    last error: %s\n",          \
+              __FILE__, __LINE__, #expr, meshcache_result_name((int)rc_),                \
+              meshcache_result_name((int)(want)), meshcache_last_error_message());       \
+      failed_checks++;                                                                   \
+      return;                                                                            \
+    }                                                                                    \
+  } while (0)
+
+#define OK(expr) CHECK_RC(expr, MESHCACHE_OK)
+#define K(s) (const uint8_t *)(s), strlen(s)
+
+static int value_is(const meshcache_value *v, const char *s) {
+  return v->data != NULL && v->len == strlen(s) && memcmp(v->data, s, v->len) == 0;
+}
+
+/* A loader that answers "v:<key>", counts its calls, and obeys a few key prefixes:
+ * "missing" -> NotFound, "fail" -> error, "nothing" -> sets nothing, "panic" -> Rust
+ * panic (test hook), "ttl" -> value with a 500 ms TTL. */
+typedef struct counting_loader {
+  atomic_int calls;
+  atomic_int freed;
+  meshcache_group *self; /* for the re-entrant tests */
+  meshcache_result nested_same;
+  meshcache_result nested_other;
+} counting_loader;
+
+static int has_prefix(const uint8_t *key, size_t len, const char *p) {
+  size_t n = strlen(p);
+  return len >= n && memcmp(key, p, n) == 0;
+}
+
+static void count_loader(void *user_data, const uint8_t *key, size_t key_len,
+                         meshcache_loader_out *out) {
+  counting_loader *l = (counting_loader *)user_data;
+  atomic_fetch_add(&l->calls, 1);
+  if (has_prefix(key, key_len, "missing")) {
+    meshcache_loader_out_set_not_found(out, MESHCACHE_TTL_DEFAULT);
+    return;
+  }
+  if (has_prefix(key, key_len, "fail")) {
+    meshcache_loader_out_set_error(out, "database is down");
+    return;
+  }
+  if (has_prefix(key, key_len, "nothing")) return;
+  if (has_prefix(key, key_len, "huge")) {
+    static const uint8_t huge[2000];
+    meshcache_loader_out_set_value(out, huge, sizeof huge, MESHCACHE_TTL_DEFAULT);
+    return;
+  }
+  if (has_prefix(key, key_len, "panic")) {
+    meshcache_loader_out_set_value(out, key, key_len, MESHCACHE_TTL_DEFAULT);
+    meshcache_loader_out_inject_panic(out);
+    return;
+  }
+  if (has_prefix(key, key_len, "reenter") && l->self != NULL) {
+    meshcache_value v = {0};
+    l->nested_same = meshcache_group_get(l->self, key, key_len, &v);
+    meshcache_value_free(&v);
+    l->nested_other = meshcache_group_get(l->self, K("other-key"), &v);
+    meshcache_value_free(&v);
+  }
+  char buf[2048];
+  int n = snprintf(buf, sizeof buf, "v:%.*s", (int)key_len, (const char *)key);
+  uint64_t ttl = has_prefix(key, key_len, "ttl") ? 500 : MESHCACHE_TTL_DEFAULT;
+  meshcache_loader_out_set_value(out, (const uint8_t *)buf, (size_t)n, ttl);
+}
+
+static void count_loader_free(void *user_data) {
+  atomic_fetch_add(&((counting_loader *)user_data)->freed, 1);
+}
+
+/* A single-node cluster and a group "g" with the counting loader and `clock` (or NULL). */
+typedef struct fixture {
+  meshcache_cluster *cluster;
+  meshcache_group *group;
+  counting_loader loader;
+} fixture;
+
+static int fixture_open(fixture *f, meshcache_clock *clock) {
+  memset(f, 0, sizeof *f);
+  meshcache_group_options *o = NULL;
+  if (meshcache_cluster_new(NULL, &f->cluster) != MESHCACHE_OK) return 0;
+  if (meshcache_group_options_new(&o) != MESHCACHE_OK) return 0;
+  meshcache_group_options_set_loader(o, count_loader, &f->loader, count_loader_free);
+  meshcache_group_options_set_negative_ttl_ms(o, 1000);
+  meshcache_group_options_set_max_key_len(o, 64);
+  meshcache_group_options_set_max_value_len(o, 1024);
+  if (clock != NULL) meshcache_group_options_set_clock(o, clock);
+  meshcache_result rc = meshcache_group_new(f->cluster, "g", o, &f->group);
+  meshcache_group_options_free(o);
+  f->loader.self = f->group;
+  return rc == MESHCACHE_OK;
+}
+
+static void fixture_close(fixture *f) {
+  meshcache_group_free(f->group);
+  meshcache_cluster_free(f->cluster);
+}
+
+/* ---- tests ---------------------------------------------------------------------- */
+
+static void test_version_names_sizes(void) {
+  CHECK(strcmp(meshcache_version(), "0.1.0") == 0);
+  CHECK(strcmp(meshcache_result_name(MESHCACHE_NOT_FOUND), "MESHCACHE_NOT_FOUND") == 0);
+  CHECK(strcmp(meshcache_result_name(12345), "MESHCACHE_UNKNOWN") == 0);
+  /* The numbers are ABI: they must never change. */
+  CHECK(MESHCACHE_OK == 0 && MESHCACHE_NOT_FOUND == 1 && MESHCACHE_LOAD == 2 &&
+        MESHCACHE_PEER == 3 && MESHCACHE_TIMEOUT == 4 && MESHCACHE_INVALID_ARGUMENT == 5 &&
+        MESHCACHE_CLOSED == 6 && MESHCACHE_PANIC == 7 && MESHCACHE_INSUFFICIENT_SIZE == 8);
+  size_t n = 0;
+  OK(meshcache_parse_size("64MiB", &n));
+  CHECK(n == (size_t)64 << 20);
+  n = 7;
+  CHECK_RC(meshcache_parse_size("12 parsecs", &n), MESHCACHE_INVALID_ARGUMENT);
+  CHECK(n == 7); /* outputs are written only on success */
+  CHECK(strstr(meshcache_last_error_message(), "byte size") != NULL);
+}
+
+static void test_set_get_peek_delete(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  CHECK_RC(meshcache_group_peek(f.group, K("a"), &v), MESHCACHE_NOT_FOUND);
+  CHECK(v.data == NULL);
+  OK(meshcache_group_set(f.group, K("a"), (const uint8_t *)"one", 3, MESHCACHE_TTL_DEFAULT));
+  OK(meshcache_group_peek(f.group, K("a"), &v));
+  CHECK(value_is(&v, "one"));
+  meshcache_value_free(&v);
+  CHECK(v.data == NULL);
+  meshcache_value_free(&v); /* twice is fine */
+  OK(meshcache_group_get(f.group, K("a"), &v));
+  CHECK(value_is(&v, "one"));
+  CHECK(atomic_load(&f.loader.calls) == 0);
+  /* The value outlives the key's deletion: it is an owned reference to the bytes. */
+  OK(meshcache_group_delete(f.group, K("a")));
+  CHECK(value_is(&v, "one"));
+  meshcache_value_free(&v);
+  CHECK_RC(meshcache_group_peek(f.group, K("a"), &v), MESHCACHE_NOT_FOUND);
+  OK(meshcache_group_delete(f.group, K("never-set")));
+  /* get loads it now */
+  OK(meshcache_group_get(f.group, K("a"), &v));
+  CHECK(value_is(&v, "v:a"));
+  meshcache_value_free(&v);
+  CHECK(atomic_load(&f.loader.calls) == 1);
+  /* an empty value is a value, with a non-NULL data pointer */
+  OK(meshcache_group_set(f.group, K("empty"), NULL, 0, MESHCACHE_TTL_DEFAULT));
+  OK(meshcache_group_get(f.group, K("empty"), &v));
+  CHECK(v.data != NULL && v.len == 0);
+  meshcache_value_free(&v);
+  meshcache_group_stats s;
+  OK(meshcache_group_stats_get(f.group, &s));
+  CHECK(s.loads == 1 && s.hits >= 3 && s.items == 2 && s.capacity == (uint64_t)64 << 20);
+  fixture_close(&f);
+  CHECK(atomic_load(&f.loader.freed) == 1);
+}
+
+static void test_ttl_with_manual_clock(void) {
+  meshcache_clock *clock = NULL;
+  OK(meshcache_clock_new(1000000, &clock));
+  fixture f;
+  CHECK(fixture_open(&f, clock));
+  meshcache_value v = {0};
+  /* set with a TTL */
+  OK(meshcache_group_set(f.group, K("s"), (const uint8_t *)"x", 1, 100));
+  OK(meshcache_clock_advance(clock, 99));
+  OK(meshcache_group_peek(f.group, K("s"), &v));
+  meshcache_value_free(&v);
+  OK(meshcache_clock_advance(clock, 2));
+  CHECK_RC(meshcache_group_peek(f.group, K("s"), &v), MESHCACHE_NOT_FOUND);
+  /* a never-expiring set survives a long time */
+  OK(meshcache_group_set(f.group, K("forever"), (const uint8_t *)"x", 1, MESHCACHE_TTL_NEVER));
+  /* the loader's own TTL (500 ms for "ttl*" keys) */
+  OK(meshcache_group_get(f.group, K("ttl-k"), &v));
+  meshcache_value_free(&v);
+  OK(meshcache_clock_advance(clock, 499));
+  OK(meshcache_group_get(f.group, K("ttl-k"), &v));
+  meshcache_value_free(&v);
+  CHECK(atomic_load(&f.loader.calls) == 1);
+  OK(meshcache_clock_advance(clock, 2));
+  OK(meshcache_group_get(f.group, K("ttl-k"), &v));
+  CHECK(value_is(&v, "v:ttl-k"));
+  meshcache_value_free(&v);
+  CHECK(atomic_load(&f.loader.calls) == 2);
+  /* negative caching for the group's negative TTL (1000 ms) */
+  CHECK_RC(meshcache_group_get(f.group, K("missing-1"), &v), MESHCACHE_NOT_FOUND);
+  CHECK_RC(meshcache_group_get(f.group, K("missing-1"), &v), MESHCACHE_NOT_FOUND);
+  CHECK(atomic_load(&f.loader.calls) == 3);
+  OK(meshcache_clock_advance(clock, 1001));
+  CHECK_RC(meshcache_group_get(f.group, K("missing-1"), &v), MESHCACHE_NOT_FOUND);
+  CHECK(atomic_load(&f.loader.calls) == 4);
+  OK(meshcache_clock_advance(clock, (uint64_t)1000 * 3600 * 24 * 365));
+  OK(meshcache_group_peek(f.group, K("forever"), &v));
+  meshcache_value_free(&v);
+  uint64_t now = 0;
+  OK(meshcache_clock_now(clock, &now));
+  OK(meshcache_clock_set(clock, now + 1));
+  meshcache_clock_free(clock); /* the group keeps its own reference */
+  CHECK_RC(meshcache_group_peek(f.group, K("s"), &v), MESHCACHE_NOT_FOUND);
+  fixture_close(&f);
+}
+
+static void test_default_ttl(void) {
+  meshcache_clock *clock = NULL;
+  meshcache_cluster *c = NULL;
+  meshcache_group_options *o = NULL;
+  meshcache_group *g = NULL;
+  meshcache_value v = {0};
+  OK(meshcache_clock_new(5000, &clock));
+  OK(meshcache_cluster_new(NULL, &c));
+  OK(meshcache_group_options_new(&o));
+  OK(meshcache_group_options_set_default_ttl_ms(o, 50));
+  OK(meshcache_group_options_set_capacity_str(o, "1MiB"));
+  OK(meshcache_group_options_set_clock(o, clock));
+  OK(meshcache_group_new(c, "ttl", o, &g));
+  meshcache_group_options_free(o);
+  OK(meshcache_group_set(g, K("k"), (const uint8_t *)"x", 1, MESHCACHE_TTL_DEFAULT));
+  OK(meshcache_clock_advance(clock, 49));
+  OK(meshcache_group_peek(g, K("k"), &v));
+  meshcache_value_free(&v);
+  OK(meshcache_clock_advance(clock, 2));
+  CHECK_RC(meshcache_group_peek(g, K("k"), &v), MESHCACHE_NOT_FOUND);
+  /* no loader: a miss is NotFound */
+  CHECK_RC(meshcache_group_get(g, K("k"), &v), MESHCACHE_NOT_FOUND);
+  meshcache_group_stats s;
+  OK(meshcache_group_stats_get(g, &s));
+  CHECK(s.capacity == 1u << 20);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+  meshcache_clock_free(clock);
+}
+
+static void test_loader_errors(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  CHECK_RC(meshcache_group_get(f.group, K("missing-x"), &v), MESHCACHE_NOT_FOUND);
+  CHECK(v.data == NULL);
+  CHECK_RC(meshcache_group_get(f.group, K("fail-x"), &v), MESHCACHE_LOAD);
+  CHECK(strstr(meshcache_last_error_message(), "database is down") != NULL);
+  CHECK(v.data == NULL);
+  /* errors are not cached: the next get calls the loader again */
+  CHECK_RC(meshcache_group_get(f.group, K("fail-x"), &v), MESHCACHE_LOAD);
+  CHECK(atomic_load(&f.loader.calls) == 3);
+  CHECK_RC(meshcache_group_get(f.group, K("nothing-x"), &v), MESHCACHE_LOAD);
+  CHECK(strstr(meshcache_last_error_message(), "no result") != NULL);
+  /* an oversized loaded value (max 1024) */
+  CHECK_RC(meshcache_group_get(f.group, K("huge-1"), &v), MESHCACHE_INVALID_ARGUMENT);
+  CHECK(strstr(meshcache_last_error_message(), "too large") != NULL);
+  meshcache_group_stats s;
+  OK(meshcache_group_stats_get(f.group, &s));
+  CHECK(s.load_errors == 4 && s.not_found == 1);
+  fixture_close(&f);
+}
+
+static void test_panic_becomes_result(void) {
+  CHECK_RC(meshcache_test_panic(), MESHCACHE_PANIC);
+  CHECK(strstr(meshcache_last_error_message(), "panic") != NULL);
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  CHECK_RC(meshcache_group_get(f.group, K("panic-1"), &v), MESHCACHE_PANIC);
+  CHECK(strstr(meshcache_last_error_message(), "injected") != NULL);
+  /* the key is not stuck and the process is fine: it loads again (and panics again) */
+  CHECK_RC(meshcache_group_get(f.group, K("panic-1"), &v), MESHCACHE_PANIC);
+  CHECK(atomic_load(&f.loader.calls) == 2);
+  OK(meshcache_group_get(f.group, K("after-panic"), &v));
+  CHECK(value_is(&v, "v:after-panic"));
+  meshcache_value_free(&v);
+  fixture_close(&f);
+}
+
+static void test_loader_reentry(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  f.loader.nested_same = MESHCACHE_OK;
+  f.loader.nested_other = MESHCACHE_UNKNOWN;
+  OK(meshcache_group_get(f.group, K("reenter-1"), &v));
+  CHECK(value_is(&v, "v:reenter-1"));
+  meshcache_value_free(&v);
+  /* the same key from its own loader is refused instead of deadlocking... */
+  CHECK(f.loader.nested_same == MESHCACHE_INVALID_ARGUMENT);
+  /* ...and another key loads (on another thread) */
+  CHECK(f.loader.nested_other == MESHCACHE_OK);
+  OK(meshcache_group_peek(f.group, K("other-key"), &v));
+  meshcache_value_free(&v);
+  fixture_close(&f);
+}
+
+static void test_get_many(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  OK(meshcache_group_set(f.group, K("b"), (const uint8_t *)"B", 1, MESHCACHE_TTL_DEFAULT));
+  meshcache_bytes keys[4] = {{(const uint8_t *)"a", 1},
+                             {(const uint8_t *)"b", 1},
+                             {(const uint8_t *)"missing-m", 9},
+                             {(const uint8_t *)"a", 1}};
+  meshcache_entries *e = NULL;
+  OK(meshcache_group_get_many(f.group, keys, 4, &e));
+  CHECK(meshcache_entries_len(e) == 2);
+  meshcache_bytes k, val;
+  OK(meshcache_entries_get(e, 0, &k, &val));
+  CHECK(k.len == 1 && k.data[0] == 'a' && val.len == 3 && memcmp(val.data, "v:a", 3) == 0);
+  OK(meshcache_entries_get(e, 1, &k, NULL));
+  CHECK(k.len == 1 && k.data[0] == 'b');
+  CHECK_RC(meshcache_entries_get(e, 2, &k, &val), MESHCACHE_INVALID_ARGUMENT);
+  meshcache_value v = {0};
+  OK(meshcache_entries_value(e, 1, &v));
+  meshcache_entries_free(e);
+  CHECK(value_is(&v, "B")); /* outlives the entries */
+  meshcache_value_free(&v);
+  CHECK(atomic_load(&f.loader.calls) == 2);
+  /* an error other than NotFound fails the call; no keys is fine */
+  keys[1].data = (const uint8_t *)"fail-m";
+  keys[1].len = 6;
+  e = NULL;
+  CHECK_RC(meshcache_group_get_many(f.group, keys, 2, &e), MESHCACHE_LOAD);
+  CHECK(e == NULL);
+  OK(meshcache_group_get_many(f.group, NULL, 0, &e));
+  CHECK(meshcache_entries_len(e) == 0);
+  meshcache_entries_free(e);
+  fixture_close(&f);
+}
+
+static void test_limits(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  char key[65];
+  memset(key, 'k', 64);
+  key[64] = 0;
+  OK(meshcache_group_set(f.group, K(key), (const uint8_t *)"x", 1, 0));
+  key[63] = 0;
+  OK(meshcache_group_peek(f.group, (const uint8_t *)key, 63, &v) == MESHCACHE_NOT_FOUND
+         ? MESHCACHE_OK
+         : MESHCACHE_UNKNOWN);
+  CHECK_RC(meshcache_group_get(f.group, (const uint8_t *)key, 65, &v), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get(f.group, (const uint8_t *)"", 0, &v), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get(f.group, NULL, 0, &v), MESHCACHE_INVALID_ARGUMENT);
+  static uint8_t big[1025];
+  CHECK_RC(meshcache_group_set(f.group, K("k"), big, sizeof big, 0), MESHCACHE_INVALID_ARGUMENT);
+  OK(meshcache_group_set(f.group, K("k"), big, 1024, 0));
+  CHECK(v.data == NULL);
+  fixture_close(&f);
+}
+
+static void test_closed_after_shutdown(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  OK(meshcache_group_set(f.group, K("a"), (const uint8_t *)"1", 1, 0));
+  OK(meshcache_cluster_shutdown(f.cluster));
+  OK(meshcache_cluster_shutdown(f.cluster)); /* idempotent */
+  CHECK_RC(meshcache_group_get(f.group, K("a"), &v), MESHCACHE_CLOSED);
+  CHECK_RC(meshcache_group_peek(f.group, K("a"), &v), MESHCACHE_CLOSED);
+  CHECK_RC(meshcache_group_set(f.group, K("a"), (const uint8_t *)"1", 1, 0), MESHCACHE_CLOSED);
+  CHECK_RC(meshcache_group_delete(f.group, K("a")), MESHCACHE_CLOSED);
+  meshcache_entries *e = NULL;
+  meshcache_bytes key = {(const uint8_t *)"a", 1};
+  CHECK_RC(meshcache_group_get_many(f.group, &key, 1, &e), MESHCACHE_CLOSED);
+  const char *peers[1] = {"127.0.0.1:1"};
+  CHECK_RC(meshcache_cluster_set_peers(f.cluster, peers, 1), MESHCACHE_CLOSED);
+  meshcache_group *g2 = NULL;
+  CHECK_RC(meshcache_group_new(f.cluster, "g2", NULL, &g2), MESHCACHE_CLOSED);
+  CHECK(g2 == NULL);
+  meshcache_group_stats s;
+  OK(meshcache_group_stats_get(f.group, &s));
+  CHECK(v.data == NULL);
+  /* freeing the cluster first is fine: the group handle only reports CLOSED */
+  meshcache_cluster_free(f.cluster);
+  CHECK_RC(meshcache_group_get(f.group, K("a"), &v), MESHCACHE_CLOSED);
+  meshcache_group_free(f.group);
+  CHECK(atomic_load(&f.loader.freed) == 1);
+}
+
+static void test_cluster_options_and_addrs(void) {
+  meshcache_cluster_options *o = NULL;
+  meshcache_cluster *c = NULL;
+  OK(meshcache_cluster_options_new(&o));
+  OK(meshcache_cluster_options_set_listen(o, "127.0.0.1:0"));
+  OK(meshcache_cluster_options_set_peer_timeout_ms(o, 2000));
+  OK(meshcache_cluster_options_set_connect_timeout_ms(o, 1000));
+  OK(meshcache_cluster_options_set_retries(o, 2, 5));
+  OK(meshcache_cluster_options_set_breaker(o, 3, 100));
+  OK(meshcache_cluster_options_set_max_message_size(o, 1 << 20));
+  OK(meshcache_cluster_options_set_vnodes(o, 64));
+  OK(meshcache_cluster_options_set_worker_threads(o, 1));
+  OK(meshcache_cluster_new(o, &c));
+  char addr[64], adv[64];
+  size_t n = 0, m = 0;
+  OK(meshcache_cluster_local_addr(c, addr, sizeof addr, &n));
+  CHECK(n == strlen(addr) && strncmp(addr, "127.0.0.1:", 10) == 0 && strcmp(addr, "127.0.0.1:0") != 0);
+  OK(meshcache_cluster_advertise_addr(c, adv, sizeof adv, &m));
+  CHECK(strcmp(addr, adv) == 0);
+  char tiny[4] = "abc";
+  size_t t = 99;
+  CHECK_RC(meshcache_cluster_local_addr(c, tiny, sizeof tiny, &t), MESHCACHE_INSUFFICIENT_SIZE);
+  CHECK(t == 99 && strcmp(tiny, "abc") == 0);
+  meshcache_cluster_stats s;
+  OK(meshcache_cluster_stats_get(c, &s));
+  CHECK(s.peers == 0);
+  meshcache_cluster_free(c);
+  /* a bad address, a wildcard without advertise */
+  c = NULL;
+  OK(meshcache_cluster_options_set_listen(o, "not an address"));
+  CHECK_RC(meshcache_cluster_new(o, &c), MESHCACHE_INVALID_ARGUMENT);
+  OK(meshcache_cluster_options_set_listen(o, "0.0.0.0:0"));
+  CHECK_RC(meshcache_cluster_new(o, &c), MESHCACHE_INVALID_ARGUMENT);
+  OK(meshcache_cluster_options_set_advertise(o, "127.0.0.1:1"));
+  OK(meshcache_cluster_options_add_peer(o, "127.0.0.1:1"));
+  OK(meshcache_cluster_new(o, &c));
+  OK(meshcache_cluster_advertise_addr(c, adv, sizeof adv, &m));
+  CHECK(strcmp(adv, "127.0.0.1:1") == 0);
+  const char *bad[1] = {"no port"};
+  CHECK_RC(meshcache_cluster_set_peers(c, bad, 1), MESHCACHE_INVALID_ARGUMENT);
+  OK(meshcache_cluster_set_peers(c, NULL, 0));
+  meshcache_group *g = NULL, *dup = NULL;
+  OK(meshcache_group_new(c, "same", NULL, &g));
+  CHECK_RC(meshcache_group_new(c, "same", NULL, &dup), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_new(c, "", NULL, &dup), MESHCACHE_INVALID_ARGUMENT);
+  CHECK(dup == NULL);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+  meshcache_cluster_options_free(o);
+}
+
+/* ---- three nodes ------------------------------------------------------------------ */
+
+#define NODES 3
+#define CLUSTER_KEYS 60
+
+static void test_three_node_cluster(void) {
+  meshcache_cluster *c[NODES] = {0};
+  meshcache_group *g[NODES] = {0};
+  counting_loader loaders[NODES];
+  char addrs[NODES][64];
+  const char *peers[NODES];
+  memset(loaders, 0, sizeof loaders);
+  for (int i = 0; i < NODES; i++) {
+    meshcache_cluster_options *o = NULL;
+    size_t n;
+    OK(meshcache_cluster_options_new(&o));
+    /* generous deadlines so that a slow run (valgrind) never falls back to local loads */
+    OK(meshcache_cluster_options_set_peer_timeout_ms(o, 30000));
+    OK(meshcache_cluster_options_set_connect_timeout_ms(o, 30000));
+    OK(meshcache_cluster_new(o, &c[i]));
+    meshcache_cluster_options_free(o);
+    OK(meshcache_cluster_advertise_addr(c[i], addrs[i], sizeof addrs[i], &n));
+    peers[i] = addrs[i];
+  }
+  for (int i = 0; i < NODES; i++) {
+    meshcache_group_options *o = NULL;
+    OK(meshcache_cluster_set_peers(c[i], peers, NODES));
+    OK(meshcache_group_options_new(&o));
+    OK(meshcache_group_options_set_loader(o, count_loader, &loaders[i], count_loader_free));
+    OK(meshcache_group_options_set_hot_sample(o, 1));
+    OK(meshcache_group_new(c[i], "users", o, &g[i]));
+    meshcache_group_options_free(o);
+  }
+  /* every node reads every key: each key is loaded once in the whole cluster */
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < NODES; i++) {
+      for (int k = 0; k < CLUSTER_KEYS; k++) {
+        char key[32], want[40];
+        snprintf(key, sizeof key, "user-%d", k);
+        snprintf(want, sizeof want, "v:%s", key);
+        meshcache_value v = {0};
+        OK(meshcache_group_get(g[i], K(key), &v));
+        CHECK(value_is(&v, want));
+        meshcache_value_free(&v);
+      }
+    }
+  }
+  int total = 0, busy = 0;
+  for (int i = 0; i < NODES; i++) {
+    int n = atomic_load(&loaders[i].calls);
+    total += n;
+    busy += n > 0;
+  }
+  CHECK(total == CLUSTER_KEYS);
+  CHECK(busy == NODES); /* the keys are spread over the nodes */
+  /* get_many across owners */
+  meshcache_bytes keys[CLUSTER_KEYS];
+  char names[CLUSTER_KEYS][32];
+  for (int k = 0; k < CLUSTER_KEYS; k++) {
+    snprintf(names[k], sizeof names[k], "user-%d", k);
+    keys[k].data = (const uint8_t *)names[k];
+    keys[k].len = strlen(names[k]);
+  }
+  meshcache_entries *e = NULL;
+  OK(meshcache_group_get_many(g[1], keys, CLUSTER_KEYS, &e));
+  CHECK(meshcache_entries_len(e) == CLUSTER_KEYS);
+  meshcache_entries_free(e);
+  /* set on one node is seen on every node; delete on another reaches every node */
+  meshcache_value v = {0};
+  for (int k = 0; k < 6; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "user-%d", k);
+    OK(meshcache_group_set(g[0], K(key), (const uint8_t *)"new", 3, MESHCACHE_TTL_DEFAULT));
+    for (int i = 0; i < NODES; i++) {
+      OK(meshcache_group_get(g[i], K(key), &v));
+      CHECK(value_is(&v, "new"));
+      meshcache_value_free(&v);
+    }
+    OK(meshcache_group_delete(g[2], K(key)));
+    for (int i = 0; i < NODES; i++) {
+      CHECK_RC(meshcache_group_peek(g[i], K(key), &v), MESHCACHE_NOT_FOUND);
+    }
+  }
+  CHECK(total == CLUSTER_KEYS);
+  meshcache_cluster_stats s;
+  OK(meshcache_cluster_stats_get(c[0], &s));
+  CHECK(s.peers == NODES - 1 && s.requests > 0 && s.failures == 0);
+  for (int i = 0; i < NODES; i++) OK(meshcache_cluster_shutdown(c[i]));
+  for (int i = 0; i < NODES; i++) {
+    meshcache_group_free(g[i]);
+    meshcache_cluster_free(c[i]);
+    CHECK(atomic_load(&loaders[i].freed) == 1);
+  }
+}
+
+/* ---- 8 threads -------------------------------------------------------------------- */
+
+#define THREADS 8
+#define THREAD_KEYS 50
+
+typedef struct thread_arg {
+  meshcache_group *group;
+  pthread_barrier_t *barrier;
+  int id;
+  int errors;
+} thread_arg;
+
+static void *reader(void *p) {
+  thread_arg *a = (thread_arg *)p;
+  pthread_barrier_wait(a->barrier);
+  for (int r = 0; r < 4; r++) {
+    for (int k = 0; k < THREAD_KEYS; k++) {
+      /* threads walk the keys from different starting points, so that they collide */
+      int key_i = (k + a->id * 7) % THREAD_KEYS;
+      char key[32], want[40];
+      snprintf(key, sizeof key, "t-%d", key_i);
+      snprintf(want, sizeof want, "v:%s", key);
+      meshcache_value v = {0};
+      if (meshcache_group_get(a->group, K(key), &v) != MESHCACHE_OK || !value_is(&v, want)) {
+        a->errors++;
+      }
+      meshcache_value_free(&v);
+    }
+  }
+  return NULL;
+}
+
+static void test_eight_threads(void) {
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  pthread_t t[THREADS];
+  thread_arg args[THREADS];
+  pthread_barrier_t barrier;
+  CHECK(pthread_barrier_init(&barrier, NULL, THREADS) == 0);
+  for (int i = 0; i < THREADS; i++) {
+    args[i].group = f.group;
+    args[i].barrier = &barrier;
+    args[i].id = i;
+    args[i].errors = 0;
+    CHECK(pthread_create(&t[i], NULL, reader, &args[i]) == 0);
+  }
+  int errors = 0;
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(t[i], NULL);
+    errors += args[i].errors;
+  }
+  pthread_barrier_destroy(&barrier);
+  CHECK(errors == 0);
+  CHECK(atomic_load(&f.loader.calls) == THREAD_KEYS); /* singleflight: once per key */
+  meshcache_group_stats s;
+  OK(meshcache_group_stats_get(f.group, &s));
+  CHECK(s.gets == THREADS * 4 * THREAD_KEYS);
+  fixture_close(&f);
+}
+
+/* ---- NULL and bad arguments to every function ------------------------------------ */
+
+static void test_null_and_bad_arguments(void) {
+  const meshcache_result INV = MESHCACHE_INVALID_ARGUMENT;
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  meshcache_value v = {0};
+  meshcache_entries *e = NULL;
+  meshcache_clock *clock = NULL;
+  meshcache_cluster_options *co = NULL;
+  meshcache_group_options *go = NULL;
+  meshcache_group *g = NULL;
+  meshcache_cluster *c = NULL;
+  size_t n = 0;
+  uint64_t u = 0;
+  char buf[64];
+  meshcache_group_stats gs;
+  meshcache_cluster_stats cs;
+  meshcache_bytes kb = {NULL, 3};
+
+  CHECK_RC(meshcache_parse_size(NULL, &n), INV);
+  CHECK_RC(meshcache_parse_size("1", NULL), INV);
+  CHECK(meshcache_last_error_message() != NULL);
+  /* clock */
+  CHECK_RC(meshcache_clock_new(0, NULL), INV);
+  CHECK_RC(meshcache_clock_advance(NULL, 1), INV);
+  CHECK_RC(meshcache_clock_set(NULL, 1), INV);
+  CHECK_RC(meshcache_clock_now(NULL, &u), INV);
+  OK(meshcache_clock_new(0, &clock));
+  CHECK_RC(meshcache_clock_now(clock, NULL), INV);
+  meshcache_clock_free(clock);
+  meshcache_clock_free(NULL);
+  /* cluster options */
+  CHECK_RC(meshcache_cluster_options_new(NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_listen(NULL, "127.0.0.1:0"), INV);
+  CHECK_RC(meshcache_cluster_options_set_advertise(NULL, "127.0.0.1:0"), INV);
+  CHECK_RC(meshcache_cluster_options_add_peer(NULL, "127.0.0.1:0"), INV);
+  CHECK_RC(meshcache_cluster_options_set_peer_timeout_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_connect_timeout_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_retries(NULL, 1, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_breaker(NULL, 1, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_max_message_size(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_vnodes(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_worker_threads(NULL, 1), INV);
+  OK(meshcache_cluster_options_new(&co));
+  CHECK_RC(meshcache_cluster_options_set_listen(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_listen(co, "\xff\xfe"), INV); /* not UTF-8 */
+  CHECK_RC(meshcache_cluster_options_set_advertise(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_add_peer(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_peer_timeout_ms(co, 0), INV);
+  CHECK_RC(meshcache_cluster_options_set_connect_timeout_ms(co, 0), INV);
+  CHECK_RC(meshcache_cluster_options_set_max_message_size(co, 0), INV);
+  CHECK_RC(meshcache_cluster_options_set_vnodes(co, 0), INV);
+  CHECK_RC(meshcache_cluster_options_set_worker_threads(co, 0), INV);
+  meshcache_cluster_options_free(co);
+  meshcache_cluster_options_free(NULL);
+  /* cluster */
+  CHECK_RC(meshcache_cluster_new(NULL, NULL), INV);
+  CHECK_RC(meshcache_cluster_set_peers(NULL, NULL, 0), INV);
+  CHECK_RC(meshcache_cluster_set_peers(f.cluster, NULL, 2), INV);
+  const char *null_peer[1] = {NULL};
+  CHECK_RC(meshcache_cluster_set_peers(f.cluster, null_peer, 1), INV);
+  CHECK_RC(meshcache_cluster_local_addr(NULL, buf, sizeof buf, &n), INV);
+  CHECK_RC(meshcache_cluster_local_addr(f.cluster, NULL, sizeof buf, &n), INV);
+  CHECK_RC(meshcache_cluster_local_addr(f.cluster, buf, sizeof buf, NULL), INV);
+  CHECK_RC(meshcache_cluster_local_addr(f.cluster, buf, 0, &n), MESHCACHE_INSUFFICIENT_SIZE);
+  CHECK_RC(meshcache_cluster_advertise_addr(NULL, buf, sizeof buf, &n), INV);
+  CHECK_RC(meshcache_cluster_advertise_addr(f.cluster, NULL, sizeof buf, &n), INV);
+  CHECK_RC(meshcache_cluster_advertise_addr(f.cluster, buf, sizeof buf, NULL), INV);
+  CHECK_RC(meshcache_cluster_stats_get(NULL, &cs), INV);
+  CHECK_RC(meshcache_cluster_stats_get(f.cluster, NULL), INV);
+  CHECK_RC(meshcache_cluster_shutdown(NULL), INV);
+  meshcache_cluster_free(NULL);
+  CHECK(c == NULL);
+  /* group options */
+  CHECK_RC(meshcache_group_options_new(NULL), INV);
+  CHECK_RC(meshcache_group_options_set_capacity(NULL, 1), INV);
+  CHECK_RC(meshcache_group_options_set_capacity_str(NULL, "1"), INV);
+  CHECK_RC(meshcache_group_options_set_default_ttl_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_group_options_set_negative_ttl_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_group_options_set_max_key_len(NULL, 1), INV);
+  CHECK_RC(meshcache_group_options_set_max_value_len(NULL, 1), INV);
+  CHECK_RC(meshcache_group_options_set_hot_sample(NULL, 1), INV);
+  CHECK_RC(meshcache_group_options_set_loader(NULL, count_loader, NULL, NULL), INV);
+  CHECK_RC(meshcache_group_options_set_clock(NULL, NULL), INV);
+  OK(meshcache_group_options_new(&go));
+  CHECK_RC(meshcache_group_options_set_capacity(go, 0), INV);
+  CHECK_RC(meshcache_group_options_set_capacity_str(go, NULL), INV);
+  CHECK_RC(meshcache_group_options_set_capacity_str(go, "lots"), INV);
+  CHECK_RC(meshcache_group_options_set_capacity_str(go, "0"), INV);
+  CHECK_RC(meshcache_group_options_set_max_key_len(go, 0), INV);
+  CHECK_RC(meshcache_group_options_set_max_value_len(go, 0), INV);
+  counting_loader unused;
+  memset(&unused, 0, sizeof unused);
+  CHECK_RC(meshcache_group_options_set_loader(go, NULL, &unused, count_loader_free), INV);
+  CHECK(atomic_load(&unused.freed) == 0); /* not taken on failure */
+  CHECK_RC(meshcache_group_options_set_clock(go, NULL), INV);
+  /* replacing a loader releases the old one's user data */
+  OK(meshcache_group_options_set_loader(go, count_loader, &unused, count_loader_free));
+  OK(meshcache_group_options_set_loader(go, count_loader, &unused, NULL));
+  CHECK(atomic_load(&unused.freed) == 1);
+  meshcache_group_options_free(go);
+  meshcache_group_options_free(NULL);
+  /* group */
+  CHECK_RC(meshcache_group_new(NULL, "x", NULL, &g), INV);
+  CHECK_RC(meshcache_group_new(f.cluster, NULL, NULL, &g), INV);
+  CHECK_RC(meshcache_group_new(f.cluster, "x", NULL, NULL), INV);
+  CHECK(g == NULL);
+  meshcache_group_free(NULL);
+  CHECK_RC(meshcache_group_get(NULL, K("a"), &v), INV);
+  CHECK_RC(meshcache_group_get(f.group, NULL, 1, &v), INV);
+  CHECK_RC(meshcache_group_get(f.group, K("a"), NULL), INV);
+  CHECK_RC(meshcache_group_peek(NULL, K("a"), &v), INV);
+  CHECK_RC(meshcache_group_peek(f.group, NULL, 1, &v), INV);
+  CHECK_RC(meshcache_group_peek(f.group, K("a"), NULL), INV);
+  CHECK_RC(meshcache_group_get_many(NULL, &kb, 1, &e), INV);
+  CHECK_RC(meshcache_group_get_many(f.group, NULL, 1, &e), INV);
+  CHECK_RC(meshcache_group_get_many(f.group, &kb, 1, &e), INV); /* NULL key data, len 3 */
+  CHECK_RC(meshcache_group_get_many(f.group, &kb, 0, NULL), INV);
+  CHECK_RC(meshcache_group_set(NULL, K("a"), (const uint8_t *)"x", 1, 0), INV);
+  CHECK_RC(meshcache_group_set(f.group, NULL, 1, (const uint8_t *)"x", 1, 0), INV);
+  CHECK_RC(meshcache_group_set(f.group, K("a"), NULL, 1, 0), INV);
+  CHECK_RC(meshcache_group_delete(NULL, K("a")), INV);
+  CHECK_RC(meshcache_group_delete(f.group, NULL, 1), INV);
+  CHECK_RC(meshcache_group_stats_get(NULL, &gs), INV);
+  CHECK_RC(meshcache_group_stats_get(f.group, NULL), INV);
+  /* loader out (outside a loader only NULL can be passed) */
+  CHECK_RC(meshcache_loader_out_set_value(NULL, (const uint8_t *)"x", 1, 0), INV);
+  CHECK_RC(meshcache_loader_out_set_not_found(NULL, 0), INV);
+  CHECK_RC(meshcache_loader_out_set_error(NULL, "x"), INV);
+  CHECK_RC(meshcache_loader_out_inject_panic(NULL), INV);
+  /* values and entries */
+  meshcache_value_free(NULL);
+  meshcache_value_free(&v);
+  CHECK(meshcache_entries_len(NULL) == 0);
+  CHECK_RC(meshcache_entries_get(NULL, 0, NULL, NULL), INV);
+  CHECK_RC(meshcache_entries_value(NULL, 0, &v), INV);
+  OK(meshcache_group_get_many(f.group, NULL, 0, &e));
+  CHECK_RC(meshcache_entries_value(e, 0, NULL), INV);
+  CHECK_RC(meshcache_entries_value(e, 0, &v), INV);
+  meshcache_entries_free(e);
+  meshcache_entries_free(NULL);
+  double d1, d2;
+  CHECK_RC(meshcache_bench_rust_get_hit(NULL, K("a"), 1, &d1, &d2), INV);
+  CHECK(v.data == NULL);
+  fixture_close(&f);
+}
+
+/* Values in the loader's bad-argument paths, from inside a loader. */
+static void bad_out_loader(void *user_data, const uint8_t *key, size_t key_len,
+                           meshcache_loader_out *out) {
+  int *bad = (int *)user_data;
+  (void)key;
+  (void)key_len;
+  *bad += meshcache_loader_out_set_value(out, NULL, 5, 0) == MESHCACHE_INVALID_ARGUMENT;
+  *bad += meshcache_loader_out_set_error(out, "\xff") == MESHCACHE_INVALID_ARGUMENT;
+  meshcache_loader_out_set_not_found(out, 0);
+}
+
+static void test_loader_out_bad_arguments(void) {
+  meshcache_cluster *c = NULL;
+  meshcache_group_options *o = NULL;
+  meshcache_group *g = NULL;
+  meshcache_value v = {0};
+  int bad = 0;
+  OK(meshcache_cluster_new(NULL, &c));
+  OK(meshcache_group_options_new(&o));
+  OK(meshcache_group_options_set_loader(o, bad_out_loader, &bad, NULL));
+  OK(meshcache_group_new(c, "b", o, &g));
+  meshcache_group_options_free(o);
+  CHECK_RC(meshcache_group_get(g, K("k"), &v), MESHCACHE_NOT_FOUND);
+  CHECK(bad == 2);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+}
+
+/* ---- runner ----------------------------------------------------------------------- */
+
+typedef struct test_case {
+  const char *name;
+  void (*fn)(void);
+} test_case;
+
+#define T(name) {#name, name}
+static const test_case TESTS[] = {
+    T(test_version_names_sizes),    T(test_set_get_peek_delete), T(test_ttl_with_manual_clock),
+    T(test_default_ttl),            T(test_loader_errors),       T(test_panic_becomes_result),
+    T(test_loader_reentry),         T(test_get_many),            T(test_limits),
+    T(test_closed_after_shutdown),  T(test_cluster_options_and_addrs),
+    T(test_three_node_cluster),     T(test_eight_threads),       T(test_null_and_bad_arguments),
+    T(test_loader_out_bad_arguments),
+};
+
+int main(int argc, char **argv) {
+  int passed = 0, failed = 0;
+  for (size_t i = 0; i < sizeof TESTS / sizeof TESTS[0]; i++) {
+    if (argc > 1 && strstr(TESTS[i].name, argv[1]) == NULL) continue;
+    int before = failed_checks;
+    TESTS[i].fn();
+    if (failed_checks == before) {
+      passed++;
+      printf("ok   %s\n", TESTS[i].name);
+    } else {
+      failed++;
+      printf("FAIL %s\n", TESTS[i].name);
+    }
+    fflush(stdout);
+  }
+  printf("%d passed, %d failed\n", passed, failed);
+  return (failed == 0 && passed > 0) ? 0 : 1;
+}
