@@ -1,0 +1,144 @@
+//! Python values in, Python values out. Keys are `str` (encoded as UTF-8) or `bytes`;
+//! values are bytes-like in (`bytes`, `bytearray`, `memoryview`) and `bytes` out.
+//! Anything else is a `TypeError` that names what was expected and what was given.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyFloat, PyInt, PyMemoryView, PyString};
+
+use crate::errors;
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The bytes of a key: borrowed from a `bytes` object, or the UTF-8 of a `str`.
+///
+/// This is on the hit path, so the checks are ordered by likelihood and cost: an exact
+/// `str`/`bytes` type check is a pointer comparison.
+#[inline]
+pub(crate) fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return str_bytes(s);
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return str_bytes(s);
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(b.as_bytes()));
+    }
+    Err(PyTypeError::new_err(format!(
+        "key must be str or bytes, not {}",
+        type_name(obj)
+    )))
+}
+
+#[inline]
+fn str_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
+    // Under abi3 for 3.9 there is no borrowed UTF-8 view of a str: `to_cow` borrows where
+    // the interpreter allows it and copies otherwise.
+    match s.to_cow()? {
+        Cow::Borrowed(b) => Ok(Cow::Borrowed(b.as_bytes())),
+        Cow::Owned(o) => Ok(Cow::Owned(o.into_bytes())),
+    }
+}
+
+/// A key back in Python: the loader's argument. `str` (UTF-8, with `surrogateescape`
+/// for bytes that are not UTF-8) unless the group was built with `bytes_keys=True`.
+pub(crate) fn key_to_py<'py>(py: Python<'py>, key: &[u8], as_bytes: bool) -> PyResult<Bound<'py, PyAny>> {
+    if as_bytes {
+        return Ok(PyBytes::new(py, key).into_any());
+    }
+    match std::str::from_utf8(key) {
+        Ok(s) => Ok(PyString::new(py, s).into_any()),
+        Err(_) => PyBytes::new(py, key).call_method1("decode", ("utf-8", "surrogateescape")),
+    }
+}
+
+/// A value from Python: any bytes-like object, copied into the cache.
+pub(crate) fn value(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Bytes> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Bytes::copy_from_slice(b.as_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Bytes::from(b.to_vec()));
+    }
+    if obj.cast::<PyMemoryView>().is_ok() {
+        let b = obj.call_method0("tobytes")?;
+        return Ok(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()));
+    }
+    let hint = if obj.is_instance_of::<PyString>() {
+        " (encode str values first, e.g. value.encode())"
+    } else {
+        ""
+    };
+    Err(PyTypeError::new_err(format!(
+        "{what} must be bytes, bytearray or memoryview, not {}{hint}",
+        type_name(obj)
+    )))
+}
+
+/// A value out to Python: one copy into a new `bytes`.
+#[inline]
+pub(crate) fn value_to_py<'py>(py: Python<'py>, v: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, v)
+}
+
+/// A TTL in seconds (int or float) or `None`.
+pub(crate) fn ttl(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
+    let Some(obj) = obj else { return Ok(None) };
+    if obj.is_none() {
+        return Ok(None);
+    }
+    if obj.is_instance_of::<pyo3::types::PyBool>()
+        || !(obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number of seconds (int or float) or None, not {}",
+            type_name(obj)
+        )));
+    }
+    let secs: f64 = obj.extract()?;
+    Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a finite, non-negative number of seconds, not {secs}"
+        ))
+    })
+}
+
+/// A byte size: an `int`, or a string like `"64MiB"` parsed by the core's `parse_size`.
+pub(crate) fn size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
+    let py = obj.py();
+    if let Ok(s) = obj.cast::<PyString>() {
+        return meshcache::parse_size(&s.to_cow()?).map_err(|e| errors::to_py(py, e, None));
+    }
+    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<pyo3::types::PyBool>() {
+        let n: i128 = obj.extract()?;
+        return usize::try_from(n).map_err(|_| {
+            errors::invalid(
+                py,
+                format!("{what} must be a non-negative number of bytes, not {n}"),
+            )
+        });
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be an int number of bytes or a string like \"64MiB\", not {}",
+        type_name(obj)
+    )))
+}
+
+/// Parses a byte size like "64MiB", "1.5 GiB" or "512kB" (units as in the Rust core).
+#[pyfunction]
+pub(crate) fn parse_size(text: &Bound<'_, PyAny>) -> PyResult<usize> {
+    size(text, "size")
+}

@@ -1,0 +1,496 @@
+//! `meshcache.Group`: one named cache of a cluster.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use meshcache::{Group, GroupStats};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use tokio::runtime::Handle;
+
+use crate::convert;
+use crate::errors;
+use crate::fork;
+use crate::loader::{LoopThread, PyLoader, same_loop_error};
+
+/// A named cache served by a `Cluster`: made by `Cluster.group(...)`.
+///
+/// Every method may be called from any thread. `peek` and a `get` that hits read the
+/// store directly; anything that waits releases the GIL.
+#[pyclass(frozen, name = "Group", module = "meshcache._native")]
+pub struct PyGroup {
+    group: Group,
+    rt: Handle,
+    generation: u64,
+    loader: Option<Arc<PyLoader>>,
+    loops: Arc<LoopThread>,
+}
+
+impl std::fmt::Debug for PyGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PyGroup")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PyGroup {
+    pub(crate) fn new(
+        group: Group,
+        rt: Handle,
+        loader: Option<Arc<PyLoader>>,
+        loops: Arc<LoopThread>,
+    ) -> Self {
+        PyGroup {
+            group,
+            rt,
+            generation: fork::generation(),
+            loader,
+            loops,
+        }
+    }
+
+    /// Refuses calls in a child process: the runtime and locks belong to the parent.
+    #[inline]
+    fn check_fork(&self, py: Python<'_>) -> PyResult<()> {
+        if self.generation == fork::generation() {
+            Ok(())
+        } else {
+            Err(forked(py))
+        }
+    }
+
+    /// A sync wait on a loop thread for a coroutine scheduled on that loop never ends.
+    fn check_not_on_loader_loop(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(loader) = &self.loader else { return Ok(()) };
+        let running = py.import("asyncio")?.call_method0("_get_running_loop")?;
+        if running.is_none() {
+            return Ok(());
+        }
+        let own = loader.event_loop().map(|l| l.bind(py).clone());
+        let fallback = self.loops.started(py);
+        if own.is_some_and(|l| l.is(&running)) || fallback.is_some_and(|l| l.is(&running)) {
+            return Err(same_loop_error());
+        }
+        Ok(())
+    }
+
+    /// Runs a core future to completion from sync code: polled once with the GIL held
+    /// (a hit completes there, without entering the runtime or releasing the GIL), then,
+    /// if it must wait, driven with the GIL released.
+    fn block_on<T: Send>(
+        &self,
+        py: Python<'_>,
+        fut: impl Future<Output = meshcache::Result<T>> + Send,
+        may_load: bool,
+    ) -> PyResult<meshcache::Result<T>> {
+        let mut fut = pin!(fut);
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return Ok(r);
+        }
+        if may_load {
+            self.check_not_on_loader_loop(py)?;
+        }
+        let rt = &self.rt;
+        Ok(py.detach(|| rt.block_on(fut)))
+    }
+
+    /// Runs a core future for asyncio: returns an `asyncio.Future` of the running loop,
+    /// resolved from a blocking thread with `call_soon_threadsafe`.
+    fn awaitable<'py, T, F, C>(
+        &self,
+        py: Python<'py>,
+        fut: F,
+        key: Option<Py<PyAny>>,
+        convert: C,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: Send + 'static,
+        F: Future<Output = meshcache::Result<T>> + Send + 'static,
+        C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+    {
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let future = event_loop.call_method0("create_future")?;
+        let mut fut = Box::pin(fut);
+        if let Poll::Ready(r) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            let (ok, v) = outcome(py, r, key.as_ref().map(|k| k.bind(py)), convert);
+            future.call_method1(if ok { "set_result" } else { "set_exception" }, (v,))?;
+            return Ok(future);
+        }
+        let resolver = Resolver {
+            target: Some((event_loop.unbind(), future.clone().unbind(), key)),
+        };
+        self.rt.spawn(async move {
+            let r = fut.await;
+            resolver.resolve(r, convert);
+        });
+        Ok(future)
+    }
+}
+
+/// Hands a result to an asyncio future from a runtime task. If the task is dropped
+/// first (the runtime shut down), the future gets `ClosedError` instead of waiting
+/// forever.
+struct Resolver {
+    target: Option<Target>,
+}
+
+/// The loop, the asyncio future on it, and the caller's key (for `NotFound.args`).
+type Target = (Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>);
+
+impl Resolver {
+    fn resolve<T, C>(mut self, r: meshcache::Result<T>, convert: C)
+    where
+        T: Send + 'static,
+        C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+    {
+        let Some(target) = self.target.take() else { return };
+        if crate::exiting() {
+            return; // attaching now could end this thread inside Rust code
+        }
+        // Taking the GIL may wait: do it on a blocking thread, not a runtime worker.
+        // The join handle is not needed: the result goes to the asyncio future.
+        drop(tokio::task::spawn_blocking(move || {
+            Python::attach(|py| {
+                let (ok, v) = outcome(py, r, target.2.as_ref().map(|k| k.bind(py)), convert);
+                deliver(py, &target.0, &target.1, ok, v);
+            })
+        }));
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        if let Some((lp, fut, _)) = self.target.take() {
+            if crate::exiting() {
+                return;
+            }
+            Python::attach(|py| {
+                let e = errors::closed(py, "the cluster shut down before the call finished");
+                deliver(py, &lp, &fut, false, e.into_value(py).into_bound(py).into_any());
+            });
+        }
+    }
+}
+
+fn outcome<'py, T, C>(
+    py: Python<'py>,
+    r: meshcache::Result<T>,
+    key: Option<&Bound<'py, PyAny>>,
+    convert: C,
+) -> (bool, Bound<'py, PyAny>)
+where
+    C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>>,
+{
+    match r
+        .map_err(|e| errors::to_py(py, e, key))
+        .and_then(|v| convert(py, v))
+    {
+        Ok(v) => (true, v),
+        Err(e) => (false, e.into_value(py).into_bound(py).into_any()),
+    }
+}
+
+fn deliver(py: Python<'_>, lp: &Py<PyAny>, fut: &Py<PyAny>, ok: bool, v: Bound<'_, PyAny>) {
+    let resolve = match wrap_pyfunction!(_resolve_future, py) {
+        Ok(f) => f,
+        Err(e) => return e.write_unraisable(py, None),
+    };
+    // Fails only when the loop is closed: then nobody is waiting.
+    let _ = lp.call_method1(py, "call_soon_threadsafe", (resolve, fut, ok, v));
+}
+
+/// Runs on the loop's thread.
+#[pyfunction]
+fn _resolve_future(fut: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    // A cancelled future is done: set_result would raise InvalidStateError.
+    if fut.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    fut.call_method1(if ok { "set_result" } else { "set_exception" }, (value,))?;
+    Ok(())
+}
+
+pub(crate) fn forked(py: Python<'_>) -> PyErr {
+    errors::closed(
+        py,
+        "this meshcache object was created before os.fork() in the parent process and cannot be \
+         used in the child: create a new Cluster in the child (for gunicorn, in post_fork)",
+    )
+}
+
+fn bytes_out(py: Python<'_>, v: Bytes) -> PyResult<Bound<'_, PyAny>> {
+    Ok(convert::value_to_py(py, &v).into_any())
+}
+
+fn unit(py: Python<'_>, (): ()) -> PyResult<Bound<'_, PyAny>> {
+    Ok(py.None().into_bound(py))
+}
+
+/// Pairs the found `(key, value)` list (a subsequence of the unique keys, in order) with
+/// the caller's own key objects.
+fn many_out<'py>(
+    py: Python<'py>,
+    keys: &[(Vec<u8>, Py<PyAny>)],
+    found: Vec<(Bytes, Bytes)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let out = PyDict::new(py);
+    let mut i = 0;
+    for (k, v) in found {
+        while i < keys.len() && keys[i].0 != k[..] {
+            i += 1;
+        }
+        if let Some((_, obj)) = keys.get(i) {
+            out.set_item(obj.bind(py), convert::value_to_py(py, &v))?;
+        }
+    }
+    Ok(out.into_any())
+}
+
+fn many_keys(keys: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Py<PyAny>)>> {
+    if keys.is_instance_of::<PyString>() || keys.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "get_many takes an iterable of keys, not a single str or bytes: use get_many([key])",
+        ));
+    }
+    let mut out = Vec::new();
+    for k in keys.try_iter()? {
+        let k = k?;
+        let b = convert::key(&k)?.into_owned();
+        out.push((b, k.unbind()));
+    }
+    Ok(out)
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &GroupStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, v) in [
+        ("gets", s.gets),
+        ("hits", s.hits),
+        ("hot_hits", s.hot_hits),
+        ("deduplicated", s.deduplicated),
+        ("loads", s.loads),
+        ("load_errors", s.load_errors),
+        ("not_found", s.not_found),
+        ("remote_fetches", s.remote_fetches),
+        ("remote_not_found", s.remote_not_found),
+        ("remote_errors", s.remote_errors),
+        ("fallback_loads", s.fallback_loads),
+        ("hot_inserts", s.hot_inserts),
+        ("served", s.served),
+        ("invalidation_errors", s.invalidation_errors),
+    ] {
+        d.set_item(name, v)?;
+    }
+    let store = PyDict::new(py);
+    store.set_item("capacity", s.store.capacity)?;
+    for (name, t) in [("main", &s.store.main), ("hot", &s.store.hot)] {
+        let td = PyDict::new(py);
+        for (f, v) in [
+            ("items", t.items),
+            ("bytes", t.bytes),
+            ("gets", t.gets),
+            ("hits", t.hits),
+            ("evictions", t.evictions),
+            ("expirations", t.expirations),
+        ] {
+            td.set_item(f, v)?;
+        }
+        store.set_item(name, td)?;
+    }
+    d.set_item("store", store)?;
+    Ok(d)
+}
+
+#[pymethods]
+impl PyGroup {
+    /// The group's name.
+    #[getter]
+    fn name(&self) -> &str {
+        self.group.name()
+    }
+
+    /// Whether the group (or its cluster) was closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.group.is_closed()
+    }
+
+    /// The value of `key` if it is cached here; never loads, never waits.
+    fn peek<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?;
+        match self.group.peek(&k) {
+            Ok(v) => Ok(v.map(|v| convert::value_to_py(py, &v))),
+            Err(e) => Err(errors::to_py(py, e, Some(key))),
+        }
+    }
+
+    /// The value of `key`, loaded once in the whole cluster on a miss.
+    fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?;
+        match self.block_on(py, self.group.get(&k), true)? {
+            Ok(v) => Ok(convert::value_to_py(py, &v)),
+            Err(e) => Err(errors::to_py(py, e, Some(key))),
+        }
+    }
+
+    /// `get` for asyncio: `await group.aget(key)`.
+    fn aget<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?.into_owned();
+        let g = self.group.clone();
+        self.awaitable(
+            py,
+            async move { g.get(&k).await },
+            Some(key.clone().unbind()),
+            bytes_out,
+        )
+    }
+
+    /// The values of the keys that exist, as a dict keyed by the caller's key objects.
+    /// Misses load concurrently; keys owned by other nodes take one call per node.
+    fn get_many<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_fork(py)?;
+        let keys = many_keys(keys)?;
+        let raw: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
+        // get_many may call peers from the calling future: always run it in the runtime.
+        let g = &self.group;
+        self.check_not_on_loader_loop(py)?;
+        let rt = &self.rt;
+        let r = py.detach(|| rt.block_on(g.get_many(&raw)));
+        match r {
+            Ok(found) => many_out(py, &keys, found),
+            Err(e) => Err(errors::to_py(py, e, None)),
+        }
+    }
+
+    /// `get_many` for asyncio.
+    fn aget_many<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_fork(py)?;
+        let keys = many_keys(keys)?;
+        let owned: Vec<Vec<u8>> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let g = self.group.clone();
+        let rt = self.rt.clone();
+        self.awaitable(
+            py,
+            async move {
+                rt.spawn(async move { g.get_many(&owned).await })
+                    .await
+                    .map_err(join_error)?
+            },
+            None,
+            move |py, found| many_out(py, &keys, found),
+        )
+    }
+
+    /// Stores `value` under `key` on its owner, for `ttl` seconds (default: the group's).
+    #[pyo3(signature = (key, value, ttl=None))]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?;
+        let v = convert::value(value, "value")?;
+        let ttl = convert::ttl(ttl, "ttl")?;
+        let g = &self.group;
+        let rt = &self.rt;
+        let r = py.detach(|| rt.block_on(g.set(&k, v, ttl)));
+        r.map_err(|e| errors::to_py(py, e, Some(key)))
+    }
+
+    /// `set` for asyncio.
+    #[pyo3(signature = (key, value, ttl=None))]
+    fn aset<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyAny>,
+        ttl: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?.into_owned();
+        let v = convert::value(value, "value")?;
+        let ttl = convert::ttl(ttl, "ttl")?;
+        let g = self.group.clone();
+        let rt = self.rt.clone();
+        self.awaitable(
+            py,
+            async move {
+                rt.spawn(async move { g.set(&k, v, ttl).await })
+                    .await
+                    .map_err(join_error)?
+            },
+            Some(key.clone().unbind()),
+            unit,
+        )
+    }
+
+    /// Removes `key` from its owner and from every node's mirrors.
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?;
+        let g = &self.group;
+        let rt = &self.rt;
+        let r = py.detach(|| rt.block_on(g.delete(&k)));
+        r.map_err(|e| errors::to_py(py, e, Some(key)))
+    }
+
+    /// `delete` for asyncio.
+    fn adelete<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_fork(py)?;
+        let k = convert::key(key)?.into_owned();
+        let g = self.group.clone();
+        let rt = self.rt.clone();
+        self.awaitable(
+            py,
+            async move {
+                rt.spawn(async move { g.delete(&k).await })
+                    .await
+                    .map_err(join_error)?
+            },
+            Some(key.clone().unbind()),
+            unit,
+        )
+    }
+
+    /// The group's counters, with its store's under "store".
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.check_fork(py)?;
+        stats_dict(py, &self.group.stats())
+    }
+
+    /// Closes the group: later calls raise ClosedError and the store is emptied.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_fork(py)?;
+        self.group.close();
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<meshcache.Group {:?}>", self.group.name())
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> meshcache::Error {
+    meshcache::Error::new(meshcache::ErrorKind::Panic, format!("meshcache task failed: {e}"))
+}
+
+impl Drop for PyGroup {
+    fn drop(&mut self) {
+        if self.generation != fork::generation() {
+            // In a forked child: dropping could take a lock a vanished thread held.
+            std::mem::forget(self.group.clone());
+            std::mem::forget(self.rt.clone());
+        }
+    }
+}

@@ -1,0 +1,60 @@
+"""meshcache: an embedded, distributed, read-through cache with a Rust core.
+
+Every process of a service runs a :class:`Cluster` node; each key has one owner, and a
+miss anywhere is loaded once in the whole cluster by the owner's loader::
+
+    import meshcache
+
+    def load_user(key: str) -> bytes:
+        return db.fetch_user(key)          # or (value, ttl_seconds), or raise meshcache.NotFound
+
+    with meshcache.Cluster(listen="127.0.0.1:0", peers=[...]) as cluster:
+        users = cluster.group("users", capacity="256MiB", ttl=60, loader=load_user)
+        users.get("42")                    # bytes
+        await users.aget("42")             # asyncio
+
+Threads: every call may come from any thread; anything that waits releases the GIL.
+Loaders run on meshcache's worker threads (they take the GIL to run); ``async def``
+loaders run on the event loop given as ``loop=`` to :meth:`Cluster.group`, or else on an
+event-loop thread the cluster starts the first time it needs one.
+
+Fork: a cluster belongs to the process that created it. After ``os.fork()`` the child
+gets :class:`ClosedError` from the parent's objects and must create its own cluster (for
+gunicorn, in the ``post_fork`` hook).
+
+Errors: a loader's own exception reaches the caller unchanged. meshcache's own are
+:class:`MeshcacheError` subclasses: :class:`NotFound` (also a ``KeyError``),
+:class:`PeerError`, :class:`Timeout` (also a ``TimeoutError``), :class:`InvalidArgument`
+(also a ``ValueError``), :class:`ClosedError`, :class:`LoadError` (a loader failed on
+another node), :class:`PanicError`. Arguments of the wrong type raise ``TypeError``.
+"""
+
+from meshcache._native import (
+    ClosedError,
+    Cluster,
+    Group,
+    InvalidArgument,
+    LoadError,
+    MeshcacheError,
+    NotFound,
+    PanicError,
+    PeerError,
+    Timeout,
+    __version__,
+    parse_size,
+)
+
+__all__ = [
+    "ClosedError",
+    "Cluster",
+    "Group",
+    "InvalidArgument",
+    "LoadError",
+    "MeshcacheError",
+    "NotFound",
+    "PanicError",
+    "PeerError",
+    "Timeout",
+    "__version__",
+    "parse_size",
+]
