@@ -76,11 +76,10 @@ pub struct GroupStats {
     pub store: StoreStats,
 }
 
+/// Counters of the slow paths. Lookups and hits are counted by the store, per thread, so
+/// that a hit writes no shared cache line.
 #[derive(Debug, Default)]
 struct Counters {
-    gets: AtomicU64,
-    hits: AtomicU64,
-    hot_hits: AtomicU64,
     deduplicated: AtomicU64,
     loads: AtomicU64,
     load_errors: AtomicU64,
@@ -427,17 +426,10 @@ impl Group {
         self.peek(key)
     }
 
-    /// Store lookup with counting: `Some(None)` is a cached NotFound.
+    /// Store lookup, counted: `Some(None)` is a cached NotFound.
     #[inline]
     fn lookup(&self, key: &[u8]) -> Option<Option<Bytes>> {
-        let c = &self.inner.counters;
-        bump(&c.gets);
-        let hit = self.inner.store.get(key)?;
-        match hit.tier {
-            Tier::Main => bump(&c.hits),
-            Tier::Hot => bump(&c.hot_hits),
-        };
-        Some(hit.value)
+        Some(self.inner.store.get(key)?.value)
     }
 
     /// The value of `key`: from the store, or from the key's owner, which loads it once
@@ -650,10 +642,11 @@ impl Group {
     pub fn stats(&self) -> GroupStats {
         let c = &self.inner.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let store = self.inner.store.stats();
         GroupStats {
-            gets: l(&c.gets),
-            hits: l(&c.hits),
-            hot_hits: l(&c.hot_hits),
+            gets: store.main.gets,
+            hits: store.main.hits,
+            hot_hits: store.hot.hits,
             deduplicated: l(&c.deduplicated),
             loads: l(&c.loads),
             load_errors: l(&c.load_errors),
@@ -665,7 +658,7 @@ impl Group {
             hot_inserts: l(&c.hot_inserts),
             served: l(&c.served),
             invalidation_errors: l(&c.invalidation_errors),
-            store: self.inner.store.stats(),
+            store,
         }
     }
 
@@ -727,7 +720,7 @@ impl Group {
     /// cannot be reached.
     async fn fetch_remote(&self, peer: Arc<PeerClient>, key: Bytes) -> Result<Option<Found>> {
         self.flight(true, key, |g, key| async move {
-            if let Some(hit) = g.inner.store.get(&key) {
+            if let Some(hit) = g.inner.store.get_uncounted(&key) {
                 return Ok(hit.value.map(|value| Found {
                     value,
                     deadline: hit.deadline,
@@ -794,7 +787,7 @@ impl Group {
     /// Checks the store again, then loads through the loader and caches in `tier`.
     async fn load_and_cache(&self, key: Bytes, tier: Tier) -> Result<Option<Found>> {
         // A flight that ended between our lookup and our joining may have cached it.
-        if let Some(hit) = self.inner.store.get(&key) {
+        if let Some(hit) = self.inner.store.get_uncounted(&key) {
             return Ok(hit.value.map(|value| Found {
                 value,
                 deadline: hit.deadline,
@@ -843,7 +836,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(&key)?;
         bump(&self.inner.counters.served);
-        if let Some(hit) = self.inner.store.get(&key) {
+        if let Some(hit) = self.inner.store.get_uncounted(&key) {
             return Ok(hit.value.map(|value| Found {
                 value,
                 deadline: hit.deadline,

@@ -212,9 +212,21 @@ impl Store {
     /// Looks `key` up in both tiers. Never returns an expired entry. Takes only a read lock.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Hit> {
+        self.lookup(key, true)
+    }
+
+    /// [`Store::get`] without counting the lookup in [`Store::stats`] (the entry's
+    /// frequency still counts the read): for the internal re-checks of the get path and
+    /// for peers' requests, which are counted elsewhere.
+    #[inline]
+    pub fn get_uncounted(&self, key: &[u8]) -> Option<Hit> {
+        self.lookup(key, false)
+    }
+
+    #[inline]
+    fn lookup(&self, key: &[u8], count: bool) -> Option<Hit> {
         let hash = self.hash(key);
         let shard = self.shard(hash).read();
-        let stripe = &self.stripes[stripe_index()];
         match shard.find(hash, key) {
             Some(e) if !(e.deadline != 0 && e.expired(self.clock.now_ms())) => {
                 e.touch();
@@ -222,10 +234,13 @@ impl Store {
                 let value = e.value.clone();
                 let deadline = e.deadline;
                 drop(shard);
-                match tier {
-                    Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
-                    Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
-                };
+                if count {
+                    let stripe = &self.stripes[stripe_index()];
+                    match tier {
+                        Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
+                        Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
                 Some(Hit {
                     value,
                     tier,
@@ -234,7 +249,11 @@ impl Store {
             }
             _ => {
                 drop(shard);
-                stripe.misses.fetch_add(1, Ordering::Relaxed);
+                if count {
+                    self.stripes[stripe_index()]
+                        .misses
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 None
             }
         }
