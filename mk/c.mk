@@ -1,4 +1,95 @@
-# c binding: targets test-c (run by make test) and anything else it needs.
-.PHONY: test-c
-test-c:
-	@echo 'test-c: not built yet'
+# C binding (bindings/c, include/meshcache.h, examples/c). Targets:
+#   make header           regenerate include/meshcache.h with the pinned cbindgen
+#   make test-c           (run by make test) header check, C and C++ builds, C tests natively
+#                         and under valgrind, install into a temp prefix, pkg-config example,
+#                         README's C program
+#   make install PREFIX=  libmeshcache.so (with SONAME) + .a, meshcache.h, meshcache.pc
+#   make bench-c          C get-hit cost vs the Rust API (release build), see BENCHMARKS.md
+.PHONY: header header-check cbindgen c-lib test-c install bench-c
+
+CBINDGEN_VERSION := 0.29.4
+CBINDGEN := $(HOME)/.cargo/bin/cbindgen
+C_CRATE := bindings/c
+C_OUT := $(CURDIR)/target/c
+C_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
+CXX_STRICT := -std=c++17 -Wall -Wextra -Werror -pedantic
+C_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+# The SONAME's version (bindings/c/build.rs): major, or 0.minor while the major is 0.
+C_ABI := $(shell echo $(C_VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
+PREFIX ?= /usr/local
+C_PROFILE ?= release
+C_FEATURES ?=
+C_CARGO_FLAGS = $(if $(filter release,$(C_PROFILE)),--release) $(if $(C_FEATURES),--features $(C_FEATURES))
+
+cbindgen:
+	@if ! $(CBINDGEN) --version 2>/dev/null | grep -qx 'cbindgen $(CBINDGEN_VERSION)'; then \
+	  $(CARGO) install cbindgen --version $(CBINDGEN_VERSION) --locked; fi
+
+header: cbindgen
+	cd $(C_CRATE) && $(CBINDGEN) -q --config cbindgen.toml --output ../../include/meshcache.h
+
+# Fails if the committed header is not what the pinned cbindgen generates.
+header-check: cbindgen
+	cd $(C_CRATE) && $(CBINDGEN) -q --config cbindgen.toml --output ../../include/meshcache.h --verify \
+	  || { echo "include/meshcache.h is stale: run make header and commit it" >&2; exit 1; }
+
+# Debug library with the test hooks; target/c/lib holds the SONAME link the loader looks for.
+c-lib: deps
+	$(CARGO) build -p meshcache-ffi --features test-hooks
+	mkdir -p $(C_OUT)/lib
+	ln -sf ../../debug/libmeshcache.so $(C_OUT)/lib/libmeshcache.so.$(C_ABI)
+	ln -sf ../../debug/libmeshcache.so $(C_OUT)/lib/libmeshcache.so
+
+test-c: header-check c-lib
+	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind; }
+	$(CARGO) clippy -q -p meshcache-ffi --features test-hooks --all-targets -- -D warnings
+	readelf -d target/debug/libmeshcache.so | grep -q 'SONAME.*libmeshcache.so.$(C_ABI)'
+	cc $(C_STRICT) -Iinclude $(C_CRATE)/tests/test_meshcache.c -o $(C_OUT)/test_meshcache \
+	  -L$(C_OUT)/lib -lmeshcache -pthread
+	c++ $(CXX_STRICT) -Iinclude $(C_CRATE)/tests/header_check.cpp -o $(C_OUT)/header_check \
+	  -L$(C_OUT)/lib -lmeshcache
+	LD_LIBRARY_PATH=$(C_OUT)/lib $(C_OUT)/header_check
+	@# Rust panics (injected on purpose by the panic tests) print to stderr; RUST_BACKTRACE=0 keeps that short.
+	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(C_OUT)/test_meshcache | tee $(C_OUT)/test.log
+	grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/test.log
+	@# No suppressions: the runtime's threads are joined when a cluster is freed.
+	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 valgrind -q --error-exitcode=1 --leak-check=full \
+	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+	  $(C_OUT)/test_meshcache | tee $(C_OUT)/valgrind.log
+	grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/valgrind.log
+	@# Install into a temporary prefix and build the example with pkg-config, as a user would.
+	rm -rf $(C_OUT)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(C_OUT)/prefix C_PROFILE=debug C_FEATURES=test-hooks
+	PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig cc $(C_STRICT) examples/c/hello.c -o $(C_OUT)/hello \
+	  $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags --libs meshcache)
+	test "$$(LD_LIBRARY_PATH=$(C_OUT)/prefix/lib $(C_OUT)/hello)" = "user 42"
+	@# Statically linked too.
+	cc $(C_STRICT) examples/c/hello.c -o $(C_OUT)/hello-static \
+	  $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags meshcache) \
+	  $(C_OUT)/prefix/lib/libmeshcache.a -lpthread -ldl -lm
+	test "$$($(C_OUT)/hello-static)" = "user 42"
+	@# The README's C program is examples/c/hello.c, verbatim.
+	awk '/^## C$$/{c=1;next} /^## /{c=0} c&&/^```c$$/{p=1;next} p&&/^```$$/{exit} p' README.md \
+	  | diff -u examples/c/hello.c - || { echo "README's C program differs from examples/c/hello.c" >&2; exit 1; }
+	@echo "test-c: C tests, valgrind, C++ header, install + pkg-config example: all passed"
+
+install: deps
+	$(CARGO) build -p meshcache-ffi $(C_CARGO_FLAGS)
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 target/$(C_PROFILE)/libmeshcache.so $(DESTDIR)$(PREFIX)/lib/libmeshcache.so.$(C_VERSION)
+	ln -sf libmeshcache.so.$(C_VERSION) $(DESTDIR)$(PREFIX)/lib/libmeshcache.so.$(C_ABI)
+	ln -sf libmeshcache.so.$(C_ABI) $(DESTDIR)$(PREFIX)/lib/libmeshcache.so
+	install -m 644 target/$(C_PROFILE)/libmeshcache.a $(DESTDIR)$(PREFIX)/lib/libmeshcache.a
+	install -m 644 include/meshcache.h $(DESTDIR)$(PREFIX)/include/meshcache.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(C_VERSION)|' $(C_CRATE)/meshcache.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/meshcache.pc
+
+bench-c: deps
+	$(CARGO) build --release -p meshcache-ffi --features test-hooks
+	mkdir -p $(C_OUT)/release-lib
+	ln -sf ../../release/libmeshcache.so $(C_OUT)/release-lib/libmeshcache.so.$(C_ABI)
+	ln -sf ../../release/libmeshcache.so $(C_OUT)/release-lib/libmeshcache.so
+	cc -O2 $(C_STRICT) -Iinclude $(C_CRATE)/bench/bench_get.c -o $(C_OUT)/bench_get \
+	  -L$(C_OUT)/release-lib -lmeshcache
+	LD_LIBRARY_PATH=$(C_OUT)/release-lib $(C_OUT)/bench_get
