@@ -1,0 +1,32 @@
+// Type-checked (tsc --noEmit --strict) against index.d.ts; not run.
+import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats } from 'meshcache'
+
+const loader: Loader = async (key: string) => {
+  if (key === '') throw new NotFoundError('empty', { ttlMs: 1000 })
+  return key.length > 3 ? { value: Buffer.from(key), ttlMs: 5000 } : `short ${key}`
+}
+
+async function main(): Promise<void> {
+  const cluster = new Cluster({ listen: '127.0.0.1:0', peers: ['127.0.0.1:7001'], peerTimeoutMs: 500 })
+  const users: Group = cluster.group('users', { capacity: '256MiB', ttlMs: 60_000, loader })
+  const bytes = cluster.group('bytes', { capacity: 1 << 20, loader: (k) => new Uint8Array([k.length]) })
+  const v: Buffer = await users.get('42')
+  const p: Buffer | undefined = users.peek('42')
+  const m: Map<string, Buffer> = await users.getMany(['1', '2'])
+  await users.set('42', v, { ttlMs: 10_000 })
+  await users.set('s', 'string')
+  await users.delete('42')
+  const s: GroupStats = bytes.stats()
+  const n: number = s.main.items + s.loads
+  const addr: string = cluster.localAddr
+  try {
+    await users.get('x')
+  } catch (e) {
+    const code = (e as { code?: ErrorCode }).code
+    if (code === 'MESHCACHE_LOAD') console.log((e as Error).cause)
+  }
+  console.log(p, m.size, n, addr, cluster.stats().peers.map((x) => x.breaker))
+  await cluster.close()
+}
+
+void main()
