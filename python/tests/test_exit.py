@@ -23,19 +23,6 @@ SCRIPTS = {
         g = c.group("g", loader=load)
         g.get("k")
     """,
-    "daemon thread blocked in a load": """
-        import threading, meshcache
-        entered = threading.Event()
-        never = threading.Event()
-        def load(k):
-            entered.set()
-            never.wait()
-            return b"v"
-        c = meshcache.Cluster()
-        g = c.group("g", loader=load)
-        threading.Thread(target=g.get, args=("k",), daemon=True).start()
-        assert entered.wait(10)
-    """,
     "import only": """
         import threading, meshcache
         assert threading.active_count() == 1, "nothing starts at import"

@@ -288,11 +288,11 @@ impl PyCluster {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<()> {
         if self.generation == fork::generation() {
             self.close(py)?;
         }
-        Ok(false)
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -305,6 +305,13 @@ impl Drop for PyCluster {
         if self.generation != fork::generation() {
             // In a forked child: the runtime's threads and locks' owners are gone; leak
             // the parent's node rather than touch it.
+            std::mem::forget(self.cluster.clone());
+            return;
+        }
+        if crate::exiting() {
+            // The interpreter is finalizing: shutting the runtime down would wake Python
+            // threads blocked in a get, and a thread that takes the GIL back now is ended
+            // inside Rust frames, which aborts. The process is ending: leave it all be.
             std::mem::forget(self.cluster.clone());
             return;
         }

@@ -1,0 +1,47 @@
+"""A typed program using meshcache's stubs: `mypy --strict` must accept it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import meshcache
+
+
+def load_user(key: str) -> bytes:
+    if key == "0":
+        raise meshcache.NotFound(key)
+    return f"user {key}".encode()
+
+
+async def load_async(key: str) -> tuple[bytes, float]:
+    return key.encode(), 30.0
+
+
+def main() -> int:
+    with meshcache.Cluster(listen="127.0.0.1:0", peers=[], peer_timeout=1.0) as cluster:
+        users: meshcache.Group = cluster.group("users", capacity="64MiB", ttl=60, loader=load_user)
+        other = cluster.group("other", capacity=1 << 20, loader=load_async)
+        value: bytes = users.get("42")
+        maybe: Optional[bytes] = users.peek(b"42")
+        many: dict[object, bytes] = dict(users.get_many(["1", "2"]))
+        users.set("k", b"v", ttl=1.5)
+        users.delete("k")
+        loads: int = users.stats()["loads"]
+        addr: str = cluster.local_addr
+
+        async def run() -> bytes:
+            return await other.aget("x")
+
+        got = asyncio.run(run())
+        try:
+            users.get("0")
+        except meshcache.NotFound:
+            pass
+        except meshcache.MeshcacheError as e:
+            print(e)
+        return len(value) + len(maybe or b"") + len(many) + loads + len(addr) + len(got)
+
+
+if __name__ == "__main__":
+    print(main())
