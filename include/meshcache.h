@@ -729,14 +729,16 @@ enum meshcache_result meshcache_test_panic(void);
  * Bench hook: times `iters` hits of the key through the Rust API on the same group, in
  * nanoseconds per call: `Group::peek` into `*out_peek_ns`, and a blocking `Group::get`
  * (`Handle::block_on(group.get(key))`, what a Rust caller without async does) into
- * `*out_block_on_get_ns`.
+ * `*out_block_on_get_ns`; and `Group::get` polled once in place (what
+ * `meshcache_group_get` does on a hit, without the C ABI) into `*out_poll_get_ns`.
  */
 enum meshcache_result meshcache_bench_rust_get_hit(const struct meshcache_group *group,
                                                    const uint8_t *key,
                                                    size_t key_len,
                                                    uint64_t iters,
                                                    double *out_peek_ns,
-                                                   double *out_block_on_get_ns);
+                                                   double *out_block_on_get_ns,
+                                                   double *out_poll_get_ns);
 #endif
 
 /**

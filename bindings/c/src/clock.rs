@@ -25,7 +25,10 @@ impl meshcache_clock {
 /// A new manual clock reading `start_ms` (milliseconds since the Unix epoch) into `*out`.
 /// Free it with `meshcache_clock_free`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn meshcache_clock_new(start_ms: u64, out: *mut *mut meshcache_clock) -> meshcache_result {
+pub unsafe extern "C" fn meshcache_clock_new(
+    start_ms: u64,
+    out: *mut *mut meshcache_clock,
+) -> meshcache_result {
     ffi(|| {
         out_arg(out, "out")?;
         let clock = Box::new(meshcache_clock {
@@ -61,7 +64,10 @@ pub unsafe extern "C" fn meshcache_clock_set(clock: *const meshcache_clock, now_
 
 /// The time `clock` reads, into `*out_ms`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn meshcache_clock_now(clock: *const meshcache_clock, out_ms: *mut u64) -> meshcache_result {
+pub unsafe extern "C" fn meshcache_clock_now(
+    clock: *const meshcache_clock,
+    out_ms: *mut u64,
+) -> meshcache_result {
     ffi(|| {
         // Safety: a non-NULL `clock` is live by contract.
         let c = unsafe { arg(clock, "clock") }?;

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -12,22 +12,42 @@ use tokio::runtime::{Handle, Runtime};
 use crate::error::{Fail, arg, arg_mut, ffi, ffi_infallible, invalid, out_arg, str_arg, write_str};
 use crate::meshcache_result;
 
-/// Runs `fut` to completion for a C caller. A future that is ready at once (a cache hit)
-/// never enters the runtime's scheduler: it is polled once here. Otherwise the calling
-/// thread blocks on the runtime until it completes.
-pub(crate) fn block_on<F: Future>(rt: &Handle, fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    {
-        // Entered so that anything the first poll creates (timers, spawned loads) finds
-        // the cluster's runtime.
-        let _enter = rt.enter();
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            return v;
-        }
+/// Finishes a `Group::get` for a C caller: a future that is ready at once (a cache hit)
+/// is polled once here and never enters the runtime's scheduler; otherwise, unless
+/// `would_deadlock()` says that waiting would wait on this very thread, the calling thread
+/// blocks on the runtime until it completes.
+///
+/// The future is taken pinned in place (see [`block_on_get!`]): a get's future is large,
+/// and moving it costs more than the hit itself. The first poll runs outside the runtime's
+/// context: `Group::get` spawns its loads and fetches on the group's runtime explicitly,
+/// so it needs none (the C tests cover both a local and a remote miss).
+pub(crate) fn finish_get<T, F: Future<Output = Result<T, Error>>>(
+    rt: &Handle,
+    mut fut: Pin<&mut F>,
+    would_deadlock: impl FnOnce() -> bool,
+) -> Result<T, Error> {
+    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        return v;
+    }
+    // Checked only on a miss, so that a hit pays nothing for it. Dropping the future now
+    // only stops this caller's wait (a get is cancel-safe).
+    if would_deadlock() {
+        return Err(invalid(
+            "a loader asked for the key it is loading: that get would wait for itself",
+        ));
     }
     // Polled again with a real waker: a future must accept a different waker per poll.
     rt.block_on(fut)
 }
+
+/// `finish_get(rt, pin!(fut))`, building the future in place.
+macro_rules! block_on_get {
+    ($rt:expr, $fut:expr, $would_deadlock:expr) => {{
+        let fut = ::std::pin::pin!($fut);
+        $crate::cluster::finish_get($rt, fut, $would_deadlock)
+    }};
+}
+pub(crate) use block_on_get;
 
 /// Options for `meshcache_cluster_new`. Create with `meshcache_cluster_options_new`,
 /// free with `meshcache_cluster_options_free`; may be freed right after use.
@@ -89,7 +109,9 @@ pub struct meshcache_cluster {
 /// peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after 10 ms, breaker
 /// opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn meshcache_cluster_options_new(out: *mut *mut meshcache_cluster_options) -> meshcache_result {
+pub unsafe extern "C" fn meshcache_cluster_options_new(
+    out: *mut *mut meshcache_cluster_options,
+) -> meshcache_result {
     ffi(|| {
         out_arg(out, "out")?;
         let opts = Box::<meshcache_cluster_options>::default();

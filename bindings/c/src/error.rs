@@ -211,7 +211,12 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, what: &str) -> Result<&'a s
 /// # Safety
 ///
 /// `buf` must point to `len` writable bytes; `out_len` must be writable.
-pub(crate) unsafe fn write_str(s: &str, buf: *mut c_char, len: usize, out_len: *mut usize) -> Result<(), Fail> {
+pub(crate) unsafe fn write_str(
+    s: &str,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> Result<(), Fail> {
     out_arg(buf, "buf")?;
     out_arg(out_len, "out_len")?;
     if s.len() >= len {
@@ -278,10 +283,11 @@ pub extern "C" fn meshcache_result_name(result: c_int) -> *const c_char {
 /// The library version, e.g. `"0.1.0"`. A static string: never free it.
 #[unsafe(no_mangle)]
 pub extern "C" fn meshcache_version() -> *const c_char {
-    const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-        Ok(v) => v,
-        Err(_) => c"unknown",
-    };
+    const VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
     VERSION.as_ptr()
 }
 

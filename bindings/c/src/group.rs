@@ -8,9 +8,11 @@ use bytes::Bytes;
 use meshcache::{Clock, Group};
 use tokio::runtime::Handle;
 
-use crate::cluster::{block_on, meshcache_cluster};
+use crate::cluster::{block_on_get, meshcache_cluster};
 use crate::error::{Fail, arg, arg_mut, bytes_arg, ffi, ffi_infallible, invalid, out_arg, str_arg};
-use crate::loader::{BlockingLoader, CLoader, is_loading, meshcache_loader_fn, meshcache_user_data_free_fn, ttl_arg};
+use crate::loader::{
+    BlockingLoader, CLoader, is_loading, meshcache_loader_fn, meshcache_user_data_free_fn, ttl_arg,
+};
 use crate::value::{meshcache_bytes, meshcache_entries, meshcache_value};
 use crate::{meshcache_clock, meshcache_result};
 
@@ -91,7 +93,9 @@ pub struct meshcache_group_stats {
 /// 5000 ms, keys up to 1024 bytes, values up to 8 MiB, no loader (every miss is
 /// NotFound), the system clock.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn meshcache_group_options_new(out: *mut *mut meshcache_group_options) -> meshcache_result {
+pub unsafe extern "C" fn meshcache_group_options_new(
+    out: *mut *mut meshcache_group_options,
+) -> meshcache_result {
     ffi(|| {
         out_arg(out, "out")?;
         // Safety: `out` is non-NULL and writable by contract.
@@ -264,7 +268,8 @@ pub unsafe extern "C" fn meshcache_group_options_set_loader(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            let l = CLoader::new(loader, user_data, free_user_data).ok_or_else(|| invalid("loader is NULL"))?;
+            let l =
+                CLoader::new(loader, user_data, free_user_data).ok_or_else(|| invalid("loader is NULL"))?;
             o.loader = Some(l);
             Ok(())
         })
@@ -387,13 +392,8 @@ pub unsafe extern "C" fn meshcache_group_get(
         // Safety: `(key, key_len)` is readable by contract.
         let key = unsafe { bytes_arg(key, key_len, "key") }?;
         out_arg(out, "out")?;
-        if g.loader_id != 0 && is_loading(g.loader_id, key) {
-            return Err(invalid(
-                "a loader asked for the key it is loading: that get would wait for itself",
-            )
-            .into());
-        }
-        let v = block_on(&g.rt, g.group.get(key))?;
+        let would_deadlock = || g.loader_id != 0 && is_loading(g.loader_id, key);
+        let v = block_on_get!(&g.rt, g.group.get(key), would_deadlock)?;
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { meshcache_value::write(out, v) };
         Ok(())
@@ -457,7 +457,7 @@ pub unsafe extern "C" fn meshcache_group_get_many(
             }
             list.push(k);
         }
-        let items: Vec<(Bytes, Bytes)> = block_on(&g.rt, g.group.get_many(&list))?;
+        let items: Vec<(Bytes, Bytes)> = g.rt.block_on(g.group.get_many(&list))?;
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { *out = Box::into_raw(Box::new(meshcache_entries { items })) };
         Ok(())
@@ -487,7 +487,7 @@ pub unsafe extern "C" fn meshcache_group_set(
         let key = unsafe { bytes_arg(key, key_len, "key") }?;
         let value = unsafe { bytes_arg(value, value_len, "value") }?;
         let value = Bytes::copy_from_slice(value);
-        block_on(&g.rt, g.group.set(key, value, ttl_arg(ttl_ms)))?;
+        g.rt.block_on(g.group.set(key, value, ttl_arg(ttl_ms)))?;
         Ok(())
     })
 }
@@ -509,7 +509,7 @@ pub unsafe extern "C" fn meshcache_group_delete(
         let g = unsafe { arg(group, "group") }?;
         // Safety: `(key, key_len)` is readable by contract.
         let key = unsafe { bytes_arg(key, key_len, "key") }?;
-        block_on(&g.rt, g.group.delete(key))?;
+        g.rt.block_on(g.group.delete(key))?;
         Ok(())
     })
 }

@@ -56,7 +56,12 @@ pub struct meshcache_loader_out {
 /// deadlocks. `meshcache_cluster_shutdown` and `meshcache_cluster_free` must not be called
 /// from a loader.
 pub type meshcache_loader_fn = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, key: *const u8, key_len: usize, out: *mut meshcache_loader_out),
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        key: *const u8,
+        key_len: usize,
+        out: *mut meshcache_loader_out,
+    ),
 >;
 
 /// Releases a loader's `user_data` when the last group using the loader is gone.
@@ -160,7 +165,10 @@ impl Loader for BlockingLoader {
                         .unwrap_or_default();
                     Err(Error::new(ErrorKind::Panic, format!("loader panicked: {msg}")))
                 }
-                Err(_) => Err(Error::new(ErrorKind::Closed, "the load was cancelled by a shutdown")),
+                Err(_) => Err(Error::new(
+                    ErrorKind::Closed,
+                    "the load was cancelled by a shutdown",
+                )),
             }
         })
     }

@@ -77,7 +77,9 @@ impl meshcache_value {
 pub unsafe extern "C" fn meshcache_value_free(value: *mut meshcache_value) {
     ffi_infallible((), || {
         // Safety: a non-NULL `value` points to a meshcache_value by contract.
-        let Some(v) = (unsafe { value.as_mut() }) else { return };
+        let Some(v) = (unsafe { value.as_mut() }) else {
+            return;
+        };
         if v.data.is_null() {
             return;
         }

@@ -751,8 +751,8 @@ static void test_null_and_bad_arguments(void) {
   CHECK_RC(meshcache_entries_value(e, 0, &v), INV);
   meshcache_entries_free(e);
   meshcache_entries_free(NULL);
-  double d1, d2;
-  CHECK_RC(meshcache_bench_rust_get_hit(NULL, K("a"), 1, &d1, &d2), INV);
+  double d1, d2, d3;
+  CHECK_RC(meshcache_bench_rust_get_hit(NULL, K("a"), 1, &d1, &d2, &d3), INV);
   CHECK(v.data == NULL);
   fixture_close(&f);
 }
