@@ -14,9 +14,15 @@ use crate::error::{Error, Result};
 /// [`crate::ErrorKind::InvalidArgument`] for anything else, or a size over `usize::MAX`.
 pub fn parse_size(text: &str) -> Result<usize> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let bad = || Error::invalid(format!("not a byte size: {text:?} (try \"64MiB\" or a number of bytes)"));
+    let bad = || {
+        Error::invalid(format!(
+            "not a byte size: {text:?} (try \"64MiB\" or a number of bytes)"
+        ))
+    };
     if num.is_empty() {
         return Err(bad());
     }
@@ -57,8 +63,19 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for bad in ["", "MiB", "-1", "12 parsecs", "1.2.3MB", "99999999999999999999999TiB"] {
-            assert_eq!(parse_size(bad).unwrap_err().kind(), crate::ErrorKind::InvalidArgument, "{bad}");
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "12 parsecs",
+            "1.2.3MB",
+            "99999999999999999999999TiB",
+        ] {
+            assert_eq!(
+                parse_size(bad).unwrap_err().kind(),
+                crate::ErrorKind::InvalidArgument,
+                "{bad}"
+            );
         }
     }
 }
