@@ -10,9 +10,13 @@ APT_PACKAGES := protobuf-compiler
 
 all: test
 
-# System packages the build needs (protoc for the peer protocol).
+# System packages the build and the tests need, installed when their command is missing:
+# protoc (the peer protocol), pkg-config and valgrind (the C tests).
 deps:
-	@missing=""; command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	@missing=""; \
+	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
