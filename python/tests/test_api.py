@@ -50,6 +50,32 @@ def test_get_loads_once_and_peek_never_loads(cluster: meshcache.Cluster) -> None
     assert "capacity" in st["store"]
 
 
+def test_subscript_and_in_are_peek_like_and_never_load(cluster: meshcache.Cluster) -> None:
+    calls: list[str] = []
+    g = cluster.group("g", loader=loader(calls))
+    with pytest.raises(meshcache.NotFound) as e:
+        g["42"]
+    assert isinstance(e.value, KeyError) and e.value.args == ("42",)
+    assert "42" not in g
+    assert calls == [], "group[key] and `in` never load"
+    g.get("42")
+    assert g["42"] == g[b"42"] == b"v:42"
+    assert "42" in g and b"42" in g
+    with pytest.raises(meshcache.NotFound):
+        g.get("missing")
+    with pytest.raises(meshcache.NotFound):
+        g["missing"]  # a cached NotFound reads as absent
+    assert "missing" not in g
+    assert calls == ["42", "missing"]
+    with pytest.raises(TypeError, match="key must be str or bytes, not int"):
+        g[1]  # type: ignore[index]
+    with pytest.raises(TypeError, match="key must be str or bytes"):
+        1 in g  # type: ignore[operator]
+    g.close()
+    with pytest.raises(meshcache.ClosedError):
+        g["42"]
+
+
 def test_loader_return_forms(cluster: meshcache.Cluster) -> None:
     calls: list[str] = []
     g = cluster.group("g", loader=loader(calls))

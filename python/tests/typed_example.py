@@ -24,6 +24,8 @@ def main() -> int:
         other = cluster.group("other", capacity=1 << 20, loader=load_async)
         value: bytes = users.get("42")
         maybe: Optional[bytes] = users.peek(b"42")
+        hit: bytes = users["42"]
+        present: bool = "42" in users
         many: dict[object, bytes] = dict(users.get_many(["1", "2"]))
         users.set("k", b"v", ttl=1.5)
         users.delete("k")
@@ -40,7 +42,7 @@ def main() -> int:
             pass
         except meshcache.MeshcacheError as e:
             print(e)
-        return len(value) + len(maybe or b"") + len(many) + loads + len(addr) + len(got)
+        return len(value) + len(maybe or b"") + len(hit) + int(present) + len(many) + loads + len(addr) + len(got)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 //! values are bytes-like in (`bytes`, `bytearray`, `memoryview`) and `bytes` out.
 //! Anything else is a `TypeError` that names what was expected and what was given.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,38 +18,59 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The bytes of a key, borrowed from the caller's object for the length of a call.
+///
+/// A `bytes` key is borrowed as is. A `str` key is encoded to UTF-8 once, into a
+/// `bytes` object that lives as long as this value: the abi3-py39 limited API has no
+/// borrowed UTF-8 view of a `str` (`PyUnicode_AsUTF8AndSize` joined it in 3.10), and
+/// borrowing the encoded object saves the second copy into a Rust `String` that
+/// `PyString::to_cow` makes.
+pub(crate) enum Key<'a, 'py> {
+    Borrowed(&'a [u8]),
+    Encoded(Bound<'py, PyBytes>),
+}
+
+impl std::ops::Deref for Key<'_, '_> {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        match self {
+            Key::Borrowed(b) => b,
+            Key::Encoded(b) => b.as_bytes(),
+        }
+    }
+}
+
+impl Key<'_, '_> {
+    /// A copy that outlives the call (for futures that run on the runtime).
+    pub(crate) fn into_owned(self) -> Vec<u8> {
+        self.to_vec()
+    }
+}
+
 /// The bytes of a key: borrowed from a `bytes` object, or the UTF-8 of a `str`.
 ///
 /// This is on the hit path, so the checks are ordered by likelihood and cost: an exact
 /// `str`/`bytes` type check is a pointer comparison.
 #[inline]
-pub(crate) fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, [u8]>> {
+pub(crate) fn key<'a, 'py>(obj: &'a Bound<'py, PyAny>) -> PyResult<Key<'a, 'py>> {
     if let Ok(s) = obj.cast_exact::<PyString>() {
-        return str_bytes(s);
+        return Ok(Key::Encoded(s.encode_utf8()?));
     }
     if let Ok(b) = obj.cast_exact::<PyBytes>() {
-        return Ok(Cow::Borrowed(b.as_bytes()));
+        return Ok(Key::Borrowed(b.as_bytes()));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return str_bytes(s);
+        return Ok(Key::Encoded(s.encode_utf8()?));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Cow::Borrowed(b.as_bytes()));
+        return Ok(Key::Borrowed(b.as_bytes()));
     }
     Err(PyTypeError::new_err(format!(
         "key must be str or bytes, not {}",
         type_name(obj)
     )))
-}
-
-#[inline]
-fn str_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
-    // Under abi3 for 3.9 there is no borrowed UTF-8 view of a str: `to_cow` borrows where
-    // the interpreter allows it and copies otherwise.
-    match s.to_cow()? {
-        Cow::Borrowed(b) => Ok(Cow::Borrowed(b.as_bytes())),
-        Cow::Owned(o) => Ok(Cow::Owned(o.into_bytes())),
-    }
 }
 
 /// A key back in Python: the loader's argument. `str` (UTF-8, with `surrogateescape`
