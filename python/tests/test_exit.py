@@ -23,6 +23,33 @@ SCRIPTS = {
         g = c.group("g", loader=load)
         g.get("k")
     """,
+    "daemon thread blocked in get while the interpreter finalizes": """
+        import socket, threading, time, meshcache
+        hole = socket.socket()  # a peer that accepts connections and never answers
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        peer = "127.0.0.1:%d" % hole.getsockname()[1]
+        c = meshcache.Cluster(peers=[peer], peer_timeout=60)
+        c.set_peers([c.local_addr, peer])
+        g = c.group("g", loader=lambda k: b"v")
+        key = next(f"k{i}" for i in range(1000) if c.owner_of(f"k{i}") == peer)
+        entering = threading.Event()
+        def reader():
+            entering.set()
+            g.get(key)  # waits for the peer with the GIL released
+        threading.Thread(target=reader, daemon=True).start()
+        assert entering.wait(10)
+        class AtFinalization:
+            def __del__(self):
+                # Runs while the interpreter finalizes: the peer goes away, so the
+                # reader's get ends now and its thread wants the GIL back. CPython < 3.14
+                # ends such a thread with pthread_exit, which aborted the process inside
+                # Rust frames ("FATAL: exception not rethrown"). The sleep only keeps
+                # finalization going long enough for that to happen.
+                hole.close()
+                time.sleep(0.3)
+        at_finalization = AtFinalization()
+    """,
     "import only": """
         import threading, meshcache
         assert threading.active_count() == 1, "nothing starts at import"

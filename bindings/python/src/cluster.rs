@@ -10,6 +10,7 @@ use pyo3::types::{PyDict, PyList, PyString, PyTuple};
 
 use crate::convert;
 use crate::errors;
+use crate::exit;
 use crate::fork;
 use crate::group::{PyGroup, forked};
 use crate::loader::{LoopThread, PyLoader, SharedLoader};
@@ -127,7 +128,7 @@ impl PyCluster {
             }
             b = b.worker_threads(n);
         }
-        let cluster = py.detach(|| b.build()).map_err(|e| errors::to_py(py, e, None))?;
+        let cluster = exit::detach(py, || b.build()).map_err(|e| errors::to_py(py, e, None))?;
         Ok(PyCluster {
             cluster,
             generation: fork::generation(),
@@ -241,8 +242,7 @@ impl PyCluster {
         self.check_fork(py)?;
         let peers = addresses(Some(peers))?;
         let c = &self.cluster;
-        py.detach(|| c.set_peers(peers))
-            .map_err(|e| errors::to_py(py, e, None))
+        exit::detach(py, || c.set_peers(peers)).map_err(|e| errors::to_py(py, e, None))
     }
 
     /// Peer counters and breaker states.
@@ -278,7 +278,7 @@ impl PyCluster {
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.check_fork(py)?;
         let c = &self.cluster;
-        let r = py.detach(|| c.shutdown_blocking());
+        let r = exit::detach(py, || c.shutdown_blocking());
         self.loops.shutdown(py)?;
         r.map_err(|e| errors::to_py(py, e, None))
     }
@@ -308,7 +308,7 @@ impl Drop for PyCluster {
             std::mem::forget(self.cluster.clone());
             return;
         }
-        if crate::exiting() {
+        if exit::exiting() {
             // The interpreter is finalizing: shutting the runtime down would wake Python
             // threads blocked in a get, and a thread that takes the GIL back now is ended
             // inside Rust frames, which aborts. The process is ending: leave it all be.

@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 
 use crate::convert;
 use crate::errors;
+use crate::exit;
 use crate::fork;
 use crate::loader::{LoopThread, PyLoader, same_loop_error};
 
@@ -65,14 +66,21 @@ impl PyGroup {
     }
 
     /// A sync wait on a loop thread for a coroutine scheduled on that loop never ends.
+    ///
+    /// Calls into Python only when this group has a loop to compare with: a miss of a
+    /// group with a sync loader imports nothing (an import can release the GIL, and a
+    /// daemon thread that does so while the interpreter exits is ended by CPython).
     fn check_not_on_loader_loop(&self, py: Python<'_>) -> PyResult<()> {
         let Some(loader) = &self.loader else { return Ok(()) };
+        let own = loader.event_loop().map(|l| l.bind(py).clone());
+        let fallback = self.loops.started(py);
+        if own.is_none() && fallback.is_none() {
+            return Ok(());
+        }
         let running = py.import("asyncio")?.call_method0("_get_running_loop")?;
         if running.is_none() {
             return Ok(());
         }
-        let own = loader.event_loop().map(|l| l.bind(py).clone());
-        let fallback = self.loops.started(py);
         if own.is_some_and(|l| l.is(&running)) || fallback.is_some_and(|l| l.is(&running)) {
             return Err(same_loop_error());
         }
@@ -96,7 +104,7 @@ impl PyGroup {
             self.check_not_on_loader_loop(py)?;
         }
         let rt = &self.rt;
-        Ok(py.detach(|| rt.block_on(fut)))
+        Ok(exit::detach(py, || rt.block_on(fut)))
     }
 
     /// Runs a core future for asyncio: returns an `asyncio.Future` of the running loop,
@@ -149,13 +157,13 @@ impl Resolver {
         C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
     {
         let Some(target) = self.target.take() else { return };
-        if crate::exiting() {
-            return; // attaching now could end this thread inside Rust code
+        if exit::exiting() {
+            return; // nobody is left to await it
         }
         // Taking the GIL may wait: do it on a blocking thread, not a runtime worker.
         // The join handle is not needed: the result goes to the asyncio future.
         drop(tokio::task::spawn_blocking(move || {
-            Python::attach(|py| {
+            exit::attach(|py| {
                 let (ok, v) = outcome(py, r, target.2.as_ref().map(|k| k.bind(py)), convert);
                 deliver(py, &target.0, &target.1, ok, v);
             })
@@ -166,10 +174,8 @@ impl Resolver {
 impl Drop for Resolver {
     fn drop(&mut self) {
         if let Some((lp, fut, _)) = self.target.take() {
-            if crate::exiting() {
-                return;
-            }
-            Python::attach(|py| {
+            // Once the interpreter exits, nobody is left to await it: no attach then.
+            exit::attach(|py| {
                 let e = errors::closed(py, "the cluster shut down before the call finished");
                 deliver(py, &lp, &fut, false, e.into_value(py).into_bound(py).into_any());
             });
@@ -388,7 +394,7 @@ impl PyGroup {
         let g = &self.group;
         self.check_not_on_loader_loop(py)?;
         let rt = &self.rt;
-        let r = py.detach(|| rt.block_on(g.get_many(&raw)));
+        let r = exit::detach(py, || rt.block_on(g.get_many(&raw)));
         match r {
             Ok(found) => many_out(py, &keys, found),
             Err(e) => Err(errors::to_py(py, e, None)),
@@ -428,7 +434,7 @@ impl PyGroup {
         let v = convert::value(value, "value")?;
         let ttl = convert::ttl(ttl, "ttl")?;
         let (k, g, rt): (&[u8], _, _) = (&k, &self.group, &self.rt);
-        let r = py.detach(|| rt.block_on(g.set(k, v, ttl)));
+        let r = exit::detach(py, || rt.block_on(g.set(k, v, ttl)));
         r.map_err(|e| errors::to_py(py, e, Some(key)))
     }
 
@@ -464,7 +470,7 @@ impl PyGroup {
         self.check_fork(py)?;
         let k = convert::key(key)?;
         let (k, g, rt): (&[u8], _, _) = (&k, &self.group, &self.rt);
-        let r = py.detach(|| rt.block_on(g.delete(k)));
+        let r = exit::detach(py, || rt.block_on(g.delete(k)));
         r.map_err(|e| errors::to_py(py, e, Some(key)))
     }
 

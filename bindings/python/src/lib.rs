@@ -17,32 +17,18 @@
 //! - After `os.fork()` the child must not touch the parent's runtime (its threads do
 //!   not exist there): every object remembers the fork generation it was made in and
 //!   refuses calls from another one (see `fork.rs`).
+//! - Once the interpreter exits, no thread but the finalizing one takes the GIL again
+//!   (see `exit.rs`): every detach and attach goes through that module.
 
 mod cluster;
 mod convert;
 mod errors;
+mod exit;
 mod fork;
 mod group;
 mod loader;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use pyo3::prelude::*;
-
-/// Set by an `atexit` hook. A thread that takes the GIL while the interpreter finalizes
-/// is ended in place (`pthread_exit`), which aborts the process when Rust frames are on
-/// its stack; so after this is set, runtime threads no longer take the GIL: loads fail
-/// with `ClosedError` and asyncio results are dropped (nobody is left to await them).
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-pub(crate) fn exiting() -> bool {
-    EXITING.load(Ordering::Acquire)
-}
-
-#[pyfunction]
-fn _at_exit() {
-    EXITING.store(true, Ordering::Release);
-}
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -52,9 +38,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<group::PyGroup>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(convert::parse_size, m)?)?;
-    // Registering the hook starts nothing.
-    m.py()
-        .import("atexit")?
-        .call_method1("register", (wrap_pyfunction!(_at_exit, m)?,))?;
+    exit::register(m)?;
     Ok(())
 }

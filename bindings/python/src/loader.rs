@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::convert;
 use crate::errors::{self, LoaderError};
+use crate::exit;
 
 /// The asyncio loop a cluster runs async loaders on when a group names none: started on
 /// first use, by whichever thread first needs it, and stopped by `Cluster.close`.
@@ -299,15 +300,16 @@ impl Loader for SharedLoader {
     fn load(&self, key: Bytes) -> LoadFuture {
         let loader = self.0.clone();
         Box::pin(async move {
-            if crate::exiting() {
-                return Err(Error::new(ErrorKind::Closed, "the Python interpreter is exiting"));
+            if exit::exiting() {
+                return Err(exiting_error());
             }
-            let call = tokio::task::spawn_blocking(move || Python::attach(|py| loader.call(py, &key)))
+            let call = tokio::task::spawn_blocking(move || exit::attach(|py| loader.call(py, &key)))
                 .await
                 .map_err(|e| {
                     let what = if e.is_panic() { "panicked" } else { "was cancelled" };
                     Error::new(ErrorKind::Panic, format!("the Python loader's thread {what}"))
-                })?;
+                })?
+                .ok_or_else(exiting_error)?;
             match call {
                 Call::Done(r) => r,
                 Call::Pending(rx) => rx.await.unwrap_or_else(|_| {
@@ -319,6 +321,10 @@ impl Loader for SharedLoader {
             }
         })
     }
+}
+
+fn exiting_error() -> Error {
+    Error::new(ErrorKind::Closed, "the Python interpreter is exiting")
 }
 
 /// Raised when a sync `get` on a loop thread would wait for a coroutine scheduled on
