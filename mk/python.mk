@@ -1,6 +1,9 @@
 # python binding: `make test-python` (run by `make test`) builds the extension into a
 # venv, runs pytest, mypy --strict on a typed example, and stubtest on the stubs.
 # `make bench-python` runs python/bench (needs redis-server: installed if missing).
+# Not here: a fresh-venv `pip install ./python` + the README example (checked by hand:
+# it works, maturin comes from PyPI and protoc from `make deps`, but its release build
+# took 1m32s with a warm target/ and much longer cold, too slow for this target).
 PY_VENV := target/pyenv
 PY := $(PY_VENV)/bin/python
 PY_PINS := maturin==1.16.0 pytest==8.3.4 mypy==1.13.0 cachetools==5.5.0 redis==5.2.1

@@ -3,8 +3,10 @@
 Each peer runs in the same process and the same run, interleaved over several rounds;
 medians are printed with the ratio meshcache/peer (< 1 means meshcache is faster).
 
-1. get hit, one resident key (ns/op): Group.get and Group.peek vs dict[k], dict.get,
-   functools.lru_cache, cachetools.LRUCache[k].
+1. get hit, one resident key (ns/op): group[key], Group.get and Group.peek vs dict[k],
+   dict.get, functools.lru_cache, cachetools.LRUCache[k]. Each contender is timed as the
+   expression a program writes (`g[k]`, `g.get(k)`, `d[k]`, `lru(k)`, ...) inside the
+   same `for` loop, whose own cost (the "empty loop" row) is included in every number.
 2. remote get (us/op): Group.get of a key owned by another node (hot mirroring off, so
    every get is a gRPC round trip on loopback) vs redis-py GET of the same value from a
    redis-server started here on 127.0.0.1 and a free port.
@@ -40,13 +42,21 @@ def per_op(fn: Callable[[Any], Any], arg: Any, n: int) -> float:
     return (time.perf_counter_ns() - t) / n
 
 
-def table(title: str, unit: str, scale: float, n: int, contenders: dict[str, tuple[Callable[[Any], Any], Any]], ours: list[str]) -> None:
+def table(
+    title: str,
+    unit: str,
+    scale: float,
+    n: int,
+    contenders: dict[str, tuple[Callable[[Any], Any], Any]],
+    ours: list[str],
+    calls: int | None = None,
+) -> None:
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(ROUNDS):
         for name, (fn, arg) in contenders.items():
             samples[name].append(per_op(fn, arg, n) / scale)
     med = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"\n## {title}  ({ROUNDS} interleaved rounds of {n} calls; median, min..max)")
+    print(f"\n## {title}  ({ROUNDS} interleaved rounds of {calls or n} calls; median, min..max)")
     for name in contenders:
         s = samples[name]
         line = f"{name:34s} {med[name]:9.1f} {unit}  ({min(s):.1f}..{max(s):.1f})"
@@ -61,6 +71,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def expr_loops(exprs: dict[str, str], names: dict[str, Any]) -> dict[str, tuple[Callable[[Any], Any], Any]]:
+    """For each expression, a function that evaluates it n times in a loop (as written,
+    so `g[k]` goes through the subscript slot) and returns ns per iteration."""
+    out: dict[str, tuple[Callable[[Any], Any], Any]] = {}
+    for name, expr in exprs.items():
+        ns = dict(names)
+        exec(f"def timed(n):\n    for _ in range(n):\n        {expr}\n", ns)
+        out[name] = (ns["timed"], None)
+    return out
+
+
+def expr_table(title: str, n: int, exprs: dict[str, str], names: dict[str, Any], ours: list[str]) -> None:
+    loops = expr_loops(exprs, names)
+    contenders: dict[str, tuple[Callable[[Any], Any], Any]] = {
+        name: (lambda _arg, f=f, n=n: f(n), None) for name, (f, _) in loops.items()
+    }
+    table(title, "ns/op", float(n), 1, contenders, ours, calls=n)
+
+
 def hit_bench() -> None:
     value = b"v" * 100
     with meshcache.Cluster() as cluster:
@@ -72,21 +101,24 @@ def hit_bench() -> None:
         lru(key)
         ct: cachetools.LRUCache[str, bytes] = cachetools.LRUCache(maxsize=1024)
         ct[key] = value
-        table(
+        names = {"g": g, "k": key, "bk": key.encode(), "d": d, "lru": lru, "ct": ct}
+        expr_table(
             "get hit, str key, 100-byte value",
-            "ns/op",
-            1.0,
             500_000,
             {
-                "meshcache Group.get": (g.get, key),
-                "meshcache Group.peek": (g.peek, key),
-                "meshcache Group.get (bytes key)": (g.get, key.encode()),
-                "dict[k]": (d.__getitem__, key),
-                "dict.get": (d.get, key),
-                "functools.lru_cache hit": (lru, key),
-                "cachetools.LRUCache[k]": (ct.__getitem__, key),
+                "meshcache g[k]": "g[k]",
+                "meshcache g.get(k)": "g.get(k)",
+                "meshcache g.peek(k)": "g.peek(k)",
+                "meshcache g[bk] (bytes key)": "g[bk]",
+                "meshcache g.get(bk) (bytes key)": "g.get(bk)",
+                "dict d[k]": "d[k]",
+                "dict d.get(k)": "d.get(k)",
+                "functools.lru_cache hit lru(k)": "lru(k)",
+                "cachetools.LRUCache ct[k]": "ct[k]",
+                "empty loop (pass)": "pass",
             },
-            ["meshcache Group.get", "meshcache Group.peek"],
+            names,
+            ["meshcache g[k]", "meshcache g.get(k)"],
         )
 
 
