@@ -24,6 +24,7 @@
 //! eviction removes expired entries it meets first.
 
 mod shard;
+mod sketch;
 
 use std::fmt;
 use std::hash::BuildHasher;

@@ -20,11 +20,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use bytes::Bytes;
 use hashbrown::HashTable;
 
+use super::sketch::Sketch;
 use super::{ENTRY_OVERHEAD, Tier, TierStats};
 
 /// An entry leaves the small queue for the main queue once it has been read this often
 /// while in the small queue.
 const PROMOTE_FREQ: u8 = 1;
+/// The small (probationary) queue's share of a tier: 1/SMALL_DIVISOR.
+const SMALL_DIVISOR: usize = 50;
 /// Frequencies saturate here: a main-queue entry survives at most this many passes of
 /// the eviction hand without being read again.
 const MAX_FREQ: u8 = 3;
@@ -193,6 +196,8 @@ pub(super) struct Shard {
     capacity: usize,
     hot_capacity: usize,
     reap_cursor: usize,
+    /// Miss frequencies, for admission from the ghost into a full main queue.
+    sketch: Sketch,
 }
 
 #[inline]
@@ -232,6 +237,7 @@ impl Shard {
             capacity,
             hot_capacity,
             reap_cursor: 0,
+            sketch: Sketch::new(capacity / (ENTRY_OVERHEAD + 64)),
         }
     }
 
@@ -296,7 +302,10 @@ impl Shard {
             return InsertOutcome { stored: false };
         }
         let t = tier_index(tier);
-        from_ghost |= self.tiers[t].ghost.contains_and_remove(hash);
+        self.sketch.increment(hash);
+        if self.tiers[t].ghost.contains_and_remove(hash) && !from_ghost {
+            from_ghost = self.admit_to_main(t, hash, charge);
+        }
 
         let idx = match self.free.pop() {
             Some(i) => i,
@@ -357,6 +366,29 @@ impl Shard {
         InsertOutcome { stored: true }
     }
 
+    /// Whether a key back from the ghost may enter tier `t`'s main queue: yes while the
+    /// main queue is below its 90% share, else only if the key was missed more often than
+    /// the entry it would displace was missed and read. Ties keep the incumbent, which is
+    /// what keeps a loop slightly larger than the cache from churning the main queue.
+    fn admit_to_main(&self, t: usize, hash: u64, charge: usize) -> bool {
+        let budget = if t == 1 {
+            self.hot_capacity
+        } else {
+            self.capacity.saturating_sub(self.tiers[1].bytes())
+        };
+        let state = &self.tiers[t];
+        if (state.main_bytes + charge) * SMALL_DIVISOR <= budget * (SMALL_DIVISOR - 1) {
+            return true;
+        }
+        match state.main.iter().find_map(|&p| self.live(p)) {
+            None => true,
+            Some(v) => {
+                let incumbent = self.sketch.estimate(v.hash) + v.freq.load(Ordering::Relaxed);
+                self.sketch.estimate(hash) > incumbent
+            }
+        }
+    }
+
     /// Removes `key`; returns whether it was present.
     pub(super) fn remove(&mut self, hash: u64, key: &[u8]) -> bool {
         match self.find_index(hash, key) {
@@ -407,8 +439,8 @@ impl Shard {
         };
         loop {
             let state = &self.tiers[t];
-            let from_small =
-                !state.small.is_empty() && (state.small_bytes * 10 >= budget || state.main.is_empty());
+            let from_small = !state.small.is_empty()
+                && (state.small_bytes * SMALL_DIVISOR >= budget || state.main.is_empty());
             let pos = if from_small {
                 self.tiers[t].small.pop_front()
             } else {
