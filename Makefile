@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := protobuf-compiler
 
-.PHONY: all deps demo test test-rust lint fmt bench
+.PHONY: all deps demo test test-rust lint fmt bench bench-deps bench-rust
 
 all: test
 
@@ -47,7 +47,16 @@ fmt:
 	$(CARGO) fmt --all
 
 # Benchmarks (BENCHMARKS.md): throughput (interleaved), hit ratio, memory, then criterion.
-bench: deps
+# Every benchmark in BENCHMARKS.md. redis-server/redis-benchmark (apt) are the peers of
+# the remote-get benches; they are installed here when missing.
+bench-deps: deps
+	@command -v redis-benchmark >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools; }
+
+bench: bench-deps bench-rust bench-c bench-python bench-node
+
+bench-rust: bench-deps
+	$(CARGO) run --release -p meshcache-bench --bin remote
 	$(CARGO) run --release -p meshcache --example throughput
 	$(CARGO) run --release -p meshcache --example hit_ratio
 	$(CARGO) run --release -p meshcache --example memory
