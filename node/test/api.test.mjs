@@ -244,3 +244,66 @@ test('group.close closes one group', async () => {
     await cluster.close()
   }
 })
+
+test('a wrong type inside an options object is a TypeError with MESHCACHE_INVALID_ARGUMENT', async () => {
+  const { cluster, group } = fixture()
+  try {
+    const isType = (e) => e instanceof TypeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
+    assert.throws(() => cluster.group('g1', { ttlMs: '60s' }), isType)
+    assert.throws(() => cluster.group('g2', { hotSample: 'often' }), isType)
+    assert.throws(() => cluster.group('g3', 'not options'), isType)
+    assert.throws(() => cluster.group(42), isType)
+    assert.throws(() => new Cluster({ listen: 5 }), isType)
+    assert.throws(() => new Cluster({ peers: 'a:1' }), isType)
+    assert.throws(() => cluster.setPeers('a:1'), isType)
+    assert.throws(() => cluster.ownerOf(7), isType)
+    // async methods reject, never throw
+    const p = group.set('k', 'v', { ttlMs: 'soon' })
+    await assert.rejects(p, isType)
+    await assert.rejects(group.set('k', 'v', 5), isType)
+    // and null/undefined still mean "no options"
+    await group.set('k', 'v', undefined)
+    await group.set('k', 'v', null)
+    assert.ok(cluster.group('g4', null) instanceof Group)
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('peek and get hits: fresh Buffers from the pool, large values, many pools', async () => {
+  const cluster = new Cluster({ listen: '127.0.0.1:0' })
+  try {
+    const group = cluster.group('pool')
+    const values = new Map()
+    // ~2000 values of 1..300 bytes fill several 64 KiB pools
+    for (let i = 0; i < 2000; i++) values.set(`k${i}`, Buffer.alloc(1 + (i % 300), i % 251))
+    values.set('big', Buffer.alloc(5000, 9)) // above the pooled size: a Buffer of its own
+    values.set('empty', Buffer.alloc(0))
+    await Promise.all([...values].map(([k, v]) => group.set(k, v)))
+    const got = []
+    for (const [k, v] of values) {
+      const a = group.peek(k)
+      const b = await group.get(k)
+      assert.ok(Buffer.isBuffer(a) && Buffer.isBuffer(b), k)
+      assert.ok(a.equals(v) && b.equals(v), k)
+      got.push([v, a, b])
+    }
+    // every result is its own copy: writing one changes nothing else
+    for (const [, a, b] of got) { a.fill(0xee); b.fill(0xdd) }
+    for (const [k, v] of values) assert.ok(group.peek(k).equals(v), k)
+    for (const [v, a, b] of got) {
+      assert.ok(a.every((x) => x === 0xee) && b.every((x) => x === 0xdd) && a.length === v.length)
+    }
+    // the fast paths are own, non-enumerable properties; the class methods answer alike
+    assert.deepEqual(Object.keys(group), [])
+    assert.ok(Group.prototype.peek.call(group, 'k1').equals(values.get('k1')))
+    assert.ok((await Group.prototype.get.call(group, 'k1')).equals(values.get('k1')))
+    const { peek, get } = group // plain calls work too
+    assert.ok(peek('k2').equals(values.get('k2')))
+    assert.ok((await get('k2')).equals(values.get('k2')))
+    assert.equal(peek('missing'), undefined)
+    await assert.rejects(get('missing'), (e) => e.code === 'MESHCACHE_NOT_FOUND')
+  } finally {
+    await cluster.close()
+  }
+})

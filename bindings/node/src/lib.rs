@@ -135,7 +135,8 @@ fn load_error(e: napi::Error) -> meshcache::Error {
 /// Reads a string key into a stack buffer (no allocation for keys that fit) and runs `f`
 /// on its UTF-8 bytes.
 fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
-    let mut buf = [0u8; KEY_BUF];
+    // Uninitialised: zeroing 1 KiB on every call would cost more than reading the key.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); KEY_BUF];
     let mut len = 0usize;
     // SAFETY: JS thread, live env and value; napi writes at most `buf.len()` bytes
     // (NUL included) and the length written without the NUL.
@@ -147,7 +148,9 @@ fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) -> R) -> Resu
     }
     // napi stops short of a character that would not fit: near the end, it may be cut.
     if len + 4 < KEY_BUF - 1 {
-        return Ok(f(&buf[..len]));
+        // SAFETY: napi initialised the first `len` bytes (len < buf.len()).
+        let key = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        return Ok(f(key));
     }
     let mut full = 0usize;
     // SAFETY: as above; a null buffer asks for the length only.
@@ -189,6 +192,27 @@ fn value_bytes(env: &Env, value: &Unknown<'_>) -> Result<Bytes> {
     }
 }
 
+/// `v` as a `T`, or a `TypeError` (`MESHCACHE_INVALID_ARGUMENT`) that names `what`, as for
+/// every other bad argument (napi's own conversion error has code `InvalidArg`).
+fn convert<T: FromNapiValue>(env: &Env, v: &Unknown<'_>, what: &str) -> Result<T> {
+    // SAFETY: JS thread, live env and value; the conversion checks the type.
+    unsafe { T::from_napi_value(env.raw(), v.raw()) }
+        .map_err(|e| type_error(env, format!("{what}: {}", e.reason)))
+}
+
+/// An optional options object: `undefined` and `null` are none.
+fn options<T: FromNapiValue>(env: &Env, v: Option<Unknown<'_>>, what: &str) -> Result<Option<T>> {
+    match v {
+        Some(v) if !matches!(v.get_type()?, ValueType::Undefined | ValueType::Null) => {
+            if v.get_type()? != ValueType::Object {
+                return Err(type_error(env, format!("{what} must be an object")));
+            }
+            convert(env, &v, what).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Milliseconds from JS as a duration; `what` names the option in the error.
 fn millis(env: &Env, ms: f64, what: &str) -> Result<Duration> {
     if !ms.is_finite() || ms < 0.0 {
@@ -210,7 +234,19 @@ enum Out {
 /// A fresh JS Buffer holding a copy of `b` (for small values a copy is cheaper than an
 /// external buffer with a finalizer).
 fn buffer(env: &Env, b: &[u8]) -> Result<sys::napi_value> {
-    Ok(BufferSlice::copy_from(env, b)?.raw())
+    let mut out = std::ptr::null_mut();
+    // SAFETY: JS thread, live env; napi copies `b.len()` bytes from `b` and does not keep
+    // the pointer; the data out-pointer may be null.
+    check_status!(unsafe {
+        sys::napi_create_buffer_copy(
+            env.raw(),
+            b.len(),
+            b.as_ptr().cast(),
+            std::ptr::null_mut(),
+            &mut out,
+        )
+    })?;
+    Ok(out)
 }
 
 impl ToNapiValue for Out {
@@ -278,25 +314,39 @@ where
     T: Send + 'static,
 {
     let mut fut = Box::pin(fut);
-    let first = {
-        let _ctx = rt.enter();
-        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-    };
-    match first {
+    match poll_once(rt, &mut fut) {
         Poll::Ready(Ok(v)) => Ok(PromiseRaw::resolve(env, out(v))?.to_unknown()),
         Poll::Ready(Err(e)) => rejected(env, map_error(env, &e)),
-        Poll::Pending => {
-            let (deferred, promise) = env.create_deferred()?;
-            rt.spawn(async move {
-                let result = fut.await;
-                deferred.resolve(move |env| match result {
-                    Ok(v) => Ok(out(v)),
-                    Err(e) => Err(map_error(&env, &e)),
-                });
-            });
-            Ok(promise.to_unknown())
-        }
+        Poll::Pending => pending(env, rt, fut, out),
     }
+}
+
+/// Polls `fut` once on the JS thread, inside the runtime's context.
+fn poll_once<F: Future + ?Sized>(rt: &Handle, fut: &mut std::pin::Pin<Box<F>>) -> Poll<F::Output> {
+    let _ctx = rt.enter();
+    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A promise settled by `fut`, which runs on the runtime from now on.
+fn pending<'env, T, F>(
+    env: &'env Env,
+    rt: &Handle,
+    fut: std::pin::Pin<Box<F>>,
+    out: fn(T) -> Out,
+) -> Result<Unknown<'env>>
+where
+    F: Future<Output = meshcache::Result<T>> + Send + 'static + ?Sized,
+    T: Send + 'static,
+{
+    let (deferred, promise) = env.create_deferred()?;
+    rt.spawn(async move {
+        let result = fut.await;
+        deferred.resolve(move |env| match result {
+            Ok(v) => Ok(out(v)),
+            Err(e) => Err(map_error(&env, &e)),
+        });
+    });
+    Ok(promise.to_unknown())
 }
 
 fn rejected<'env>(env: &'env Env, e: napi::Error) -> Result<Unknown<'env>> {
@@ -445,9 +495,9 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the node: binds `listen` and starts serving peers. Throws a `RangeError`
     /// (`MESHCACHE_INVALID_ARGUMENT`) for an address that cannot be resolved or bound.
-    #[napi(constructor)]
-    pub fn new(env: Env, options: Option<ClusterOptions>) -> Result<Self> {
-        let o = options.unwrap_or_default();
+    #[napi(constructor, ts_args_type = "options?: ClusterOptions | undefined | null")]
+    pub fn new(env: Env, options: Option<Unknown<'_>>) -> Result<Self> {
+        let o: ClusterOptions = self::options(&env, options, "options")?.unwrap_or_default();
         let mut b = meshcache::Cluster::builder();
         if let Some(l) = o.listen {
             b = b.listen(l);
@@ -507,26 +557,27 @@ impl Cluster {
     /// A group (a named cache) served by this node. Every node should create the same
     /// groups. Throws `MESHCACHE_INVALID_ARGUMENT` for a name in use or bad options, and
     /// `MESHCACHE_CLOSED` after `close()`.
-    #[napi]
-    pub fn group(&self, env: Env, name: String, options: Option<GroupOptions>) -> Result<Group> {
-        let cluster = self.open(&env)?;
-        let o = options.unwrap_or_default();
+    #[napi(ts_args_type = "name: string, options?: GroupOptions | undefined | null")]
+    pub fn group(&self, env: &Env, name: Unknown<'_>, options: Option<Unknown<'_>>) -> Result<Group> {
+        let name: String = convert(env, &name, "name")?;
+        let o: GroupOptions = self::options(env, options, "options")?.unwrap_or_default();
+        let cluster = self.open(env)?;
         let mut b = cluster.group(name);
         if let Some(c) = o.capacity {
             let bytes = match c {
                 Either::A(n) if n.is_finite() && n >= 1.0 => n as usize,
                 Either::A(n) => {
-                    return Err(range_error(&env, format!("capacity must be >= 1 byte, not {n}")));
+                    return Err(range_error(env, format!("capacity must be >= 1 byte, not {n}")));
                 }
-                Either::B(s) => meshcache::parse_size(&s).map_err(|e| map_error(&env, &e))?,
+                Either::B(s) => meshcache::parse_size(&s).map_err(|e| map_error(env, &e))?,
             };
             b = b.capacity(bytes);
         }
         if let Some(t) = o.ttl_ms {
-            b = b.default_ttl(millis(&env, t, "ttlMs")?);
+            b = b.default_ttl(millis(env, t, "ttlMs")?);
         }
         if let Some(t) = o.negative_ttl_ms {
-            b = b.negative_ttl(millis(&env, t, "negativeTtlMs")?);
+            b = b.negative_ttl(millis(env, t, "negativeTtlMs")?);
         }
         if let Some(n) = o.max_key_len {
             b = b.max_key_len(n as usize);
@@ -543,7 +594,7 @@ impl Cluster {
         if let Some(l) = o.loader {
             b = b.loader(js_loader(l));
         }
-        let group = b.build().map_err(|e| map_error(&env, &e))?;
+        let group = b.build().map_err(|e| map_error(env, &e))?;
         Ok(Group {
             group,
             node: self.node.clone(),
@@ -551,8 +602,9 @@ impl Cluster {
     }
 
     /// Replaces the peer list; the ring is swapped at once.
-    #[napi]
-    pub fn set_peers(&self, env: Env, peers: Vec<String>) -> Result<()> {
+    #[napi(ts_args_type = "peers: Array<string>")]
+    pub fn set_peers(&self, env: Env, peers: Unknown<'_>) -> Result<()> {
+        let peers: Vec<String> = convert(&env, &peers, "peers")?;
         self.open(&env)?.set_peers(peers).map_err(|e| map_error(&env, &e))
     }
 
@@ -563,8 +615,9 @@ impl Cluster {
     }
 
     /// The node that owns `key` now.
-    #[napi]
-    pub fn owner_of(&self, env: Env, key: String) -> Result<String> {
+    #[napi(ts_args_type = "key: string")]
+    pub fn owner_of(&self, env: Env, key: Unknown<'_>) -> Result<String> {
+        let key: String = convert(&env, &key, "key")?;
         Ok(self.open(&env)?.owner_of(key.as_bytes()))
     }
 
@@ -774,25 +827,51 @@ impl Group {
     /// a `TypeError` for a key that is not a string or a loader result of the wrong type.
     #[napi(ts_args_type = "key: string", ts_return_type = "Promise<Buffer>")]
     pub fn get<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
-        let r = key_bytes(env, &key).and_then(|k| {
-            let g = self.group.clone();
-            settle(env, &self.node.rt, async move { g.get(&k).await }, Out::Buf)
-        });
-        or_reject(env, r)
+        get_promise(&self.group, &self.node.rt, env, &key)
     }
 
     /// The cached value of `key` if it is on this node, else `undefined`. Synchronous;
     /// never loads, never waits.
     #[napi(ts_args_type = "key: string", ts_return_type = "Buffer | undefined")]
     pub fn peek<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
-        let hit = with_key(env, &key, |k| self.group.peek(k))?.map_err(|e| map_error(env, &e))?;
-        let raw = match hit {
-            Some(v) => buffer(env, &v)?,
-            // SAFETY: JS thread, live env.
-            None => unsafe { <()>::to_napi_value(env.raw(), ()) }?,
-        };
+        let raw = peek_value(&self.group, env, &key)?;
         // SAFETY: `raw` was just created in this env.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+    }
+
+    /// For `lib.cjs`: `{ peek, get, pool }`, the fast paths of this group (see "Fast
+    /// paths"). Called as `h.peek(key)` / `h.get(key)`, they answer a small cached value
+    /// as the number `offset * 8192 + length` of a copy of it in `h.pool` (an
+    /// ArrayBuffer); anything else as `peek` / `get` do.
+    #[napi(js_name = "_fast", skip_typescript)]
+    pub fn fast<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let fast = std::rc::Rc::new(Fast {
+            group: self.group.clone(),
+            node: self.node.clone(),
+            pool: std::cell::RefCell::new(Pool {
+                buf: std::ptr::null_mut(),
+                data: std::ptr::null_mut(),
+                off: 0,
+            }),
+        });
+        let peek = fast_function(env, c"peek", Some(fast_peek), fast.clone())?;
+        let get = fast_function(env, c"get", Some(fast_get), fast)?;
+        let mut h = std::ptr::null_mut();
+        let mut undefined = std::ptr::null_mut();
+        // SAFETY: JS thread, live env, local out-pointers.
+        unsafe {
+            check_status!(sys::napi_create_object(env.raw(), &mut h))?;
+            check_status!(sys::napi_get_undefined(env.raw(), &mut undefined))?;
+            check_status!(sys::napi_set_named_property(env.raw(), h, c"peek".as_ptr(), peek))?;
+            check_status!(sys::napi_set_named_property(env.raw(), h, c"get".as_ptr(), get))?;
+            check_status!(sys::napi_set_named_property(
+                env.raw(),
+                h,
+                c"pool".as_ptr(),
+                undefined
+            ))?;
+            Ok(Unknown::from_raw_unchecked(env.raw(), h))
+        }
     }
 
     /// The values of the keys that exist (missing ones are absent from the Map), loading
@@ -828,12 +907,13 @@ impl Group {
         env: &'env Env,
         key: Unknown<'env>,
         value: Unknown<'env>,
-        options: Option<SetOptions>,
+        options: Option<Unknown<'env>>,
     ) -> Result<Unknown<'env>> {
         let prepared = (|| {
             let k = key_bytes(env, &key)?;
             let v = value_bytes(env, &value)?;
-            let ttl = match options.and_then(|o| o.ttl_ms) {
+            let o: Option<SetOptions> = self::options(env, options, "options")?;
+            let ttl = match o.and_then(|o| o.ttl_ms) {
                 Some(t) => Some(millis(env, t, "ttlMs")?),
                 None => None,
             };
@@ -903,4 +983,282 @@ impl Group {
     pub fn closed(&self) -> bool {
         self.group.is_closed() || self.node.cluster().is_none()
     }
+}
+
+/// `group.get(key)`: a promise of the value; argument errors reject, never throw.
+fn get_promise<'env>(
+    group: &meshcache::Group,
+    rt: &Handle,
+    env: &'env Env,
+    key: &Unknown<'env>,
+) -> Result<Unknown<'env>> {
+    let r = key_bytes(env, key).and_then(|k| {
+        let g = group.clone();
+        settle(env, rt, async move { g.get(&k).await }, Out::Buf)
+    });
+    or_reject(env, r)
+}
+
+/// `group.peek(key)`: a Buffer with a copy of the cached value, or `undefined`.
+fn peek_value(group: &meshcache::Group, env: &Env, key: &Unknown<'_>) -> Result<sys::napi_value> {
+    match with_key(env, key, |k| group.peek(k))? {
+        Ok(Some(v)) => buffer(env, &v),
+        Ok(None) => {
+            let mut undefined = std::ptr::null_mut();
+            // SAFETY: JS thread, live env.
+            check_status!(unsafe { sys::napi_get_undefined(env.raw(), &mut undefined) })?;
+            Ok(undefined)
+        }
+        Err(e) => Err(map_error(env, &e)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fast paths: `peek` and `get` as plain napi functions, values in a pooled ArrayBuffer.
+//
+// A napi-rs 3.16 class method pays for its safety net on every call: it unwraps `this`
+// (`napi_unwrap` plus a type-tag check) and opens and closes a "native borrow" scope (a
+// process-wide `Mutex<HashMap>`, thread-locals, heap allocations): profiled, ~300-500 ns
+// per call, ten times lru-cache's whole `get`. And a Buffer made by
+// `napi_create_buffer_copy` costs ~1.5-2 us here (a malloc'd backing store per Buffer,
+// which V8's ArrayBuffer sweeper then frees one by one), where JS makes a view on an
+// ArrayBuffer in ~50 ns.
+//
+// So `group._fast()` (called once per group by `lib.cjs`) returns `{ peek, get, pool }`:
+// napi functions whose data is the group (freed by the functions' finalizers), which read
+// the key straight from their argument. On a hit of a small value they copy it into
+// `pool` (an ArrayBuffer they replace when it is full, setting `this.pool`) and return
+// `offset * POOL_LEN_SPAN + length`; `lib.cjs` makes the Buffer view (and, for `get`, the
+// resolved promise). Anything else (a miss, a large value, an error, a load) is answered
+// exactly as by the class methods, which stay for `Group.prototype.peek.call(g, k)`.
+
+/// The data of a group's fast functions (shared by both; JS thread only).
+struct Fast {
+    group: meshcache::Group,
+    node: Arc<Node>,
+    pool: std::cell::RefCell<Pool>,
+}
+
+/// Bytes of one pool ArrayBuffer.
+const POOL_SIZE: usize = 64 * 1024;
+/// Values up to this many bytes are copied into the pool; larger ones get a Buffer of
+/// their own (so that a small Buffer kept alive holds at most 64 KiB).
+const POOL_MAX_VALUE: usize = 4096;
+/// The fast functions return `offset * POOL_LEN_SPAN + length`, a small integer (below
+/// 2^30). `lib.cjs` relies on the value 8192.
+const POOL_LEN_SPAN: usize = 8192;
+const _: () = assert!(POOL_MAX_VALUE < POOL_LEN_SPAN && POOL_SIZE * POOL_LEN_SPAN < 1 << 30);
+
+/// The current pool ArrayBuffer: `data[off..]` is free; `[..off]` belongs to Buffers
+/// already handed out, and is never written again.
+struct Pool {
+    /// A strong reference that keeps the ArrayBuffer (and `data`) alive; null before the
+    /// first pooled value.
+    buf: sys::napi_ref,
+    data: *mut u8,
+    off: usize,
+}
+
+impl Fast {
+    /// Copies `v` into the pool (a new one if it is full) and returns where it went.
+    /// `holder` (the `this` of the call) gets the new pool as its `pool` property.
+    fn pooled(&self, env: &Env, holder: sys::napi_value, v: &[u8]) -> Result<sys::napi_value> {
+        let mut pool = self.pool.borrow_mut();
+        if pool.buf.is_null() || pool.off + v.len() > POOL_SIZE {
+            let mut data = std::ptr::null_mut();
+            let mut ab = std::ptr::null_mut();
+            let mut buf = std::ptr::null_mut();
+            // SAFETY: JS thread, live env, local out-pointers. The new reference is made
+            // before the old one is dropped; `holder.pool` keeps JS's view in step.
+            unsafe {
+                check_status!(sys::napi_create_arraybuffer(
+                    env.raw(),
+                    POOL_SIZE,
+                    &mut data,
+                    &mut ab
+                ))?;
+                check_status!(sys::napi_set_named_property(
+                    env.raw(),
+                    holder,
+                    c"pool".as_ptr(),
+                    ab
+                ))?;
+                check_status!(sys::napi_create_reference(env.raw(), ab, 1, &mut buf))?;
+                if !pool.buf.is_null() {
+                    sys::napi_delete_reference(env.raw(), pool.buf);
+                }
+            }
+            *pool = Pool {
+                buf,
+                data: data.cast(),
+                off: 0,
+            };
+        }
+        let off = pool.off;
+        // SAFETY: `data` is the live pool of POOL_SIZE bytes (kept by `buf`), and
+        // `off + v.len() <= POOL_SIZE`; nothing else writes to it.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), pool.data.add(off), v.len()) };
+        // The next value starts 8-byte aligned, like in Node's own Buffer pool.
+        pool.off = (off + v.len() + 7) & !7;
+        let mut out = std::ptr::null_mut();
+        // SAFETY: JS thread, live env; the number is below 2^30 (checked above).
+        check_status!(unsafe {
+            sys::napi_create_uint32(env.raw(), (off * POOL_LEN_SPAN + v.len()) as u32, &mut out)
+        })?;
+        Ok(out)
+    }
+}
+
+/// A key owned without a heap allocation when it is short (the usual case), for the
+/// future of a fast `get`.
+enum OwnedKey {
+    Inline(u8, [u8; 62]),
+    Heap(Bytes),
+}
+
+impl OwnedKey {
+    fn new(k: &[u8]) -> Self {
+        let mut inline = [0u8; 62];
+        match inline.get_mut(..k.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(k);
+                OwnedKey::Inline(k.len() as u8, inline)
+            }
+            None => OwnedKey::Heap(Bytes::copy_from_slice(k)),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            OwnedKey::Inline(len, b) => &b[..*len as usize],
+            OwnedKey::Heap(b) => b,
+        }
+    }
+}
+
+/// The napi callback of a fast function: reads its one argument, `this` and its data,
+/// runs `body`, and throws the error it returns. A panic becomes a JS error too (it must
+/// not unwind into Node).
+///
+/// # Safety
+/// Called by napi only, on the JS thread, for a function made by `fast_function` (its
+/// data pointer is a live `Box<Rc<Fast>>`).
+unsafe fn fast_call(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+    body: impl FnOnce(&Fast, &Env, sys::napi_value, &Unknown<'_>) -> Result<sys::napi_value>,
+) -> sys::napi_value {
+    let mut argc = 1usize;
+    let mut argv = [std::ptr::null_mut(); 1];
+    let mut this = std::ptr::null_mut();
+    let mut data = std::ptr::null_mut();
+    // SAFETY: as documented; napi fills missing arguments with `undefined`.
+    let status =
+        unsafe { sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), &mut this, &mut data) };
+    if status != sys::Status::napi_ok || data.is_null() {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: `data` is the function's box, freed only by its finalizer, which cannot
+    // run while the function is being called.
+    let fast: &Fast = unsafe { &*data.cast::<std::rc::Rc<Fast>>() };
+    let js_env = Env::from_raw(env);
+    // SAFETY: a value of this call, on this env.
+    let key = unsafe { Unknown::from_raw_unchecked(env, argv[0]) };
+    let run = std::panic::AssertUnwindSafe(|| body(fast, &js_env, this, &key));
+    let err = match std::panic::catch_unwind(run) {
+        Ok(Ok(v)) => return v,
+        Ok(Err(e)) => e,
+        Err(_) => map_error(
+            &js_env,
+            &meshcache::Error::new(ErrorKind::Panic, "meshcache panicked (a bug)"),
+        ),
+    };
+    // SAFETY: JS thread, live env; returning null with the exception pending throws it.
+    unsafe { JsError::from(err).throw_into(env) };
+    std::ptr::null_mut()
+}
+
+unsafe extern "C" fn fast_peek(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this for the function `Group::fast` made.
+    unsafe {
+        fast_call(env, info, |f, env, this, key| {
+            match with_key(env, key, |k| f.group.peek(k))? {
+                Ok(Some(v)) if v.len() <= POOL_MAX_VALUE => f.pooled(env, this, &v),
+                Ok(Some(v)) => buffer(env, &v),
+                Ok(None) => {
+                    let mut undefined = std::ptr::null_mut();
+                    check_status!(sys::napi_get_undefined(env.raw(), &mut undefined))?;
+                    Ok(undefined)
+                }
+                Err(e) => Err(map_error(env, &e)),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn fast_get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this for the function `Group::fast` made.
+    unsafe {
+        fast_call(env, info, |f, env, this, key| {
+            let k = match with_key(env, key, OwnedKey::new) {
+                Ok(k) => k,
+                Err(e) => return Ok(rejected(env, e)?.raw()),
+            };
+            let g = f.group.clone();
+            let mut fut = Box::pin(async move { g.get(k.as_slice()).await });
+            match poll_once(&f.node.rt, &mut fut) {
+                Poll::Ready(Ok(v)) if v.len() <= POOL_MAX_VALUE => f.pooled(env, this, &v),
+                Poll::Ready(Ok(v)) => Ok(PromiseRaw::resolve(env, Out::Buf(v))?.raw()),
+                Poll::Ready(Err(e)) => Ok(rejected(env, map_error(env, &e))?.raw()),
+                Poll::Pending => Ok(pending(env, &f.node.rt, fut, Out::Buf)?.raw()),
+            }
+        })
+    }
+}
+
+unsafe extern "C" fn drop_fast(
+    env: sys::napi_env,
+    data: *mut std::ffi::c_void,
+    _hint: *mut std::ffi::c_void,
+) {
+    // SAFETY: `data` is the box of the function being collected; this runs once, on the
+    // JS thread.
+    let fast = unsafe { Box::from_raw(data.cast::<std::rc::Rc<Fast>>()) };
+    if let Ok(last) = std::rc::Rc::try_unwrap(*fast) {
+        let buf = last.pool.into_inner().buf;
+        if !buf.is_null() {
+            // SAFETY: as above; the reference was made on this env.
+            unsafe { sys::napi_delete_reference(env, buf) };
+        }
+    }
+}
+
+/// A napi function named `name` calling `cb`, holding `fast` until it is collected.
+fn fast_function(
+    env: &Env,
+    name: &std::ffi::CStr,
+    cb: sys::napi_callback,
+    fast: std::rc::Rc<Fast>,
+) -> Result<sys::napi_value> {
+    let data = Box::into_raw(Box::new(fast)).cast::<std::ffi::c_void>();
+    let mut func = std::ptr::null_mut();
+    // SAFETY: JS thread, live env; `name` is NUL-terminated; `data` is a live box whose
+    // ownership passes to the finalizer once it is registered.
+    unsafe {
+        let created = sys::napi_create_function(env.raw(), name.as_ptr(), -1, cb, data, &mut func);
+        if created != sys::Status::napi_ok
+            || sys::napi_add_finalizer(
+                env.raw(),
+                func,
+                data,
+                Some(drop_fast),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            ) != sys::Status::napi_ok
+        {
+            drop(Box::from_raw(data.cast::<std::rc::Rc<Fast>>()));
+            return Err(napi::Error::from_reason("could not create a napi function"));
+        }
+    }
+    Ok(func)
 }
