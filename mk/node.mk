@@ -34,5 +34,7 @@ test-node: deps node-build
 	  && echo "npm pack: the tarball installs into an empty project and the README example runs"
 	rm -f $(NODE_TGZ)
 
+# Release addon; bench.mjs: hits vs lru-cache; remote.mjs: remote get vs ioredis GET against
+# a redis-server it starts (redis-server on PATH: `make bench` installs it).
 bench-node: node-build
-	cd $(NODE_DIR) && npm run build && node bench/bench.mjs
+	cd $(NODE_DIR) && npm run build && node bench/bench.mjs && node bench/remote.mjs

@@ -23,17 +23,25 @@ async function timeAsync(fn, iters) {
   for (let i = 0; i < iters; i++) await fn(keys[i % N])
   return Number(process.hrtime.bigint() - t) / iters
 }
-const best = { lru: Infinity, peek: Infinity, lruAwait: Infinity, get: Infinity }
-for (let round = 0; round < 5; round++) {
-  best.lru = Math.min(best.lru, timeSync((k) => lru.get(k), 1_000_000))
-  best.peek = Math.min(best.peek, timeSync((k) => g.peek(k), 1_000_000))
-  best.lruAwait = Math.min(best.lruAwait, await timeAsync(async (k) => lru.get(k), 200_000))
-  best.get = Math.min(best.get, await timeAsync((k) => g.get(k), 200_000))
+// ROUNDS interleaved rounds (default 7); best and median of the rounds per contender.
+const ROUNDS = Number(process.env.ROUNDS ?? 7)
+const runs = { lru: [], peek: [], lruAwait: [], get: [] }
+for (let round = 0; round < ROUNDS; round++) {
+  runs.lru.push(timeSync((k) => lru.get(k), 1_000_000))
+  runs.peek.push(timeSync((k) => g.peek(k), 1_000_000))
+  runs.lruAwait.push(await timeAsync(async (k) => lru.get(k), 200_000))
+  runs.get.push(await timeAsync((k) => g.get(k), 200_000))
 }
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+const best = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, Math.min(...v)]))
+const med = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]))
 const f = (x) => x.toFixed(0).padStart(6)
-console.log(`hit, 10k varying keys, 100-byte values, best of 5 rounds (ns/op)`)
-console.log(`lru-cache get        ${f(best.lru)}`)
-console.log(`meshcache peek       ${f(best.peek)}   ${(best.peek / best.lru).toFixed(1)}x lru-cache`)
-console.log(`await lru-cache get  ${f(best.lruAwait)}`)
-console.log(`await meshcache get  ${f(best.get)}   ${(best.get / best.lruAwait).toFixed(1)}x await lru-cache, ${(best.get / best.lru).toFixed(1)}x lru-cache get`)
+const row = (name, k, vs, also = '') => console.log(`${name.padEnd(20)} ${f(best[k])} ${f(med[k])}` +
+  (vs ? `   ${(best[k] / best[vs]).toFixed(1)}x / ${(med[k] / med[vs]).toFixed(1)}x ${also}` : ''))
+console.log(`hit, 10k varying keys, 100-byte values, ${ROUNDS} interleaved rounds (ns/op)`)
+console.log(`${''.padEnd(20)}   best median  ratio best / median`)
+row('lru-cache get', 'lru')
+row('meshcache peek', 'peek', 'lru', 'lru-cache get')
+row('await lru-cache get', 'lruAwait')
+row('await meshcache get', 'get', 'lruAwait', 'await lru-cache get')
 await cluster.close()
