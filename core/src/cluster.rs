@@ -268,6 +268,7 @@ impl ClusterBuilder {
                 // Large values in GetMany answers must not stall on 64 KiB windows.
                 .initial_stream_window_size(Some(2 << 20))
                 .initial_connection_window_size(Some(8 << 20))
+                .max_frame_size(Some(256 << 10))
                 .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async move {

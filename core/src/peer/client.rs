@@ -84,7 +84,9 @@ impl PeerClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
             .initial_stream_window_size(2 << 20)
-            .initial_connection_window_size(8 << 20);
+            .initial_connection_window_size(8 << 20)
+            // Fewer, larger DATA frames for large values and coalesced answers.
+            .max_frame_size(256 << 10);
         let client = RawClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(opts.max_message_size)
             .max_encoding_message_size(opts.max_message_size);
