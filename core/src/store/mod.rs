@@ -260,6 +260,32 @@ impl Store {
         }
     }
 
+    /// Looks `key` up like [`Store::get`] (counted), but lends the value to `f` under the
+    /// shard's read lock instead of cloning its `Bytes`: no refcount traffic, for callers
+    /// that copy the bytes out anyway (the bindings). `f` gets `None` for a cached
+    /// "not found". Keep `f` short: writers to this shard wait while it runs.
+    #[inline]
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
+        let hash = self.hash(key);
+        let shard = self.shard(hash).read();
+        let stripe = &self.stripes[stripe_index()];
+        match shard.find(hash, key) {
+            Some(e) if !(e.deadline != 0 && e.expired(self.clock.now_ms())) => {
+                e.touch();
+                match e.tier() {
+                    Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
+                    Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
+                };
+                Some(f(e.value.as_deref()))
+            }
+            _ => {
+                drop(shard);
+                stripe.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Whether `key` is resident and unexpired, without counting a lookup or a read.
     pub fn contains(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
@@ -408,6 +434,25 @@ mod tests {
         assert_eq!((st.main.items, st.hot.items), (2, 1));
         assert_eq!((st.main.gets, st.main.hits, st.hot.hits), (4, 2, 1));
         assert!(st.main.bytes > 0 && st.hot.bytes > 0);
+    }
+
+    #[test]
+    fn get_with_lends_the_value() {
+        let (s, _) = store(1 << 20, 2);
+        s.insert(
+            Tier::Main,
+            Bytes::from_static(b"k"),
+            Some(Bytes::from_static(b"v")),
+            0,
+        );
+        s.insert(Tier::Main, Bytes::from_static(b"n"), None, 0);
+        assert_eq!(
+            s.get_with(b"k", |v| v.map(<[u8]>::to_vec)),
+            Some(Some(b"v".to_vec()))
+        );
+        assert_eq!(s.get_with(b"n", |v| v.is_none()), Some(true));
+        assert_eq!(s.get_with(b"x", |_| ()), None);
+        assert_eq!((s.stats().main.gets, s.stats().main.hits), (3, 2));
     }
 
     #[test]
