@@ -330,8 +330,10 @@ impl PyGroup {
     fn peek<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
-        match self.group.peek(&k) {
-            Ok(v) => Ok(v.map(|v| convert::value_to_py(py, &v))),
+        // The bytes are copied into the new `bytes` under the store's read lock (no
+        // refcount traffic); a `bytes` is not GC-tracked, so creating it runs no Python code.
+        match self.group.peek_with(&k, |v| convert::value_to_py(py, v)) {
+            Ok(v) => Ok(v),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
     }
@@ -344,8 +346,8 @@ impl PyGroup {
     fn __getitem__<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
-        match self.group.peek(&k) {
-            Ok(Some(v)) => Ok(convert::value_to_py(py, &v)),
+        match self.group.peek_with(&k, |v| convert::value_to_py(py, v)) {
+            Ok(Some(v)) => Ok(v),
             Ok(None) => Err(errors::not_found(py, key)),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
@@ -355,7 +357,7 @@ impl PyGroup {
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
-        match self.group.peek(&k) {
+        match self.group.peek_with(&k, |_| ()) {
             Ok(v) => Ok(v.is_some()),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
