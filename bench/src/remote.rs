@@ -4,6 +4,8 @@
 //!   gRPC round trip to B; B answers from its store);
 //! - **raw TCP**: a tokio request/response server of the same payload (length-prefixed
 //!   key in, length-prefixed value out) — the floor any protocol pays;
+//! - **bare gRPC**: the same `Get` through a plain tonic client, without meshcache's
+//!   layers (flight, coalescing, breaker) — what the transport alone costs;
 //! - **redis-server** GET through `redis-benchmark` (no pipelining), if installed.
 //!
 //! For 100-byte and 10 KiB values: p50/p99 latency of sequential gets (1 caller), and
@@ -71,6 +73,33 @@ impl Contender for Mesh {
                 .get(&self.keys[i % KEYS])
                 .await
                 .expect("remote get")
+                .len()
+        })
+    }
+}
+
+/// The bare gRPC call (`PeerClient::get` on one tonic channel) without meshcache's
+/// layers (flight, coalescing, breaker): what the transport alone costs.
+struct BareGrpc {
+    client: meshcache::peer::pb::peer_client::PeerClient<tonic::transport::Channel>,
+    keys: Vec<Bytes>,
+}
+
+impl Contender for BareGrpc {
+    fn get(&self, i: usize) -> std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send + '_>> {
+        Box::pin(async move {
+            let req = meshcache::peer::pb::GetRequest {
+                group: "bench".into(),
+                key: self.keys[i % KEYS].clone(),
+                forwarded: true,
+            };
+            self.client
+                .clone()
+                .get(req)
+                .await
+                .expect("bare get")
+                .into_inner()
+                .value
                 .len()
         })
     }
@@ -327,16 +356,29 @@ fn main() {
             }
             v
         });
+        let bare: Arc<dyn Contender> = client_rt.block_on(async {
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", b.advertise_addr()))
+                .expect("endpoint")
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .expect("connect");
+            Arc::new(BareGrpc {
+                client: meshcache::peer::pb::peer_client::PeerClient::new(channel),
+                keys: keys.clone(),
+            }) as Arc<dyn Contender>
+        });
         let raw: Arc<dyn Contender> = Arc::new(RawTcp {
             conns,
             keys: keys.clone(),
         });
 
-        let mut results: Vec<Vec<Sample>> = vec![Vec::new(), Vec::new()];
+        let mut results: Vec<Vec<Sample>> = vec![Vec::new(), Vec::new(), Vec::new()];
         let mut redis_runs: Vec<(f64, f64, f64)> = Vec::new();
         for _ in 0..rounds {
             results[0].push(measure(&client_rt, mesh.clone(), secs));
             results[1].push(measure(&client_rt, raw.clone(), secs));
+            results[2].push(measure(&client_rt, bare.clone(), secs));
             if let Some(r) = &redis {
                 let n = (results[0].last().map_or(50_000.0, |s| s.ops16) * secs) as usize;
                 let c1 = redis_get(r.port, size, 1, (n / 4).max(10_000));
@@ -348,7 +390,7 @@ fn main() {
             }
         }
         let med = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
-        let names = ["meshcache", "raw TCP"];
+        let names = ["meshcache", "raw TCP", "bare gRPC"];
         for (i, name) in names.iter().enumerate() {
             println!(
                 "{:>7} {:<10} {:>9.1} {:>9.1} {:>12.0} {:>12.0}",
