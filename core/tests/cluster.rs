@@ -555,3 +555,39 @@ async fn get_many_answers_past_the_message_limit_arrive_one_by_one() {
     let (_, stats) = peer_stats(&a, b.advertise_addr());
     assert!(stats.requests > 1 && stats.failures == 0, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_times_out_means_a_local_fallback() {
+    let a = Cluster::builder()
+        .peer_timeout(Duration::from_millis(200))
+        .start()
+        .await
+        .unwrap();
+    let b = Cluster::builder().start().await.unwrap();
+    for c in [&a, &b] {
+        c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
+            .unwrap();
+    }
+    let ga = a
+        .group("g")
+        .loader(|k: Bytes| async move { Ok(Loaded::value(k)) })
+        .build()
+        .unwrap();
+    // b's loader never answers.
+    let _gb = b
+        .group("g")
+        .loader(|_k: Bytes| async move { std::future::pending::<meshcache::Result<Loaded>>().await })
+        .build()
+        .unwrap();
+    let k = key_for(&a, b.advertise_addr(), "slow");
+    let v = tokio::time::timeout(BOUND, ga.get(k.as_bytes()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, k);
+    let st = ga.stats();
+    assert_eq!((st.remote_errors, st.fallback_loads, st.loads), (1, 1, 1));
+    let (_, ps) = peer_stats(&a, b.advertise_addr());
+    assert_eq!(ps.timeouts, 1, "{ps:?}");
+    assert_eq!(ps.retries, 0, "a timed-out call is not retried");
+}

@@ -138,8 +138,9 @@ impl PeerClient {
         let mut attempt = 0;
         loop {
             c.requests.fetch_add(1, Ordering::Relaxed);
-            let mut request = Request::new(message.clone());
-            request.set_timeout(self.opts.timeout);
+            let request = Request::new(message.clone());
+            // No grpc-timeout header: the deadline is enforced here, and an owner that is
+            // still loading when the caller gives up finishes the load for the next get.
             let outcome = tokio::time::timeout(self.opts.timeout, send(self.client.clone(), request)).await;
             let (err, retryable) = match outcome {
                 Ok(Ok(resp)) => {
