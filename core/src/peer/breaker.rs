@@ -58,12 +58,23 @@ impl Breaker {
         }
     }
 
-    /// Whether a call may go out now. In the half-open state only one caller gets `true`.
-    pub(crate) fn allow(&self) -> bool {
+    /// Whether a call may go out now (`Some`). In the half-open state only one caller
+    /// gets a permit. The permit must be kept until the call has reported
+    /// [`Breaker::success`] or [`Breaker::failure`]: dropping it unreported (the caller
+    /// was cancelled mid-probe) frees the probe slot, so the peer is not skipped forever.
+    pub(crate) fn allow(&self) -> Option<Permit<'_>> {
         match self.state() {
-            BreakerState::Closed => true,
-            BreakerState::Open => false,
-            BreakerState::HalfOpen => !self.probing.swap(true, Ordering::AcqRel),
+            BreakerState::Closed => Some(Permit {
+                breaker: self,
+                probe: false,
+            }),
+            BreakerState::Open => None,
+            // `then`, not `then_some`: a permit built and dropped for a refused caller
+            // would free the slot of the probe in flight.
+            BreakerState::HalfOpen => (!self.probing.swap(true, Ordering::AcqRel)).then(|| Permit {
+                breaker: self,
+                probe: true,
+            }),
         }
     }
 
@@ -92,6 +103,23 @@ impl Breaker {
     }
 }
 
+/// Leave to make one call; see [`Breaker::allow`].
+#[derive(Debug)]
+pub(crate) struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.probe {
+            // Reported or not, this probe is over; `success`/`failure` already cleared
+            // the flag if it was reported.
+            self.breaker.probing.store(false, Ordering::Release);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,14 +135,18 @@ mod tests {
         assert_eq!(b.opened(), 1);
         // Zero cooldown: immediately half-open, exactly one probe allowed.
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert!(b.allow());
-        assert!(!b.allow());
+        let probe = b.allow();
+        assert!(probe.is_some());
+        assert!(b.allow().is_none());
         b.failure();
+        drop(probe);
         assert_eq!(b.opened(), 2);
-        assert!(b.allow());
+        let probe = b.allow();
+        assert!(probe.is_some());
         b.success();
+        drop(probe);
         assert_eq!(b.state(), BreakerState::Closed);
-        assert!(b.allow() && b.allow());
+        assert!(b.allow().is_some() && b.allow().is_some());
     }
 
     #[test]
@@ -122,6 +154,16 @@ mod tests {
         let b = Breaker::new(1, Duration::from_secs(3600));
         b.failure();
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.allow());
+        assert!(b.allow().is_none());
+    }
+
+    #[test]
+    fn a_cancelled_probe_frees_the_probe_slot() {
+        let b = Breaker::new(1, Duration::ZERO);
+        b.failure();
+        let probe = b.allow().expect("half-open: one probe");
+        assert!(b.allow().is_none());
+        drop(probe); // the caller was cancelled before the call reported anything
+        assert!(b.allow().is_some(), "the peer must not be skipped forever");
     }
 }

@@ -128,13 +128,14 @@ impl PeerClient {
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let c = &self.counters;
-        if !self.breaker.allow() {
+        // Held until this call has reported success or failure (see `Breaker::allow`).
+        let Some(_permit) = self.breaker.allow() else {
             c.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Error::new(
                 ErrorKind::Peer,
                 format!("peer {}: circuit breaker open after repeated failures", self.addr),
             ));
-        }
+        };
         let mut attempt = 0;
         loop {
             c.requests.fetch_add(1, Ordering::Relaxed);
@@ -240,7 +241,12 @@ impl PeerClient {
 
     fn item_result(&self, item: pb::Item) -> Result<Option<Found>> {
         if !item.error_kind.is_empty() {
-            let kind = super::kind_from_str(&item.error_kind).unwrap_or(ErrorKind::Peer);
+            // As for a whole call (`from_status`): an owner that is closing is as good as
+            // unreachable, so the caller falls back.
+            let kind = match super::kind_from_str(&item.error_kind) {
+                Some(ErrorKind::Closed) | None => ErrorKind::Peer,
+                Some(kind) => kind,
+            };
             return Err(Error::new(
                 kind,
                 format!("peer {}: {}", self.addr, item.error_message),
