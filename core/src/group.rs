@@ -169,6 +169,11 @@ impl fmt::Debug for GroupBuilder {
 
 impl GroupBuilder {
     /// The byte budget of the group's store (both tiers). Default 64 MiB.
+    ///
+    /// The budget is split between shards (by default one per MiB, at most 256), and a
+    /// value larger than its shard's budget (1/8 of it for a hot-tier mirror) is returned
+    /// to the caller but not cached. To cache values of several MiB, raise the capacity or
+    /// lower [`GroupBuilder::shards`].
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self
@@ -559,24 +564,23 @@ impl Group {
     }
 
     async fn fetch_many_remote(&self, peer: Arc<PeerClient>, idxs: Vec<usize>, keys: Vec<Bytes>) -> Answers {
-        let c = &self.inner.counters;
-        match peer.get_many(&self.inner.name, keys.clone()).await {
-            Ok(results) => idxs
-                .into_iter()
-                .zip(keys)
-                .zip(results)
-                .map(|((i, key), r)| (i, r.map(|found| self.remote_answer(key, found))))
-                .collect(),
-            Err(e) if is_unreachable(&e) => {
-                let fallbacks = idxs.into_iter().zip(keys).map(|(i, key)| async move {
-                    bump(&c.remote_errors);
-                    bump(&c.fallback_loads);
-                    (i, self.load_and_cache(key, Tier::Hot).await)
-                });
-                join_all(fallbacks).await
+        let results = match peer.get_many(&self.inner.name, keys.clone()).await {
+            Ok(results) => results,
+            Err(e) => vec![Err(e); keys.len()],
+        };
+        // A key the owner could not answer (unreachable, timed out, closing) takes the
+        // single-key path: its own flight, and the local fallback if the owner is still
+        // out of reach, so a failed batch neither fails the call nor loads a key twice.
+        let answers = idxs.into_iter().zip(keys).zip(results).map(|((i, key), r)| {
+            let peer = peer.clone();
+            async move {
+                match r {
+                    Err(e) if is_unreachable(&e) => (i, self.fetch_remote(peer, key).await),
+                    r => (i, r.map(|found| self.remote_answer(key, found))),
+                }
             }
-            Err(e) => idxs.into_iter().map(|i| (i, Err(e.clone()))).collect(),
-        }
+        });
+        join_all(answers).await
     }
 
     /// Caches `value` for `key` for `ttl` (the group's default TTL when `None`), on the
@@ -1096,6 +1100,17 @@ mod tests {
         };
         assert_eq!(g.get(b"k").await.unwrap_err().kind(), ErrorKind::Panic);
         assert_eq!(&g.get(b"k").await.unwrap()[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_default_group_caches_values_of_half_a_mebibyte() {
+        let g = Group::builder("g")
+            .loader(|_k: Bytes| async { Ok(Loaded::value(vec![7u8; 512 * 1024])) })
+            .build()
+            .unwrap();
+        g.get(b"big").await.unwrap();
+        assert_eq!(g.peek(b"big").unwrap().map(|v| v.len()), Some(512 * 1024));
+        assert_eq!(g.stats().loads, 1);
     }
 
     #[tokio::test]
