@@ -114,13 +114,15 @@ where
                     let (tx, rx) = watch::channel(None);
                     let slot = Arc::new(tx);
                     map.insert(key.clone(), slot.clone());
+                    drop(map);
+                    // Built after the lock is released: if `load` panicked here, the
+                    // guard's drop must be able to take the lock to unregister the key.
                     let cleanup = Cleanup {
                         flights: self.flights.clone(),
                         key: Some(key),
                         slot: slot.clone(),
                     };
                     let fut = load();
-                    drop(map);
                     runtime.spawn(async move {
                         let result = match AssertUnwindSafe(fut).catch_unwind().await {
                             Ok(r) => r,

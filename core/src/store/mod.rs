@@ -160,7 +160,9 @@ impl fmt::Debug for Store {
 
 /// Smallest budget a shard gets when the shard count is chosen automatically: a shard
 /// must hold many entries for its eviction to approximate a global one.
-const MIN_AUTO_SHARD_BYTES: usize = 256 * 1024;
+/// Also the largest entry a default-sharded store can hold: an entry larger than its
+/// shard's budget is not cached (the caller still gets the value).
+const MIN_AUTO_SHARD_BYTES: usize = 1024 * 1024;
 const MAX_AUTO_SHARDS: usize = 256;
 
 impl Store {

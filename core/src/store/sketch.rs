@@ -25,7 +25,9 @@ const ROWS: [u64; 4] = [
 impl Sketch {
     /// A sketch for about `entries` resident entries.
     pub(super) fn new(entries: usize) -> Self {
-        let len = (entries.max(16) * 2).next_power_of_two();
+        // Capped (16 MiB of counters per shard) so that a huge configured capacity does not
+        // allocate up front what it may never use.
+        let len = (entries.clamp(16, 1 << 23) * 2).next_power_of_two();
         Sketch {
             counters: vec![0; len],
             mask: len - 1,
