@@ -231,6 +231,25 @@ test('after close: MESHCACHE_CLOSED', async () => {
   assert.equal(group.closed, true)
 })
 
+test('a get in flight when the cluster closes rejects with MESHCACHE_CLOSED', { timeout: 20_000 }, async () => {
+  let started
+  const loading = new Promise((resolve) => { started = resolve })
+  // The loader never answers: without settle-on-drop this get would never settle and
+  // its thread-safe function would keep the process alive.
+  const { cluster, group } = fixture(() => { started(); return new Promise(() => {}) })
+  const get = group.get('stuck')
+  await loading
+  await cluster.close()
+  await assert.rejects(get, (e) => e.code === 'MESHCACHE_CLOSED')
+})
+
+test('an astronomically large ttlMs is a RangeError, not a crash', async () => {
+  const { cluster, group } = fixture()
+  await assert.rejects(group.set('a', 'b', { ttlMs: 1e30 }), (e) => e.code === 'MESHCACHE_INVALID_ARGUMENT')
+  assert.throws(() => cluster.group('big', { ttlMs: Number.MAX_VALUE }), (e) => e.code === 'MESHCACHE_INVALID_ARGUMENT')
+  await cluster.close()
+})
+
 test('group.close closes one group', async () => {
   const { cluster, group } = fixture()
   try {

@@ -221,7 +221,10 @@ fn millis(env: &Env, ms: f64, what: &str) -> Result<Duration> {
             format!("{what} must be a finite number >= 0, not {ms}"),
         ));
     }
-    Ok(Duration::from_secs_f64(ms / 1000.0))
+    // `try_`: a finite but astronomically large number would make `from_secs_f64` panic,
+    // and a panic here would abort the process.
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| range_error(env, format!("{what} is too large: {ms}")))
 }
 
 /// What a promise of this addon resolves to; built on the JS thread.
@@ -338,15 +341,41 @@ where
     F: Future<Output = meshcache::Result<T>> + Send + 'static + ?Sized,
     T: Send + 'static,
 {
-    let (deferred, promise) = env.create_deferred()?;
+    let (deferred, promise) = env.create_deferred::<Out, Settle>()?;
+    let mut guard = SettleGuard(Some(deferred));
     rt.spawn(async move {
         let result = fut.await;
-        deferred.resolve(move |env| match result {
-            Ok(v) => Ok(out(v)),
-            Err(e) => Err(map_error(&env, &e)),
-        });
+        if let Some(deferred) = guard.0.take() {
+            deferred.resolve(Box::new(move |env| match result {
+                Ok(v) => Ok(out(v)),
+                Err(e) => Err(map_error(&env, &e)),
+            }));
+        }
     });
     Ok(promise.to_unknown())
+}
+
+/// How a pending promise is settled, on the JS thread.
+type Settle = Box<dyn FnOnce(Env) -> Result<Out> + Send>;
+
+/// Settles its promise if the task that owns it is dropped before doing so (the
+/// cluster closed, or its runtime stopped, with the call in flight): the promise rejects
+/// with `MESHCACHE_CLOSED` instead of never settling, and its thread-safe function is
+/// released, so it cannot keep the process alive either.
+struct SettleGuard(Option<napi::JsDeferred<Out, Settle>>);
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        if let Some(deferred) = self.0.take() {
+            deferred.resolve(Box::new(|env| {
+                let e = meshcache::Error::new(
+                    ErrorKind::Closed,
+                    "the cluster was closed before this call finished",
+                );
+                Err(map_error(&env, &e))
+            }));
+        }
+    }
 }
 
 fn rejected<'env>(env: &'env Env, e: napi::Error) -> Result<Unknown<'env>> {
