@@ -280,3 +280,22 @@ def test_a_slow_load_does_not_block_hits_elsewhere(cluster: meshcache.Cluster) -
     release.set()
     t.join(10)
     assert result == [b"slow"]
+
+
+def test_a_loader_getting_its_own_key_gets_an_error_not_a_deadlock(cluster: meshcache.Cluster) -> None:
+    seen: list[str] = []
+
+    def load(key: str) -> bytes:
+        if key == "self":
+            try:
+                g.get("self")  # the key being loaded: would wait on itself
+            except ValueError as e:  # meshcache.InvalidArgument
+                seen.append(type(e).__name__)
+        elif key == "outer":
+            return b"outer+" + g.get("inner")  # another key: fine
+        return key.encode()
+
+    g = cluster.group("reentrant", loader=load)
+    assert g.get("self") == b"self"
+    assert seen == ["InvalidArgument"]
+    assert g.get("outer") == b"outer+inner"

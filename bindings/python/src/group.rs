@@ -16,7 +16,7 @@ use crate::convert;
 use crate::errors;
 use crate::exit;
 use crate::fork;
-use crate::loader::{LoopThread, PyLoader, same_loop_error};
+use crate::loader::{self, LoopThread, PyLoader, same_loop_error};
 
 /// A named cache served by a `Cluster`: made by `Cluster.group(...)`.
 ///
@@ -367,6 +367,15 @@ impl PyGroup {
     fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
+        if let Some(loader) = &self.loader
+            && loader::is_loading(loader, &k)
+        {
+            let e = meshcache::Error::new(
+                meshcache::ErrorKind::InvalidArgument,
+                "get of the key this loader is loading, from inside the loader, would wait on itself",
+            );
+            return Err(errors::to_py(py, e, Some(key)));
+        }
         match self.block_on(py, self.group.get(&k), true)? {
             Ok(v) => Ok(convert::value_to_py(py, &v)),
             Err(e) => Err(errors::to_py(py, e, Some(key))),

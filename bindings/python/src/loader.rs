@@ -293,6 +293,22 @@ fn is_awaitable(v: &Bound<'_, PyAny>) -> PyResult<bool> {
     inspect_fn(v.py(), "isawaitable")?.call1((v,))?.is_truthy()
 }
 
+thread_local! {
+    /// The sync load running on this thread: (loader identity, key). A blocking `get` of
+    /// that key through the group with that loader would wait on itself.
+    static LOADING: std::cell::RefCell<Option<(usize, Bytes)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Whether this thread is running the loader `loader` for `key`.
+pub(crate) fn is_loading(loader: &Arc<PyLoader>, key: &[u8]) -> bool {
+    let id = Arc::as_ptr(loader) as usize;
+    LOADING.with(|l| {
+        l.borrow()
+            .as_ref()
+            .is_some_and(|(i, k)| *i == id && k[..] == *key)
+    })
+}
+
 /// The core-facing loader: one per group, shared by its loads.
 pub(crate) struct SharedLoader(pub Arc<PyLoader>);
 
@@ -303,13 +319,19 @@ impl Loader for SharedLoader {
             if exit::exiting() {
                 return Err(exiting_error());
             }
-            let call = tokio::task::spawn_blocking(move || exit::attach(|py| loader.call(py, &key)))
-                .await
-                .map_err(|e| {
-                    let what = if e.is_panic() { "panicked" } else { "was cancelled" };
-                    Error::new(ErrorKind::Panic, format!("the Python loader's thread {what}"))
-                })?
-                .ok_or_else(exiting_error)?;
+            let call = tokio::task::spawn_blocking(move || {
+                let id = Arc::as_ptr(&loader) as usize;
+                let previous = LOADING.with(|l| l.replace(Some((id, key.clone()))));
+                let r = exit::attach(|py| loader.call(py, &key));
+                LOADING.with(|l| *l.borrow_mut() = previous);
+                r
+            })
+            .await
+            .map_err(|e| {
+                let what = if e.is_panic() { "panicked" } else { "was cancelled" };
+                Error::new(ErrorKind::Panic, format!("the Python loader's thread {what}"))
+            })?
+            .ok_or_else(exiting_error)?;
             match call {
                 Call::Done(r) => r,
                 Call::Pending(rx) => rx.await.unwrap_or_else(|_| {
