@@ -38,6 +38,9 @@ pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
 /// Default hot-tier sampling: one in this many values fetched from their owner is
 /// mirrored in this node's hot tier.
 pub const DEFAULT_HOT_SAMPLE: u32 = 10;
+/// Stripes of the write epochs (a write makes in-flight loads of 1/64 of the keys skip
+/// caching their result; callers still get it).
+const EPOCH_STRIPES: usize = 64;
 /// Slots of each shard a reaper pass looks at.
 const REAP_SCAN: usize = 4096;
 
@@ -295,6 +298,7 @@ impl GroupBuilder {
             clock: self.clock,
             runtime: runtime.clone(),
             cluster: self.cluster.clone(),
+            epochs: (0..EPOCH_STRIPES).map(|_| AtomicU64::new(0)).collect(),
             batchers: Default::default(),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
@@ -352,6 +356,10 @@ pub(crate) struct GroupInner {
     clock: Arc<dyn Clock>,
     runtime: Option<Handle>,
     cluster: Option<Weak<ClusterInner>>,
+    /// Write epochs, striped by key hash: bumped by every set, delete and invalidation
+    /// before it writes, and checked (under the shard lock) by a load or fetch before it
+    /// caches, so a load that started before a write cannot put back the old value.
+    epochs: Box<[AtomicU64]>,
     /// Guards the per-peer get coalescers, by peer address.
     batchers: parking_lot::Mutex<std::collections::HashMap<String, Arc<Batcher>>>,
     counters: Counters,
@@ -564,6 +572,10 @@ impl Group {
     }
 
     async fn fetch_many_remote(&self, peer: Arc<PeerClient>, idxs: Vec<usize>, keys: Vec<Bytes>) -> Answers {
+        let epochs: Vec<u64> = keys
+            .iter()
+            .map(|k| self.epoch(k).load(Ordering::SeqCst))
+            .collect();
         let results = match peer.get_many(&self.inner.name, keys.clone()).await {
             Ok(results) => results,
             Err(e) => vec![Err(e); keys.len()],
@@ -571,15 +583,20 @@ impl Group {
         // A key the owner could not answer (unreachable, timed out, closing) takes the
         // single-key path: its own flight, and the local fallback if the owner is still
         // out of reach, so a failed batch neither fails the call nor loads a key twice.
-        let answers = idxs.into_iter().zip(keys).zip(results).map(|((i, key), r)| {
-            let peer = peer.clone();
-            async move {
-                match r {
-                    Err(e) if is_unreachable(&e) => (i, self.fetch_remote(peer, key).await),
-                    r => (i, r.map(|found| self.remote_answer(key, found))),
+        let answers = idxs
+            .into_iter()
+            .zip(keys)
+            .zip(results)
+            .zip(epochs)
+            .map(|(((i, key), r), epoch)| {
+                let peer = peer.clone();
+                async move {
+                    match r {
+                        Err(e) if is_unreachable(&e) => (i, self.fetch_remote(peer, key).await),
+                        r => (i, r.map(|found| self.remote_answer(key, found, epoch))),
+                    }
                 }
-            }
-        });
+            });
         join_all(answers).await
     }
 
@@ -599,14 +616,12 @@ impl Group {
         let deadline = clock::deadline(self.inner.clock.now_ms(), ttl.or(self.inner.default_ttl));
         match self.route(&key)? {
             Route::Local => {
-                self.inner
-                    .store
-                    .insert(Tier::Main, key.clone(), Some(value), deadline);
+                self.write_local(Tier::Main, key.clone(), Some(value), deadline);
                 self.invalidate_peers(&key, None).await;
                 Ok(())
             }
             Route::Remote(owner) => {
-                self.inner.store.remove(&key);
+                self.remove_local(&key);
                 let result = owner.set(&self.inner.name, key.clone(), value, deadline).await;
                 self.invalidate_peers(&key, Some(owner.addr())).await;
                 result
@@ -625,7 +640,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
         let key = Bytes::copy_from_slice(key);
-        self.inner.store.remove(&key);
+        self.remove_local(&key);
         match self.route(&key)? {
             Route::Local => {
                 self.invalidate_peers(&key, None).await;
@@ -747,8 +762,9 @@ impl Group {
             }
             let c = &g.inner.counters;
             let batcher = g.batcher(&peer)?;
+            let epoch = g.epoch(&key).load(Ordering::SeqCst);
             match batcher.get(key.clone()).await {
-                Ok(found) => Ok(g.remote_answer(key, found)),
+                Ok(found) => Ok(g.remote_answer(key, found, epoch)),
                 Err(e) if is_unreachable(&e) => {
                     bump(&c.remote_errors);
                     bump(&c.fallback_loads);
@@ -778,8 +794,33 @@ impl Group {
         Ok(b)
     }
 
+    fn epoch(&self, key: &[u8]) -> &AtomicU64 {
+        &self.inner.epochs[crate::ring::default_hash(key) as usize % EPOCH_STRIPES]
+    }
+
+    /// A write by `set` (or a peer's): bump the epoch, then write.
+    fn write_local(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64) {
+        self.epoch(&key).fetch_add(1, Ordering::SeqCst);
+        self.inner.store.insert(tier, key, value, deadline);
+    }
+
+    /// A removal by `delete`, `set` on another owner, or an invalidation: bump, remove.
+    fn remove_local(&self, key: &[u8]) -> bool {
+        self.epoch(key).fetch_add(1, Ordering::SeqCst);
+        self.inner.store.remove(key)
+    }
+
+    /// Caches a loaded or fetched value unless a write to its key (stripe) happened since
+    /// `epoch` was read at the start of the load.
+    fn cache_if_unchanged(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64, epoch: u64) {
+        let slot = self.epoch(&key);
+        self.inner.store.insert_if(tier, key, value, deadline, || {
+            slot.load(Ordering::SeqCst) == epoch
+        });
+    }
+
     /// Counts an owner's answer and mirrors a sample of values in the hot tier.
-    fn remote_answer(&self, key: Bytes, found: Option<Found>) -> Option<Found> {
+    fn remote_answer(&self, key: Bytes, found: Option<Found>, epoch: u64) -> Option<Found> {
         let c = &self.inner.counters;
         match &found {
             Some(f) => {
@@ -793,9 +834,7 @@ impl Group {
                         .is_multiple_of(n)
                 {
                     bump(&c.hot_inserts);
-                    self.inner
-                        .store
-                        .insert(Tier::Hot, key, Some(f.value.clone()), f.deadline);
+                    self.cache_if_unchanged(Tier::Hot, key, Some(f.value.clone()), f.deadline, epoch);
                 }
             }
             None => bump(&c.remote_not_found),
@@ -814,6 +853,7 @@ impl Group {
         }
         let c = &self.inner.counters;
         bump(&c.loads);
+        let epoch = self.epoch(&key).load(Ordering::SeqCst);
         let loaded = match self.inner.loader.load(key.clone()).await {
             Ok(l) => l,
             Err(e) => {
@@ -833,7 +873,7 @@ impl Group {
                 }
                 let deadline = clock::deadline(now, ttl.or(self.inner.default_ttl));
                 if !self.is_closed() {
-                    self.inner.store.insert(tier, key, Some(value.clone()), deadline);
+                    self.cache_if_unchanged(tier, key, Some(value.clone()), deadline, epoch);
                 }
                 Ok(Some(Found { value, deadline }))
             }
@@ -841,7 +881,7 @@ impl Group {
                 bump(&c.not_found);
                 if !self.is_closed() {
                     let deadline = clock::deadline(now, Some(ttl.unwrap_or(self.inner.negative_ttl)));
-                    self.inner.store.insert(tier, key, None, deadline);
+                    self.cache_if_unchanged(tier, key, None, deadline, epoch);
                 }
                 Ok(None)
             }
@@ -869,7 +909,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(&key)?;
         self.inner.limits.check_value(&value)?;
-        self.inner.store.insert(Tier::Main, key, Some(value), deadline);
+        self.write_local(Tier::Main, key, Some(value), deadline);
         Ok(())
     }
 
@@ -877,7 +917,7 @@ impl Group {
     pub(crate) fn serve_delete(&self, key: &[u8]) -> Result<bool> {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
-        Ok(self.inner.store.remove(key))
+        Ok(self.remove_local(key))
     }
 }
 
@@ -1100,6 +1140,45 @@ mod tests {
         };
         assert_eq!(g.get(b"k").await.unwrap_err().kind(), ErrorKind::Panic);
         assert_eq!(&g.get(b"k").await.unwrap()[..], b"ok");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_in_flight_never_overwrites_a_later_set_or_delete() {
+        let started = Arc::new(Notify::new());
+        let gate = Arc::new(Notify::new());
+        let g = {
+            let (started, gate) = (started.clone(), gate.clone());
+            Group::builder("g")
+                .loader(move |_k: Bytes| {
+                    let (started, gate) = (started.clone(), gate.clone());
+                    async move {
+                        started.notify_one();
+                        gate.notified().await;
+                        Ok(Loaded::value("old"))
+                    }
+                })
+                .build()
+                .unwrap()
+        };
+        for write_is_delete in [false, true] {
+            let key: &[u8] = if write_is_delete { b"d" } else { b"s" };
+            let get = {
+                let g = g.clone();
+                tokio::spawn(async move { g.get(key).await })
+            };
+            started.notified().await;
+            if write_is_delete {
+                g.delete(key).await.unwrap();
+            } else {
+                g.set(key, Bytes::from_static(b"new"), None).await.unwrap();
+            }
+            gate.notify_one();
+            // The caller that started the load gets what it loaded...
+            assert_eq!(&get.await.unwrap().unwrap()[..], b"old");
+            // ...but the cache keeps the write.
+            let want: Option<&[u8]> = if write_is_delete { None } else { Some(b"new") };
+            assert_eq!(g.peek(key).unwrap().as_deref(), want);
+        }
     }
 
     #[tokio::test]

@@ -303,16 +303,31 @@ impl Store {
     /// Returns `false` if the entry is larger than a shard can hold (it is not stored, and
     /// any older value for the key is removed).
     pub fn insert(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64) -> bool {
+        self.insert_if(tier, key, value, deadline, || true)
+    }
+
+    /// [`Store::insert`] only if `cond()` holds, evaluated under the shard's write lock.
+    /// A writer that changes what `cond` reads *before* writing the same key (under the
+    /// same lock) can therefore never be overwritten by an insert that checked earlier.
+    pub fn insert_if(
+        &self,
+        tier: Tier,
+        key: Bytes,
+        value: Option<Bytes>,
+        deadline: u64,
+        cond: impl FnOnce() -> bool,
+    ) -> bool {
         let hash = self.hash(&key);
         let now = self.clock.now_ms();
-        if deadline != 0 && deadline <= now {
-            self.shard(hash).write().remove(hash, &key);
+        let mut shard = self.shard(hash).write();
+        if !cond() {
             return false;
         }
-        self.shard(hash)
-            .write()
-            .insert(tier, hash, key, value, deadline, now)
-            .stored
+        if deadline != 0 && deadline <= now {
+            shard.remove(hash, &key);
+            return false;
+        }
+        shard.insert(tier, hash, key, value, deadline, now).stored
     }
 
     /// Removes `key` from whichever tier holds it. Returns whether it was present.
