@@ -214,7 +214,28 @@ impl ClusterBuilder {
         self.start_on(handle, None).await
     }
 
+    /// Options that can never work are refused here, once for every language.
+    fn validate(&self) -> Result<()> {
+        let o = &self.opts;
+        if o.timeout.is_zero() || o.connect_timeout.is_zero() {
+            return Err(Error::invalid(
+                "peer_timeout and connect_timeout must be greater than zero",
+            ));
+        }
+        if o.max_message_size == 0 {
+            return Err(Error::invalid("max_message_size must be greater than zero"));
+        }
+        if self.vnodes == 0 {
+            return Err(Error::invalid("vnodes must be greater than zero"));
+        }
+        if o.breaker_threshold == 0 {
+            return Err(Error::invalid("the breaker threshold must be greater than zero"));
+        }
+        Ok(())
+    }
+
     async fn start_on(self, handle: Handle, owned: Option<Runtime>) -> Result<Cluster> {
+        self.validate()?;
         let listen: SocketAddr = tokio::net::lookup_host(&self.listen)
             .await
             .ok()

@@ -406,6 +406,14 @@ async fn bad_input_gets_typed_errors_and_never_hurts_the_node() {
         nodes[0].cluster.group("g").build().unwrap_err().kind(),
         ErrorKind::InvalidArgument
     );
+    for bad in [
+        Cluster::builder().max_message_size(0),
+        Cluster::builder().peer_timeout(Duration::ZERO),
+        Cluster::builder().vnodes(0),
+        Cluster::builder().breaker(0, Duration::ZERO),
+    ] {
+        assert_eq!(bad.start().await.unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
 
     // A raw client speaking the protocol badly.
     let addr = format!("http://{}", nodes[1].cluster.local_addr());
