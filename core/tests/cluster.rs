@@ -73,6 +73,16 @@ fn key_for(c: &Cluster, owner: &str, salt: &str) -> String {
         .unwrap()
 }
 
+/// Two nodes started from `a` and `b`, each with both in its peer list.
+async fn joined(a: meshcache::ClusterBuilder, b: meshcache::ClusterBuilder) -> (Cluster, Cluster) {
+    let (a, b) = (a.start().await.unwrap(), b.start().await.unwrap());
+    for c in [&a, &b] {
+        c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
+            .unwrap();
+    }
+    (a, b)
+}
+
 fn peer_stats(c: &Cluster, addr: &str) -> (BreakerState, meshcache::PeerStats) {
     let st = c.stats();
     let (_, state, stats) = st.peers.into_iter().find(|p| p.0 == addr).expect("peer listed");
@@ -302,12 +312,7 @@ async fn nodes_whose_rings_disagree_never_bounce_or_hang() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_completes_calls_in_flight() {
-    let a = Cluster::builder().start().await.unwrap();
-    let b = Cluster::builder().start().await.unwrap();
-    for c in [&a, &b] {
-        c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
-            .unwrap();
-    }
+    let (a, b) = joined(Cluster::builder(), Cluster::builder()).await;
     let started = Arc::new(Notify::new());
     let gate = Arc::new(Notify::new());
     let ga = a.group("g").build().unwrap();
@@ -533,12 +538,11 @@ fn clusters_with_their_own_runtimes_work_from_sync_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_many_answers_past_the_message_limit_arrive_one_by_one() {
     let limit = 64 * 1024;
-    let a = Cluster::builder().max_message_size(limit).start().await.unwrap();
-    let b = Cluster::builder().max_message_size(limit).start().await.unwrap();
-    for c in [&a, &b] {
-        c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
-            .unwrap();
-    }
+    let (a, b) = joined(
+        Cluster::builder().max_message_size(limit),
+        Cluster::builder().max_message_size(limit),
+    )
+    .await;
     let ga = a.group("g").hot_sample(0).build().unwrap();
     let _gb = b
         .group("g")
@@ -566,16 +570,11 @@ async fn get_many_answers_past_the_message_limit_arrive_one_by_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_that_times_out_means_a_local_fallback() {
-    let a = Cluster::builder()
-        .peer_timeout(Duration::from_millis(200))
-        .start()
-        .await
-        .unwrap();
-    let b = Cluster::builder().start().await.unwrap();
-    for c in [&a, &b] {
-        c.set_peers([a.advertise_addr().to_string(), b.advertise_addr().to_string()])
-            .unwrap();
-    }
+    let (a, b) = joined(
+        Cluster::builder().peer_timeout(Duration::from_millis(200)),
+        Cluster::builder(),
+    )
+    .await;
     let ga = a
         .group("g")
         .loader(|k: Bytes| async move { Ok(Loaded::value(k)) })
