@@ -55,6 +55,24 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// Every kind, in the order of the error table (DESIGN: one table for every language).
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::NotFound,
+        ErrorKind::Load,
+        ErrorKind::Peer,
+        ErrorKind::Timeout,
+        ErrorKind::InvalidArgument,
+        ErrorKind::Closed,
+        ErrorKind::Panic,
+    ];
+
+    /// The kind named `name` ([`ErrorKind::as_str`]'s inverse).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -170,6 +188,15 @@ impl StdError for Error {
     }
 }
 
+/// The text of a panic payload (`panic!` with a string or a format), for error messages.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into())
+}
+
 /// Shorthand for `Result<T, meshcache::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -199,6 +226,10 @@ mod tests {
     #[test]
     fn kinds_have_stable_names() {
         assert_eq!(ErrorKind::NotFound.as_str(), "NOT_FOUND");
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(k.as_str()), Some(k));
+        }
+        assert_eq!(ErrorKind::from_name("nope"), None);
         assert!(Error::not_found().is_not_found());
         assert!(Error::new(ErrorKind::Timeout, "t").is_timeout());
     }

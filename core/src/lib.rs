@@ -28,7 +28,9 @@
 //! ```
 //!
 //! The get path: main tier (keys this node owns) → hot tier (mirrors) → one flight per
-//! key → the owner: this node's loader, or a gRPC call to the owning peer. An owner that
+//! key → the owner: this node's loader, or a gRPC call to the owning peer. A group
+//! reaches other nodes only through a small routing seam (`route.rs`), which the
+//! cluster's membership implements; `docs/ARCHITECTURE.md` maps every file. An owner that
 //! cannot be reached makes the caller load locally (and keep the value only in its hot
 //! tier); a per-peer circuit breaker keeps a dead peer from costing a timeout per request.
 //!
@@ -46,11 +48,16 @@
 
 pub mod clock;
 mod cluster;
+mod entry;
 mod error;
 mod group;
+mod housekeeper;
 mod loader;
 pub mod peer;
+mod registry;
 pub mod ring;
+mod route;
+pub mod scope;
 pub mod singleflight;
 mod size;
 pub mod store;
@@ -58,15 +65,18 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{
     Cluster, ClusterBuilder, ClusterStats, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT, DEFAULT_WORKER_THREADS,
 };
-pub use error::{BoxError, Error, ErrorKind, Result};
+pub use entry::Entry;
+pub use error::{BoxError, Error, ErrorKind, Result, panic_message};
 pub use group::{
-    DEFAULT_HOT_SAMPLE, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN, DEFAULT_NEGATIVE_TTL, Group,
-    GroupBuilder, GroupStats, Limits, REAP_INTERVAL,
+    DEFAULT_CAPACITY, DEFAULT_HOT_SAMPLE, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN, DEFAULT_NEGATIVE_TTL,
+    GetFuture, Group, GroupBuilder, GroupStats, Limits, Now,
 };
+pub use housekeeper::REAP_INTERVAL;
 pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
 pub use peer::{BreakerState, PeerStats};
+pub use scope::{LoadScope, blocking_load};
 pub use size::parse_size;
 pub use store::{StoreStats, Tier, TierStats};
 

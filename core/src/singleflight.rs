@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, panic_message};
 
 type Slot<V> = watch::Sender<Option<Result<V>>>;
 
@@ -126,7 +126,10 @@ where
                     runtime.spawn(async move {
                         let result = match AssertUnwindSafe(fut).catch_unwind().await {
                             Ok(r) => r,
-                            Err(panic) => Err(Error::new(ErrorKind::Panic, panic_message(&*panic))),
+                            Err(panic) => Err(Error::new(
+                                ErrorKind::Panic,
+                                format!("loader panicked: {}", panic_message(&*panic)),
+                            )),
                         };
                         // Unregister before publishing: a caller that arrives after this
                         // starts a new flight instead of waiting on a finished one.
@@ -142,16 +145,6 @@ where
             Err(_) => Err(Error::closed()),
         }
     }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let msg = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic payload".into());
-    format!("loader panicked: {msg}")
 }
 
 #[cfg(test)]

@@ -8,27 +8,59 @@
 //! `Get`, so latency at low concurrency is that of a single call, and batches only form
 //! under load, exactly as large as the load makes them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::client::{Found, PeerClient};
+use crate::entry::Entry;
 use crate::error::{Error, Result};
+use crate::route::Remote;
 
 /// Calls to one peer, per group, in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 4;
 /// Most keys in one coalesced call.
 pub(crate) const MAX_BATCH: usize = 128;
 
-type Reply = oneshot::Sender<Result<Option<Found>>>;
+type Reply = oneshot::Sender<Result<Entry>>;
+
+/// One group's batchers, one per peer, made on first use.
+#[derive(Debug, Default)]
+pub(crate) struct Batchers {
+    /// Guards the batchers, by peer address.
+    map: Mutex<HashMap<String, Arc<Batcher>>>,
+}
+
+impl Batchers {
+    /// The batcher of `group`'s gets to `peer` (a new one if the peer's client was
+    /// replaced since).
+    pub(crate) fn for_peer(&self, peer: &Arc<dyn Remote>, group: &str, runtime: &Handle) -> Arc<Batcher> {
+        let mut map = self.map.lock();
+        if let Some(b) = map.get(peer.addr())
+            && Arc::ptr_eq(&b.peer, peer)
+        {
+            return b.clone();
+        }
+        let b = Arc::new(Batcher::new(peer.clone(), Arc::from(group), runtime));
+        map.insert(peer.addr().to_string(), b.clone());
+        b
+    }
+
+    /// Gets waiting, over every peer.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.map.lock().values().map(|b| b.queued()).sum()
+    }
+}
 
 /// Coalesces one group's gets to one peer.
 #[derive(Debug)]
 pub(crate) struct Batcher {
-    peer: Arc<PeerClient>,
+    peer: Arc<dyn Remote>,
     group: Arc<str>,
     permits: Arc<Semaphore>,
     queue: mpsc::UnboundedSender<(Bytes, Reply)>,
@@ -37,7 +69,7 @@ pub(crate) struct Batcher {
 
 impl Batcher {
     /// A batcher whose sender task runs on `runtime` until the batcher is dropped.
-    pub(crate) fn new(peer: Arc<PeerClient>, group: Arc<str>, runtime: &Handle) -> Self {
+    pub(crate) fn new(peer: Arc<dyn Remote>, group: Arc<str>, runtime: &Handle) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -63,16 +95,12 @@ impl Batcher {
         self.queued.load(Ordering::Acquire)
     }
 
-    pub(crate) fn peer(&self) -> &Arc<PeerClient> {
-        &self.peer
-    }
-
     /// Gets `key` from the peer, alone if a call slot is free, else with the next batch.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future drops only this caller's interest; a queued key is still sent.
-    pub(crate) async fn get(&self, key: Bytes) -> Result<Option<Found>> {
+    pub(crate) async fn get(&self, key: Bytes) -> Result<Entry> {
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.permits.clone().try_acquire_owned()
         {
@@ -91,7 +119,7 @@ impl Batcher {
 }
 
 async fn sender(
-    peer: Arc<PeerClient>,
+    peer: Arc<dyn Remote>,
     group: Arc<str>,
     permits: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,

@@ -13,7 +13,9 @@ use tonic::{Code, Request, Response, Status};
 use super::breaker::{Breaker, BreakerState};
 use super::pb;
 use super::pb::peer_client::PeerClient as RawClient;
+use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
+use crate::route::{BoxFuture, Remote};
 
 /// How a node talks to its peers. See [`crate::ClusterBuilder`] for the defaults.
 #[derive(Debug, Clone)]
@@ -46,6 +48,21 @@ pub struct PeerStats {
     pub breaker_opened: u64,
 }
 
+impl PeerStats {
+    /// The counters by name, in the order every language lists them.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("requests", self.requests),
+            ("successes", self.successes),
+            ("failures", self.failures),
+            ("timeouts", self.timeouts),
+            ("retries", self.retries),
+            ("rejected", self.rejected),
+            ("breaker_opened", self.breaker_opened),
+        ]
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     requests: AtomicU64,
@@ -54,14 +71,6 @@ struct Counters {
     timeouts: AtomicU64,
     retries: AtomicU64,
     rejected: AtomicU64,
-}
-
-/// A value fetched from its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Found {
-    pub(crate) value: Bytes,
-    /// Absolute unix ms; 0 never expires.
-    pub(crate) deadline: u64,
 }
 
 /// One peer: its address, channel, breaker and counters.
@@ -190,8 +199,8 @@ impl PeerClient {
         }
     }
 
-    /// Asks the owner for `key`. `Ok(None)`: the owner's loader says it does not exist.
-    pub(crate) async fn get(&self, group: &str, key: Bytes) -> Result<Option<Found>> {
+    /// Asks the owner for `key`. A `None` value: the owner's loader says it does not exist.
+    pub(crate) async fn get(&self, group: &str, key: Bytes) -> Result<Entry> {
         let req = pb::GetRequest {
             group: group.to_string(),
             key,
@@ -200,15 +209,15 @@ impl PeerClient {
         let resp = self
             .call(true, req, |mut c, r| async move { c.get(r).await })
             .await?;
-        Ok(resp.found.then_some(Found {
-            value: resp.value,
+        Ok(Entry {
+            value: resp.found.then_some(resp.value),
             deadline: resp.expire_at_ms,
-        }))
+        })
     }
 
     /// Asks the owner for many keys in one call; one result per key, in order. Keys the
     /// owner left out of a response that grew too large are then asked for one by one.
-    pub(crate) async fn get_many(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Option<Found>>>> {
+    pub(crate) async fn get_many(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Entry>>> {
         let n = keys.len();
         let req = pb::GetManyRequest {
             group: group.to_string(),
@@ -239,11 +248,11 @@ impl PeerClient {
         Ok(out)
     }
 
-    fn item_result(&self, item: pb::Item) -> Result<Option<Found>> {
+    fn item_result(&self, item: pb::Item) -> Result<Entry> {
         if !item.error_kind.is_empty() {
             // As for a whole call (`from_status`): an owner that is closing is as good as
             // unreachable, so the caller falls back.
-            let kind = match super::kind_from_str(&item.error_kind) {
+            let kind = match ErrorKind::from_name(&item.error_kind) {
                 Some(ErrorKind::Closed) | None => ErrorKind::Peer,
                 Some(kind) => kind,
             };
@@ -252,10 +261,10 @@ impl PeerClient {
                 format!("peer {}: {}", self.addr, item.error_message),
             ));
         }
-        Ok(item.found.then_some(Found {
-            value: item.value,
+        Ok(Entry {
+            value: item.found.then_some(item.value),
             deadline: item.expire_at_ms,
-        }))
+        })
     }
 
     /// Stores `value` on the owner.
@@ -281,5 +290,33 @@ impl PeerClient {
             .call(true, req, |mut c, r| async move { c.delete(r).await })
             .await?
             .removed)
+    }
+}
+
+impl Remote for PeerClient {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn get<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Entry>> {
+        Box::pin(PeerClient::get(self, group, key))
+    }
+
+    fn get_many<'a>(&'a self, group: &'a str, keys: Vec<Bytes>) -> BoxFuture<'a, Result<Vec<Result<Entry>>>> {
+        Box::pin(PeerClient::get_many(self, group, keys))
+    }
+
+    fn set<'a>(
+        &'a self,
+        group: &'a str,
+        key: Bytes,
+        value: Bytes,
+        deadline: u64,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(PeerClient::set(self, group, key, value, deadline))
+    }
+
+    fn delete<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(PeerClient::delete(self, group, key))
     }
 }

@@ -27,19 +27,6 @@ pub use client::PeerStats;
 
 const KIND_HEADER: &str = "meshcache-kind";
 
-fn kind_from_str(s: &str) -> Option<ErrorKind> {
-    Some(match s {
-        "NOT_FOUND" => ErrorKind::NotFound,
-        "LOAD" => ErrorKind::Load,
-        "PEER" => ErrorKind::Peer,
-        "TIMEOUT" => ErrorKind::Timeout,
-        "INVALID_ARGUMENT" => ErrorKind::InvalidArgument,
-        "CLOSED" => ErrorKind::Closed,
-        "PANIC" => ErrorKind::Panic,
-        _ => return None,
-    })
-}
-
 /// An [`Error`] as a status carrying its kind.
 pub(crate) fn to_status(err: &Error) -> Status {
     let code = match err.kind() {
@@ -63,7 +50,7 @@ pub(crate) fn from_status(peer: &str, status: &Status) -> Error {
         .metadata()
         .get(KIND_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(kind_from_str);
+        .and_then(ErrorKind::from_name);
     let kind = match (tagged, status.code()) {
         // A node that is shutting down is as good as unreachable: fall back.
         (Some(ErrorKind::Closed), _) => ErrorKind::Peer,

@@ -1,0 +1,242 @@
+//! A `Cluster`: one node — its peer server, its membership (the ring and a client for
+//! every other node), its groups and the tokio runtime they all run on.
+//!
+//! Every process of a service builds one `Cluster` with the same peer list; each key has
+//! one owner on the ring, and a miss anywhere is loaded once in the whole cluster, by the
+//! owner. A cluster with no peers is an embedded, single-node cache.
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the public API of a running node |
+//! | `builder.rs` | options, defaults, validation, start |
+//! | `membership.rs` | who the nodes are and who owns a key: the groups' router |
+//! | `runtime.rs` | the runtime the node runs on |
+//!
+//! The peer server itself is started and stopped by `peer/server.rs`.
+
+mod builder;
+mod membership;
+mod runtime;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::runtime::Handle;
+
+pub use builder::{
+    ClusterBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT, DEFAULT_WORKER_THREADS,
+};
+
+use self::membership::Membership;
+use self::runtime::NodeRuntime;
+use crate::error::{Error, Result};
+use crate::group::{Group, GroupBuilder};
+use crate::peer::server::Server;
+use crate::peer::{BreakerState, PeerStats};
+use crate::registry::Registry;
+
+/// A node of a meshcache cluster. Cheap to clone; clones share the node.
+///
+/// # Concurrency
+///
+/// All methods take `&self` and may be called from any thread. The cluster's runtime
+/// runs the peer server, the loads and the housekeepers.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<ClusterInner>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("local_addr", &self.inner.local_addr)
+            .field("membership", &self.inner.membership)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of a cluster's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// This node's advertised address.
+    pub node: String,
+    /// Every peer: its address, breaker state and call counters.
+    pub peers: Vec<(String, BreakerState, PeerStats)>,
+}
+
+struct ClusterInner {
+    membership: Arc<Membership>,
+    /// The groups, which the server finds here.
+    registry: Arc<Registry>,
+    local_addr: SocketAddr,
+    server: Server,
+    runtime: NodeRuntime,
+    closed: AtomicBool,
+}
+
+impl Drop for ClusterInner {
+    fn drop(&mut self) {
+        // Groups that outlive the cluster stop routing (they report Closed).
+        self.membership.close();
+        self.server.stop();
+    }
+}
+
+impl Cluster {
+    fn from_parts(inner: ClusterInner) -> Self {
+        Cluster {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// A builder with the defaults: listen on `127.0.0.1:0`, no peers.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// The address the server is bound to (with the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// This node's name on the ring: its advertised address.
+    pub fn advertise_addr(&self) -> &str {
+        self.inner.membership.self_addr()
+    }
+
+    /// The runtime the cluster runs on.
+    pub fn runtime(&self) -> &Handle {
+        self.inner.runtime.handle()
+    }
+
+    /// The ring's nodes, this one included, sorted.
+    pub fn members(&self) -> Vec<String> {
+        self.inner.membership.members()
+    }
+
+    /// Which node owns `key` now.
+    pub fn owner_of(&self, key: &[u8]) -> String {
+        self.inner.membership.owner_of(key)
+    }
+
+    /// Replaces the peer list (this node's own address may be included). The ring is
+    /// swapped atomically; connections to nodes that stay are kept.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::InvalidArgument`] for an address that is not `host:port`;
+    /// [`crate::ErrorKind::Closed`] after shutdown.
+    pub fn set_peers<I, S>(&self, peers: I) -> Result<()>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        self.inner
+            .membership
+            .set_peers(peers.into_iter().map(Into::into).collect())
+    }
+
+    /// A builder for a group served by this cluster. `build()` registers it.
+    pub fn group(&self, name: impl Into<String>) -> GroupBuilder {
+        Group::builder(name).routed(
+            self.inner.membership.clone(),
+            self.inner.registry.clone(),
+            self.runtime().clone(),
+        )
+    }
+
+    /// The group registered under `name`.
+    pub fn get_group(&self, name: &str) -> Option<Group> {
+        self.inner.registry.get(name)
+    }
+
+    /// Peer counters and breaker states.
+    pub fn stats(&self) -> ClusterStats {
+        let mut peers: Vec<_> = self
+            .inner
+            .membership
+            .clients()
+            .iter()
+            .map(|p| (p.addr().to_string(), p.breaker_state(), p.stats()))
+            .collect();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        ClusterStats {
+            node: self.advertise_addr().to_string(),
+            peers,
+        }
+    }
+
+    /// Whether the cluster was shut down.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Shuts down gracefully: stops accepting connections, lets calls in flight finish,
+    /// then closes every group (later calls return [`crate::ErrorKind::Closed`]).
+    /// Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// The server's own error, if it failed while serving.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future leaves the shutdown half done: the server stops anyway, but
+    /// groups may stay open until the cluster is dropped.
+    pub async fn shutdown(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.membership.close();
+        let result = self.inner.server.shutdown().await;
+        self.inner.registry.close_all();
+        result
+    }
+
+    /// [`Cluster::shutdown`] for synchronous code: blocks until done.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::shutdown`]; [`crate::ErrorKind::InvalidArgument`] when called from
+    /// inside an async context (a loader, say), where blocking would deadlock.
+    pub fn shutdown_blocking(&self) -> Result<()> {
+        if Handle::try_current().is_ok() {
+            return Err(Error::invalid(
+                "shutdown_blocking called from async code: await Cluster::shutdown instead",
+            ));
+        }
+        self.runtime().block_on(self.shutdown())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn options_that_can_never_work_are_refused_for_every_language() {
+        let refused = |b: ClusterBuilder| b.build().unwrap_err().kind();
+        assert_eq!(
+            refused(Cluster::builder().worker_threads(0)),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(refused(Cluster::builder().vnodes(0)), ErrorKind::InvalidArgument);
+        assert_eq!(
+            refused(Cluster::builder().peer_timeout(std::time::Duration::ZERO)),
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn build_with_a_bad_address_is_an_error_not_a_panic() {
+        let err = Cluster::builder().listen("not an address").build().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    }
+}

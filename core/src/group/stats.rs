@@ -1,0 +1,123 @@
+//! A group's counters, and the one list of their names that every language shows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::{StoreStats, TierStats};
+
+/// Counters of one group. A snapshot: fields are read one by one.
+///
+/// Every binding shows these under the same names, in the same shape: the counters of
+/// [`GroupStats::counters`] at the top level, and `main` and `hot` holding the fields of
+/// [`TierStats::fields`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Calls to `get` and `peek`, and keys asked for by `get_many`.
+    pub gets: u64,
+    /// Gets answered from the main tier without loading.
+    pub hits: u64,
+    /// Gets answered from the hot tier (mirrors of keys other nodes own).
+    pub hot_hits: u64,
+    /// Gets that joined a flight another caller had started.
+    pub deduplicated: u64,
+    /// Loader calls on this node.
+    pub loads: u64,
+    /// Loader calls that failed (error, panic, or an oversized value).
+    pub load_errors: u64,
+    /// Loader calls that said NotFound.
+    pub not_found: u64,
+    /// Values fetched from their owner.
+    pub remote_fetches: u64,
+    /// Owners' answers that the key does not exist.
+    pub remote_not_found: u64,
+    /// Owners that could not be reached or timed out (each is followed by a fallback).
+    pub remote_errors: u64,
+    /// Loads done here because the owner could not be reached.
+    pub fallback_loads: u64,
+    /// Values mirrored in the hot tier.
+    pub hot_inserts: u64,
+    /// Gets served to other nodes.
+    pub served: u64,
+    /// Peers that could not be told to drop a key on `set` or `delete`.
+    pub invalidation_errors: u64,
+    /// The byte budget of the group's store (both tiers).
+    pub capacity: u64,
+    /// The main tier: keys this node owns.
+    pub main: TierStats,
+    /// The hot tier: mirrors of keys other nodes own.
+    pub hot: TierStats,
+}
+
+impl GroupStats {
+    /// The top-level counters by name, in the order every language lists them.
+    pub fn counters(&self) -> [(&'static str, u64); 15] {
+        [
+            ("gets", self.gets),
+            ("hits", self.hits),
+            ("hot_hits", self.hot_hits),
+            ("deduplicated", self.deduplicated),
+            ("loads", self.loads),
+            ("load_errors", self.load_errors),
+            ("not_found", self.not_found),
+            ("remote_fetches", self.remote_fetches),
+            ("remote_not_found", self.remote_not_found),
+            ("remote_errors", self.remote_errors),
+            ("fallback_loads", self.fallback_loads),
+            ("hot_inserts", self.hot_inserts),
+            ("served", self.served),
+            ("invalidation_errors", self.invalidation_errors),
+            ("capacity", self.capacity),
+        ]
+    }
+
+    /// The tiers by name: `("main", ..)`, `("hot", ..)`.
+    pub fn tiers(&self) -> [(&'static str, &TierStats); 2] {
+        [("main", &self.main), ("hot", &self.hot)]
+    }
+}
+
+/// Counters of the slow paths. Lookups and hits are counted by the store, per thread, so
+/// that a hit writes no shared cache line.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) deduplicated: AtomicU64,
+    pub(super) loads: AtomicU64,
+    pub(super) load_errors: AtomicU64,
+    pub(super) not_found: AtomicU64,
+    pub(super) remote_fetches: AtomicU64,
+    pub(super) remote_not_found: AtomicU64,
+    pub(super) remote_errors: AtomicU64,
+    pub(super) fallback_loads: AtomicU64,
+    pub(super) hot_inserts: AtomicU64,
+    pub(super) served: AtomicU64,
+    pub(super) invalidation_errors: AtomicU64,
+}
+
+pub(super) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// The snapshot, with the store's own counters.
+    pub(super) fn snapshot(&self, store: StoreStats) -> GroupStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GroupStats {
+            gets: store.main.gets,
+            hits: store.main.hits,
+            hot_hits: store.hot.hits,
+            deduplicated: l(&self.deduplicated),
+            loads: l(&self.loads),
+            load_errors: l(&self.load_errors),
+            not_found: l(&self.not_found),
+            remote_fetches: l(&self.remote_fetches),
+            remote_not_found: l(&self.remote_not_found),
+            remote_errors: l(&self.remote_errors),
+            fallback_loads: l(&self.fallback_loads),
+            hot_inserts: l(&self.hot_inserts),
+            served: l(&self.served),
+            invalidation_errors: l(&self.invalidation_errors),
+            capacity: store.capacity,
+            main: store.main,
+            hot: store.hot,
+        }
+    }
+}
