@@ -2,7 +2,7 @@
 //!
 //! Every fallible operation returns [`Error`]. Match on [`Error::kind`]: the kinds are the
 //! API and map one to one onto the C result codes, the Python exception classes and the
-//! JavaScript `err.code` values (see DESIGN.md). The `Display` text is for people and is
+//! JavaScript `err.code` values (the table in docs/ARCHITECTURE.md). The `Display` text is for people and is
 //! not API.
 //!
 //! An `Error` is cheap to clone (one `Arc`): a failed singleflight hands the same error to
@@ -56,7 +56,7 @@ impl ErrorKind {
 }
 
 impl ErrorKind {
-    /// Every kind, in the order of the error table (DESIGN: one table for every language).
+    /// Every kind, in the order of the error table in docs/ARCHITECTURE.md.
     pub const ALL: [ErrorKind; 7] = [
         ErrorKind::NotFound,
         ErrorKind::Load,
