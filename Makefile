@@ -23,8 +23,11 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# The demo is a binary of the testkit crate (testkit/src/bin/demo.rs), built without its
+# `contenders` feature: a first run compiles meshcache and the demo, none of core's
+# dev-dependencies (criterion, proptest, moka, quick_cache, lru).
 demo: deps
-	$(CARGO) run --release -p meshcache --example demo
+	$(CARGO) run --release -p meshcache-testkit --bin demo
 
 lint: deps
 	$(CARGO) fmt --all --check

@@ -15,19 +15,13 @@
 //! Criterion runs contenders one after another, so on a noisy machine prefer
 //! `examples/throughput.rs`, which interleaves them; `BENCHMARKS.md` quotes that.
 
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
-#[path = "../testkit/contenders.rs"]
-mod contenders;
-
 use std::cell::RefCell;
 use std::time::Duration;
 
-use contenders::{Contender, Mode, Workload};
 use criterion::{
     BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement::WallTime,
 };
+use meshcache_testkit::contenders::{self, Contender, Mode, Workload};
 
 /// Operations and time measured per contender, for the ratio printed after each group.
 #[derive(Default)]

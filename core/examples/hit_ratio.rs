@@ -17,9 +17,6 @@
 //! capacity between batches. The simulation calls `run_pending_tasks` after every
 //! `MOKA_SYNC_EVERY` requests so that moka sees every access and stays within its bound.
 
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
 use std::collections::{BinaryHeap, HashMap};
 use std::io::Write;
 use std::num::NonZeroUsize;
@@ -27,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use meshcache::store::{Store, StoreConfig, Tier};
-use zipf::{Rng, Zipf, key16, scatter};
+use meshcache_testkit::zipf::{Rng, Zipf, key16, scatter};
 
 const MOKA_SYNC_EVERY: usize = 16;
 const VALUE_LEN: usize = 16;

@@ -3,15 +3,13 @@
 //! `cargo run --release -p meshcache --example local`; it prints the hit ratio, how many loads reached the database and
 //! the throughput. Run with `--help` for the knobs.
 
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meshcache::{Group, Loaded};
+use meshcache_testkit::zipf;
 
 fn arg(name: &str, default: u64) -> u64 {
     let mut args = std::env::args();

@@ -12,13 +12,11 @@
 //!
 //! Each fill runs in its own process because freed memory is not returned to the OS.
 
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
 use meshcache::store::{Store, StoreConfig, Tier};
+use meshcache_testkit::zipf;
 
 const BUDGET: usize = 1 << 30;
 

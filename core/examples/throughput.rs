@@ -8,15 +8,9 @@
 //! cargo run --release -p meshcache --example throughput -- [--rounds N] [--ms N] [--only NAME]
 //! ```
 
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
-#[path = "../testkit/contenders.rs"]
-mod contenders;
-
 use std::time::Duration;
 
-use contenders::{Contender, Mode, Workload};
+use meshcache_testkit::contenders::{self, Contender, Mode, Workload};
 
 fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args();

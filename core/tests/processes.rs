@@ -1,12 +1,7 @@
 //! A cluster of separate OS processes: one is killed with SIGKILL under load, and the
 //! others must not fail a single get.
 
-#[path = "../testkit/node.rs"]
-mod node;
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
-use node::Node;
+use meshcache_testkit::node::{self, Node};
 
 /// The child side: this same test binary, re-run with `MESHCACHE_NODE=1`.
 #[test]

@@ -14,7 +14,6 @@
 //! | `quit` (or end of input) | `bye`, then the node shuts down |
 //!
 //! `MESHCACHE_LOAD_DELAY_MS` sets the simulated database's latency (default 1 ms).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -26,7 +25,7 @@ use bytes::Bytes;
 use meshcache::{Cluster, Loaded};
 use parking_lot::Mutex;
 
-use super::zipf;
+use crate::zipf;
 
 pub const ENV: &str = "MESHCACHE_NODE";
 
@@ -152,6 +151,7 @@ pub fn child_main() {
 }
 
 /// The parent's handle on a child node.
+#[derive(Debug)]
 pub struct Node {
     pub child: Child,
     stdin: ChildStdin,

@@ -1,6 +1,6 @@
-//! Workload generation shared by the examples and benches: a small deterministic PRNG and
-//! a Zipf sampler (inverse CDF by binary search over a precomputed table).
-#![allow(dead_code)]
+//! Workload generation shared by the examples, benches, tests and the demo: a small
+//! deterministic PRNG and a Zipf sampler (inverse CDF by binary search over a precomputed
+//! table).
 
 /// SplitMix64: fast, deterministic, good enough for workloads.
 #[derive(Debug, Clone)]

@@ -1,10 +1,9 @@
 //! The caches the throughput bench and example race against each other, behind one small
-//! trait, and the workloads they run. Shared by `benches/store.rs` and
-//! `examples/throughput.rs` (include with `#[path]`, next to `zipf.rs`).
+//! trait, and the workloads they run (feature `contenders`). Used by core's
+//! `benches/store.rs` and `examples/throughput.rs`.
 //!
 //! Every contender stores `bytes::Bytes` keys and values and returns an owned `Bytes` on a
 //! hit (a refcount clone), so they all do the same work per operation.
-#![allow(dead_code)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -7,12 +7,9 @@
 //!
 //! `--gets N` (per node, default 200000), `--keys N` (default 50000), `--nodes N` (3).
 
-#[path = "../testkit/node.rs"]
-mod node;
-#[path = "../testkit/zipf.rs"]
-mod zipf;
-
 use std::collections::HashSet;
+
+use meshcache_testkit::node;
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
