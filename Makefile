@@ -4,7 +4,9 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
-APT_PACKAGES := protobuf-compiler
+# $(APT_INSTALL) [COMMAND:]PACKAGE...: apt-get installs each package whose command is
+# missing (as root, or with sudo); see mk/apt-install.sh.
+APT_INSTALL := sh $(CURDIR)/mk/apt-install.sh
 
 .PHONY: all deps demo test test-rust lint fmt bench bench-deps bench-rust
 
@@ -13,15 +15,7 @@ all: test
 # System packages the build and the tests need, installed when their command is missing:
 # protoc (the peer protocol), pkg-config and valgrind (the C tests).
 deps:
-	@missing=""; \
-	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
-	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
-	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	@$(APT_INSTALL) protoc:protobuf-compiler pkg-config valgrind
 
 # The demo is a binary of the testkit crate (testkit/src/bin/demo.rs), built without its
 # `contenders` feature: a first run compiles meshcache and the demo, none of core's
@@ -53,8 +47,7 @@ fmt:
 # Every benchmark in BENCHMARKS.md. redis-server/redis-benchmark (apt) are the peers of
 # the remote-get benches; they are installed here when missing.
 bench-deps: deps
-	@command -v redis-benchmark >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools; }
+	@$(APT_INSTALL) redis-server redis-benchmark:redis-tools
 
 bench: bench-deps bench-rust bench-c bench-python bench-node
 

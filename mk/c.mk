@@ -41,8 +41,7 @@ c-lib: deps
 	ln -sf ../../debug/libmeshcache.so $(C_OUT)/lib/libmeshcache.so
 
 test-c: header-check c-lib
-	@command -v valgrind >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind; }
+	@$(APT_INSTALL) valgrind
 	$(CARGO) clippy -q -p meshcache-ffi --features test-hooks --all-targets -- -D warnings
 	readelf -d target/debug/libmeshcache.so | grep -q 'SONAME.*libmeshcache.so.$(C_ABI)'
 	cc $(C_STRICT) -Iinclude $(C_CRATE)/tests/test_meshcache.c -o $(C_OUT)/test_meshcache \

@@ -31,6 +31,5 @@ test-python: python-develop
 	@echo "test-python: pytest, mypy --strict and stubtest passed"
 
 bench-python: python-develop
-	@command -v redis-server >/dev/null || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
+	@$(APT_INSTALL) redis-server
 	$(PY) python/bench/bench.py
