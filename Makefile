@@ -27,8 +27,9 @@ lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# `cargo test` runs the default members (core, C ABI); the pyo3 and napi crates only
-# link inside their hosts and are tested through pytest and node --test.
+# `cargo test` builds and runs every default member, i.e. the whole workspace: core's
+# tests, and the C ABI, pyo3 and napi crates, which link without a host but hold no Rust
+# tests; those three are tested by test-c, pytest (test-python) and node --test (test-node).
 test-rust: deps
 	$(CARGO) test 2>&1 | tee target/cargo-test.log
 	@n=$$(grep -Eo 'test result: ok\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$$4} END {print s+0}'); \
