@@ -145,7 +145,7 @@ export interface ClusterOptions {
   breakerCooldownMs?: number
   /** Largest peer message, in bytes. Default 64 MiB. */
   maxMessageSize?: number
-  /** Points per node on the hash ring. Default 160. */
+  /** Points per node on the hash ring. Default 128. */
   vnodes?: number
   /**
    * Threads of the cluster's own runtime (network and loads; JS loaders still run on

@@ -1,0 +1,255 @@
+//! `Cluster`: this process's node, its runtime and its groups, and `ClusterOptions`.
+
+use std::sync::{Arc, Mutex};
+
+use meshcache::ErrorKind;
+use napi::bindgen_prelude::*;
+use napi::{JsValue, Unknown};
+use napi_derive::napi;
+use tokio::runtime::Handle;
+
+use crate::convert::{Out, convert, millis, options};
+use crate::errors::{map_error, range_error};
+use crate::group::{Group, GroupOptions};
+use crate::loader::js_loader;
+use crate::stats::ClusterStats;
+
+/// Options of `new Cluster()`. Every node of a cluster must agree on `vnodes`.
+#[napi(object)]
+#[derive(Default)]
+pub struct ClusterOptions {
+    /// Address the peer server binds, `host:port`. Default `'127.0.0.1:0'` (a free port;
+    /// `cluster.localAddr` tells which).
+    pub listen: Option<String>,
+    /// Address other nodes use to reach this one, and its name on the ring. Default: the
+    /// bound address.
+    pub advertise: Option<String>,
+    /// Every node's advertised address (this node's own may be included). Default: none,
+    /// a single-node cache.
+    pub peers: Option<Vec<String>>,
+    /// Deadline of each call to a peer, in ms. Default 1000.
+    pub peer_timeout_ms: Option<f64>,
+    /// Time to connect to a peer, in ms. Default 500.
+    pub connect_timeout_ms: Option<f64>,
+    /// Retries of an idempotent peer call that could not reach its peer. Default 1.
+    pub retries: Option<u32>,
+    /// First retry backoff in ms (doubles each retry). Default 10.
+    pub retry_backoff_ms: Option<f64>,
+    /// Consecutive failures that open a peer's circuit breaker. Default 5.
+    pub breaker_threshold: Option<u32>,
+    /// How long an open breaker waits before one probe, in ms. Default 1000.
+    pub breaker_cooldown_ms: Option<f64>,
+    /// Largest peer message, in bytes. Default 64 MiB.
+    pub max_message_size: Option<u32>,
+    /// Points per node on the hash ring. Default 128.
+    pub vnodes: Option<u32>,
+    /// Threads of the cluster's own runtime (network and loads; JS loaders still run on
+    /// the JS thread). Default 2.
+    pub worker_threads: Option<u32>,
+}
+
+/// The core cluster shared by the JS `Cluster` and its groups, until `close()`.
+pub(crate) struct Node {
+    /// Guards the cluster handle; `None` once closed.
+    cluster: Mutex<Option<meshcache::Cluster>>,
+    pub(crate) rt: Handle,
+}
+
+impl Node {
+    pub(crate) fn cluster(&self) -> Option<meshcache::Cluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Never closed: the JS objects were collected (or the environment is going away).
+        // Dropping the last handle stops the runtime, which blocks until its threads end:
+        // do it off the JS thread.
+        if let Some(c) = self.cluster.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            std::thread::spawn(move || drop(c));
+        }
+    }
+}
+
+/// One node of a meshcache cluster: its peer server, its groups, and the runtime they run
+/// on. Every process of a service creates one with the same `peers`.
+#[napi]
+pub struct Cluster {
+    node: Arc<Node>,
+}
+
+#[napi]
+impl Cluster {
+    /// Starts the node: binds `listen` and starts serving peers. Throws a `RangeError`
+    /// (`MESHCACHE_INVALID_ARGUMENT`) for an address that cannot be resolved or bound.
+    #[napi(constructor, ts_args_type = "options?: ClusterOptions | undefined | null")]
+    pub fn new(env: Env, options: Option<Unknown<'_>>) -> Result<Self> {
+        let o: ClusterOptions = self::options(&env, options, "options")?.unwrap_or_default();
+        let mut b = meshcache::Cluster::builder();
+        if let Some(l) = o.listen {
+            b = b.listen(l);
+        }
+        if let Some(a) = o.advertise {
+            b = b.advertise(a);
+        }
+        if let Some(p) = o.peers {
+            b = b.peers(p);
+        }
+        if let Some(t) = o.peer_timeout_ms {
+            b = b.peer_timeout(millis(&env, t, "peerTimeoutMs")?);
+        }
+        if let Some(t) = o.connect_timeout_ms {
+            b = b.connect_timeout(millis(&env, t, "connectTimeoutMs")?);
+        }
+        if o.retries.is_some() || o.retry_backoff_ms.is_some() {
+            let backoff = millis(&env, o.retry_backoff_ms.unwrap_or(10.0), "retryBackoffMs")?;
+            b = b.retries(o.retries.unwrap_or(1), backoff);
+        }
+        if o.breaker_threshold.is_some() || o.breaker_cooldown_ms.is_some() {
+            let cooldown = millis(&env, o.breaker_cooldown_ms.unwrap_or(1000.0), "breakerCooldownMs")?;
+            b = b.breaker(
+                o.breaker_threshold
+                    .unwrap_or(meshcache::DEFAULT_BREAKER_THRESHOLD),
+                cooldown,
+            );
+        }
+        if let Some(m) = o.max_message_size {
+            b = b.max_message_size(m as usize);
+        }
+        if let Some(v) = o.vnodes {
+            b = b.vnodes(v as usize);
+        }
+        if let Some(w) = o.worker_threads {
+            b = b.worker_threads(w as usize);
+        }
+        let cluster = b.build().map_err(|e| map_error(&env, &e))?;
+        let rt = cluster.runtime().clone();
+        Ok(Cluster {
+            node: Arc::new(Node {
+                cluster: Mutex::new(Some(cluster)),
+                rt,
+            }),
+        })
+    }
+
+    fn open(&self, env: &Env) -> Result<meshcache::Cluster> {
+        self.node.cluster().ok_or_else(|| {
+            map_error(
+                env,
+                &meshcache::Error::new(ErrorKind::Closed, "the cluster was closed"),
+            )
+        })
+    }
+
+    /// A group (a named cache) served by this node. Every node should create the same
+    /// groups. Throws `MESHCACHE_INVALID_ARGUMENT` for a name in use or bad options, and
+    /// `MESHCACHE_CLOSED` after `close()`.
+    #[napi(ts_args_type = "name: string, options?: GroupOptions | undefined | null")]
+    pub fn group(&self, env: &Env, name: Unknown<'_>, options: Option<Unknown<'_>>) -> Result<Group> {
+        let name: String = convert(env, &name, "name")?;
+        let o: GroupOptions = self::options(env, options, "options")?.unwrap_or_default();
+        let cluster = self.open(env)?;
+        let mut b = cluster.group(name);
+        if let Some(c) = o.capacity {
+            let bytes = match c {
+                Either::A(n) if n.is_finite() && n >= 1.0 => n as usize,
+                Either::A(n) => {
+                    return Err(range_error(env, format!("capacity must be >= 1 byte, not {n}")));
+                }
+                Either::B(s) => meshcache::parse_size(&s).map_err(|e| map_error(env, &e))?,
+            };
+            b = b.capacity(bytes);
+        }
+        if let Some(t) = o.ttl_ms {
+            b = b.default_ttl(millis(env, t, "ttlMs")?);
+        }
+        if let Some(t) = o.negative_ttl_ms {
+            b = b.negative_ttl(millis(env, t, "negativeTtlMs")?);
+        }
+        if let Some(n) = o.max_key_len {
+            b = b.max_key_len(n as usize);
+        }
+        if let Some(n) = o.max_value_len {
+            b = b.max_value_len(n as usize);
+        }
+        if let Some(n) = o.hot_sample {
+            b = b.hot_sample(n);
+        }
+        if let Some(n) = o.shards {
+            b = b.shards(n as usize);
+        }
+        if let Some(l) = o.loader {
+            b = b.loader(js_loader(l));
+        }
+        let group = b.build().map_err(|e| map_error(env, &e))?;
+        Ok(Group::new(group, self.node.clone()))
+    }
+
+    /// Replaces the peer list; the ring is swapped at once.
+    #[napi(ts_args_type = "peers: Array<string>")]
+    pub fn set_peers(&self, env: Env, peers: Unknown<'_>) -> Result<()> {
+        let peers: Vec<String> = convert(&env, &peers, "peers")?;
+        self.open(&env)?.set_peers(peers).map_err(|e| map_error(&env, &e))
+    }
+
+    /// The ring's nodes (this one included), sorted.
+    #[napi]
+    pub fn members(&self, env: Env) -> Result<Vec<String>> {
+        Ok(self.open(&env)?.members())
+    }
+
+    /// The node that owns `key` now.
+    #[napi(ts_args_type = "key: string")]
+    pub fn owner_of(&self, env: Env, key: Unknown<'_>) -> Result<String> {
+        let key: String = convert(&env, &key, "key")?;
+        Ok(self.open(&env)?.owner_of(key.as_bytes()))
+    }
+
+    /// Peer counters and breaker states.
+    #[napi]
+    pub fn stats(&self, env: Env) -> Result<ClusterStats> {
+        Ok(self.open(&env)?.stats().into())
+    }
+
+    /// The address the peer server is bound to (`host:port`, with the real port).
+    #[napi(getter)]
+    pub fn local_addr(&self, env: Env) -> Result<String> {
+        Ok(self.open(&env)?.local_addr().to_string())
+    }
+
+    /// This node's advertised address: its name on the ring.
+    #[napi(getter)]
+    pub fn advertise_addr(&self, env: Env) -> Result<String> {
+        Ok(self.open(&env)?.advertise_addr().to_string())
+    }
+
+    /// Whether `close()` was called.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.node.cluster().is_none()
+    }
+
+    /// Shuts the node down gracefully: stops serving peers, lets calls in flight finish,
+    /// closes every group (their calls then reject with `MESHCACHE_CLOSED`) and stops the
+    /// runtime. Afterwards the addon holds nothing that keeps the process alive.
+    /// Idempotent.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let taken = self.node.cluster.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(cluster) = taken else {
+            return Ok(PromiseRaw::resolve(env, Out::Undefined)?.to_unknown());
+        };
+        let (deferred, promise) = env.create_deferred()?;
+        self.node.rt.spawn(async move {
+            let result = cluster.shutdown().await;
+            // The last handle owns the runtime: drop it outside the runtime.
+            std::thread::spawn(move || drop(cluster));
+            deferred.resolve(move |env| match result {
+                Ok(()) => Ok(Out::Undefined),
+                Err(e) => Err(map_error(&env, &e)),
+            });
+        });
+        Ok(promise.to_unknown())
+    }
+}

@@ -1,0 +1,189 @@
+//! Conversions: keys, values and options from JS; values, `undefined` and Maps to JS.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::*;
+use napi::{JsValue, Unknown, sys};
+
+use crate::errors::{range_error, type_error};
+
+/// Longest key read on the stack; longer keys (which the core rejects unless the group
+/// raised `maxKeyLen`) take a heap copy.
+const KEY_BUF: usize = 1024 + 16;
+
+/// Reads a string key into a stack buffer (no allocation for keys that fit) and runs `f`
+/// on its UTF-8 bytes.
+pub(crate) fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+    // Uninitialised: zeroing 1 KiB on every call would cost more than reading the key.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); KEY_BUF];
+    let mut len = 0usize;
+    // SAFETY: JS thread, live env and value; napi writes at most `buf.len()` bytes
+    // (NUL included) and the length written without the NUL.
+    let status = unsafe {
+        sys::napi_get_value_string_utf8(env.raw(), key.raw(), buf.as_mut_ptr().cast(), buf.len(), &mut len)
+    };
+    if status != sys::Status::napi_ok {
+        return Err(type_error(env, "key must be a string"));
+    }
+    // napi stops short of a character that would not fit: near the end, it may be cut.
+    if len + 4 < KEY_BUF - 1 {
+        // SAFETY: napi initialised the first `len` bytes (len < buf.len()).
+        let key = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        return Ok(f(key));
+    }
+    let mut full = 0usize;
+    // SAFETY: as above; a null buffer asks for the length only.
+    unsafe { sys::napi_get_value_string_utf8(env.raw(), key.raw(), std::ptr::null_mut(), 0, &mut full) };
+    let mut long = vec![0u8; full + 1];
+    // SAFETY: as above, with a buffer of `full + 1` bytes.
+    unsafe {
+        sys::napi_get_value_string_utf8(
+            env.raw(),
+            key.raw(),
+            long.as_mut_ptr().cast(),
+            long.len(),
+            &mut len,
+        )
+    };
+    Ok(f(&long[..len]))
+}
+
+pub(crate) fn key_bytes(env: &Env, key: &Unknown<'_>) -> Result<Bytes> {
+    with_key(env, key, Bytes::copy_from_slice)
+}
+
+/// A value to cache: a Buffer, any Uint8Array, or a string (stored as UTF-8).
+pub(crate) fn value_bytes(env: &Env, value: &Unknown<'_>) -> Result<Bytes> {
+    match value.get_type()? {
+        ValueType::String => {
+            // SAFETY: JS thread, live env, and the value is a string.
+            let s = unsafe { String::from_napi_value(env.raw(), value.raw()) }?;
+            Ok(Bytes::from(s))
+        }
+        ValueType::Object => {
+            // SAFETY: as above; the conversion checks that it is a Uint8Array.
+            match unsafe { Uint8Array::from_napi_value(env.raw(), value.raw()) } {
+                Ok(a) => Ok(Bytes::copy_from_slice(&a)),
+                Err(_) => Err(type_error(env, "value must be a Buffer, Uint8Array or string")),
+            }
+        }
+        _ => Err(type_error(env, "value must be a Buffer, Uint8Array or string")),
+    }
+}
+
+/// `v` as a `T`, or a `TypeError` (`MESHCACHE_INVALID_ARGUMENT`) that names `what`, as for
+/// every other bad argument (napi's own conversion error has code `InvalidArg`).
+pub(crate) fn convert<T: FromNapiValue>(env: &Env, v: &Unknown<'_>, what: &str) -> Result<T> {
+    // SAFETY: JS thread, live env and value; the conversion checks the type.
+    unsafe { T::from_napi_value(env.raw(), v.raw()) }
+        .map_err(|e| type_error(env, format!("{what}: {}", e.reason)))
+}
+
+/// An optional options object: `undefined` and `null` are none.
+pub(crate) fn options<T: FromNapiValue>(env: &Env, v: Option<Unknown<'_>>, what: &str) -> Result<Option<T>> {
+    match v {
+        Some(v) if !matches!(v.get_type()?, ValueType::Undefined | ValueType::Null) => {
+            if v.get_type()? != ValueType::Object {
+                return Err(type_error(env, format!("{what} must be an object")));
+            }
+            convert(env, &v, what).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Milliseconds from JS as a duration; `what` names the option in the error.
+pub(crate) fn millis(env: &Env, ms: f64, what: &str) -> Result<Duration> {
+    if !ms.is_finite() || ms < 0.0 {
+        return Err(range_error(
+            env,
+            format!("{what} must be a finite number >= 0, not {ms}"),
+        ));
+    }
+    // `try_`: a finite but astronomically large number would make `from_secs_f64` panic,
+    // and a panic here would abort the process.
+    Duration::try_from_secs_f64(ms / 1000.0)
+        .map_err(|_| range_error(env, format!("{what} is too large: {ms}")))
+}
+
+/// What a promise of this addon resolves to; built on the JS thread.
+pub(crate) enum Out {
+    Buf(Bytes),
+    Undefined,
+    Map(Vec<(Bytes, Bytes)>),
+}
+
+/// A fresh JS Buffer holding a copy of `b` (for small values a copy is cheaper than an
+/// external buffer with a finalizer).
+pub(crate) fn buffer(env: &Env, b: &[u8]) -> Result<sys::napi_value> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: JS thread, live env; napi copies `b.len()` bytes from `b` and does not keep
+    // the pointer; the data out-pointer may be null.
+    check_status!(unsafe {
+        sys::napi_create_buffer_copy(
+            env.raw(),
+            b.len(),
+            b.as_ptr().cast(),
+            std::ptr::null_mut(),
+            &mut out,
+        )
+    })?;
+    Ok(out)
+}
+
+impl ToNapiValue for Out {
+    unsafe fn to_napi_value(raw_env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+        let env = Env::from_raw(raw_env);
+        match val {
+            Out::Buf(b) => buffer(&env, &b),
+            // SAFETY: JS thread (ToNapiValue contract).
+            Out::Undefined => unsafe { <()>::to_napi_value(raw_env, ()) },
+            Out::Map(entries) => {
+                let mut global = std::ptr::null_mut();
+                let mut ctor = std::ptr::null_mut();
+                let mut map = std::ptr::null_mut();
+                let mut set = std::ptr::null_mut();
+                // SAFETY: JS thread; every out-pointer is a local.
+                unsafe {
+                    check_status!(sys::napi_get_global(raw_env, &mut global))?;
+                    check_status!(sys::napi_get_named_property(
+                        raw_env,
+                        global,
+                        c"Map".as_ptr(),
+                        &mut ctor
+                    ))?;
+                    check_status!(sys::napi_new_instance(
+                        raw_env,
+                        ctor,
+                        0,
+                        std::ptr::null(),
+                        &mut map
+                    ))?;
+                    check_status!(sys::napi_get_named_property(
+                        raw_env,
+                        map,
+                        c"set".as_ptr(),
+                        &mut set
+                    ))?;
+                    for (k, v) in entries {
+                        let args = [
+                            String::to_napi_value(raw_env, String::from_utf8_lossy(&k).into_owned())?,
+                            buffer(&env, &v)?,
+                        ];
+                        let mut ignored = std::ptr::null_mut();
+                        check_status!(sys::napi_call_function(
+                            raw_env,
+                            map,
+                            set,
+                            args.len(),
+                            args.as_ptr(),
+                            &mut ignored
+                        ))?;
+                    }
+                }
+                Ok(map)
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Errors: one place decides the JS class and `code` of every error.
+//!
+//! `code` is `MESHCACHE_<KIND>` of the core's `ErrorKind`; bad arguments are
+//! `RangeError`s, arguments of the wrong type `TypeError`s, and a loader's own JS error
+//! is the `cause` of a `MESHCACHE_LOAD` error.
+
+use meshcache::ErrorKind;
+use napi::bindgen_prelude::*;
+
+/// The JS error for a core error: `code` is `MESHCACHE_<KIND>`; a loader's own error is
+/// the `cause`; bad arguments are `RangeError`s. Must run on the JS thread.
+pub(crate) fn map_error(env: &Env, e: &meshcache::Error) -> napi::Error {
+    let cause = match e.kind() {
+        ErrorKind::Load => e
+            .cause()
+            .and_then(|c| c.downcast_ref::<napi::Error>())
+            .and_then(|c| c.try_clone().ok()),
+        _ => None,
+    };
+    let class = match e.kind() {
+        ErrorKind::InvalidArgument if e.cause().is_some_and(|c| c.is::<WrongType>()) => Class::Type,
+        ErrorKind::InvalidArgument => Class::Range,
+        _ => Class::Error,
+    };
+    let message = match &cause {
+        Some(c) => format!("loader failed: {}", c.reason),
+        None => e.message().to_string(),
+    };
+    js_error(env, class, e.kind(), &message, cause)
+}
+
+/// A `TypeError` with code `MESHCACHE_INVALID_ARGUMENT`, for arguments of the wrong type.
+pub(crate) fn type_error(env: &Env, message: impl Into<String>) -> napi::Error {
+    js_error(
+        env,
+        Class::Type,
+        ErrorKind::InvalidArgument,
+        &message.into(),
+        None,
+    )
+}
+
+pub(crate) fn range_error(env: &Env, message: impl Into<String>) -> napi::Error {
+    js_error(
+        env,
+        Class::Range,
+        ErrorKind::InvalidArgument,
+        &message.into(),
+        None,
+    )
+}
+
+/// Marks an InvalidArgument that is a wrong type (a loader's result): JS gets a TypeError.
+#[derive(Debug)]
+pub(crate) struct WrongType;
+
+impl std::fmt::Display for WrongType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("wrong type")
+    }
+}
+
+impl std::error::Error for WrongType {}
+
+enum Class {
+    Error,
+    Type,
+    Range,
+}
+
+/// Builds the JS object now and returns an error that refers to it, so that throwing or
+/// rejecting with it hands JS exactly this object.
+fn js_error(
+    env: &Env,
+    class: Class,
+    kind: ErrorKind,
+    message: &str,
+    cause: Option<napi::Error>,
+) -> napi::Error {
+    let mut e = napi::Error::new(format!("MESHCACHE_{}", kind.as_str()), message.to_string());
+    if let Some(c) = cause {
+        e.set_cause(c);
+    }
+    let value = match class {
+        Class::Error => JsError::from(e).into_unknown(*env),
+        Class::Type => JsTypeError::from(e).into_unknown(*env),
+        Class::Range => JsRangeError::from(e).into_unknown(*env),
+    };
+    napi::Error::from(value)
+}
+
+/// A meshcache error for a loader that failed in JS: the JS error rides along as the
+/// cause and becomes the rejection's `cause`.
+pub(crate) fn load_error(e: napi::Error) -> meshcache::Error {
+    meshcache::Error::load(e)
+}

@@ -1,0 +1,214 @@
+//! `Group`: one named cache of a cluster, and the options of `cluster.group()` and `set()`.
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::{JsValue, Unknown, sys};
+use napi_derive::napi;
+use tokio::runtime::Handle;
+
+use crate::cluster::Node;
+use crate::convert::{Out, buffer, key_bytes, millis, options, value_bytes, with_key};
+use crate::errors::{map_error, type_error};
+use crate::fast;
+use crate::loader::JsLoader;
+use crate::promise::{or_reject, rejected, settle};
+use crate::stats::GroupStats;
+
+/// Options of `cluster.group()`.
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct GroupOptions {
+    /// Byte budget of the store (keys + values + overhead): a number of bytes or a size
+    /// such as `'256MiB'` or `'1.5GB'`. Default 64 MiB.
+    pub capacity: Option<Either<f64, String>>,
+    /// TTL of values whose loader or `set` gives none, in ms. Default: no expiry.
+    pub ttl_ms: Option<f64>,
+    /// How long a NotFound is remembered, in ms; 0 disables it. Default 5000.
+    pub negative_ttl_ms: Option<f64>,
+    /// Longest key, in UTF-8 bytes. Default 1024.
+    pub max_key_len: Option<u32>,
+    /// Largest value, in bytes. Default 8 MiB.
+    pub max_value_len: Option<u32>,
+    /// Mirror one in `n` values fetched from their owner on this node (0: never).
+    /// Default 10.
+    pub hot_sample: Option<u32>,
+    /// Store shards (a power of two). Default: from capacity and CPUs.
+    pub shards: Option<u32>,
+    /// Called on the JS thread for a key this node owns and nobody has cached: once per
+    /// key at a time in the whole cluster. May be async. Returns a Buffer, Uint8Array or
+    /// string, or `{ value, ttlMs }`; throws `NotFoundError` for a key that does not
+    /// exist. Default: none (every miss is NotFound; fill the group with `set`).
+    #[napi(ts_type = "Loader")]
+    pub loader: Option<JsLoader>,
+}
+
+/// Options of `group.set()`.
+#[napi(object)]
+pub struct SetOptions {
+    /// TTL of this value in ms. Default: the group's `ttlMs`.
+    pub ttl_ms: Option<f64>,
+}
+
+/// A named cache served by a `Cluster`. Keys are strings; values are Buffers.
+#[napi]
+pub struct Group {
+    group: meshcache::Group,
+    /// Keeps the cluster running while this group is reachable from JS.
+    node: Arc<Node>,
+}
+
+impl Group {
+    pub(crate) fn new(group: meshcache::Group, node: Arc<Node>) -> Self {
+        Group { group, node }
+    }
+}
+
+#[napi]
+impl Group {
+    /// The value of `key`: from this node, or from the key's owner, which loads it once in
+    /// the whole cluster. Rejects with `MESHCACHE_NOT_FOUND` if the loader threw
+    /// `NotFoundError`, `MESHCACHE_LOAD` (the loader's error is the `cause`) if it failed,
+    /// a `TypeError` for a key that is not a string or a loader result of the wrong type.
+    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<Buffer>")]
+    pub fn get<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
+        get_promise(&self.group, &self.node.rt, env, &key)
+    }
+
+    /// The cached value of `key` if it is on this node, else `undefined`. Synchronous;
+    /// never loads, never waits.
+    #[napi(ts_args_type = "key: string", ts_return_type = "Buffer | undefined")]
+    pub fn peek<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
+        let raw = peek_value(&self.group, env, &key)?;
+        // SAFETY: `raw` was just created in this env.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+    }
+
+    /// For `lib.cjs`: `{ peek, get, pool }`, the fast paths of this group (see
+    /// `fast.rs`). Called as `h.peek(key)` / `h.get(key)`, they answer a small cached value
+    /// as the number `offset * 8192 + length` of a copy of it in `h.pool` (an
+    /// ArrayBuffer); anything else as `peek` / `get` do.
+    #[napi(js_name = "_fast", skip_typescript)]
+    pub fn fast<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        fast::handles(env, &self.group, &self.node)
+    }
+
+    /// The values of the keys that exist (missing ones are absent from the Map), loading
+    /// misses concurrently, with one call per owner node.
+    #[napi(
+        ts_args_type = "keys: string[]",
+        ts_return_type = "Promise<Map<string, Buffer>>"
+    )]
+    pub fn get_many<'env>(&self, env: &'env Env, keys: Unknown<'env>) -> Result<Unknown<'env>> {
+        // SAFETY: JS thread, live env and value.
+        let keys = match unsafe { Vec::<String>::from_napi_value(env.raw(), keys.raw()) } {
+            Ok(k) => k,
+            Err(_) => return rejected(env, type_error(env, "keys must be an array of strings")),
+        };
+        let g = self.group.clone();
+        let r = settle(
+            env,
+            &self.node.rt,
+            async move { g.get_many(&keys).await },
+            Out::Map,
+        );
+        or_reject(env, r)
+    }
+
+    /// Caches `value` (a Buffer, Uint8Array or string) for `key` on its owner, for
+    /// `options.ttlMs` or the group's TTL; other nodes drop their copies.
+    #[napi(
+        ts_args_type = "key: string, value: Buffer | Uint8Array | string, options?: SetOptions",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn set<'env>(
+        &self,
+        env: &'env Env,
+        key: Unknown<'env>,
+        value: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<Unknown<'env>> {
+        let prepared = (|| {
+            let k = key_bytes(env, &key)?;
+            let v = value_bytes(env, &value)?;
+            let o: Option<SetOptions> = self::options(env, options, "options")?;
+            let ttl = match o.and_then(|o| o.ttl_ms) {
+                Some(t) => Some(millis(env, t, "ttlMs")?),
+                None => None,
+            };
+            Ok((k, v, ttl))
+        })();
+        let r = prepared.and_then(|(k, v, ttl)| {
+            let g = self.group.clone();
+            settle(env, &self.node.rt, async move { g.set(&k, v, ttl).await }, |()| {
+                Out::Undefined
+            })
+        });
+        or_reject(env, r)
+    }
+
+    /// Removes `key` on its owner and every copy on every node.
+    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<void>")]
+    pub fn delete<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
+        let r = key_bytes(env, &key).and_then(|k| {
+            let g = self.group.clone();
+            settle(env, &self.node.rt, async move { g.delete(&k).await }, |()| {
+                Out::Undefined
+            })
+        });
+        or_reject(env, r)
+    }
+
+    /// The group's counters.
+    #[napi]
+    pub fn stats(&self) -> GroupStats {
+        self.group.stats().into()
+    }
+
+    /// Stops this group only: later calls fail with `MESHCACHE_CLOSED` and its store is
+    /// emptied. `cluster.close()` closes every group.
+    #[napi]
+    pub fn close(&self) {
+        self.group.close();
+    }
+
+    /// The group's name.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        self.group.name().to_string()
+    }
+
+    /// Whether the group (or its cluster) was closed.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.group.is_closed() || self.node.cluster().is_none()
+    }
+}
+
+/// `group.get(key)`: a promise of the value; argument errors reject, never throw.
+fn get_promise<'env>(
+    group: &meshcache::Group,
+    rt: &Handle,
+    env: &'env Env,
+    key: &Unknown<'env>,
+) -> Result<Unknown<'env>> {
+    let r = key_bytes(env, key).and_then(|k| {
+        let g = group.clone();
+        settle(env, rt, async move { g.get(&k).await }, Out::Buf)
+    });
+    or_reject(env, r)
+}
+
+/// `group.peek(key)`: a Buffer with a copy of the cached value, or `undefined`.
+fn peek_value(group: &meshcache::Group, env: &Env, key: &Unknown<'_>) -> Result<sys::napi_value> {
+    match with_key(env, key, |k| group.peek(k))? {
+        Ok(Some(v)) => buffer(env, &v),
+        Ok(None) => {
+            let mut undefined = std::ptr::null_mut();
+            // SAFETY: JS thread, live env.
+            check_status!(unsafe { sys::napi_get_undefined(env.raw(), &mut undefined) })?;
+            Ok(undefined)
+        }
+        Err(e) => Err(map_error(env, &e)),
+    }
+}
