@@ -73,6 +73,13 @@ impl LoadScope {
         }
     }
 
+    /// Runs `fut` inside this load, on whichever thread polls it: for a binding that
+    /// spawns a call made from a loader's context onto the runtime (an async
+    /// `get_many`), where [`LoadScope::enter`] would mark only the calling thread.
+    pub fn run<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        run_in(self, fut)
+    }
+
     /// The key being loaded.
     pub fn key(&self) -> &[u8] {
         &self.key

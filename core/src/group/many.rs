@@ -14,6 +14,7 @@ use super::fill::is_unreachable;
 use crate::entry::Entry;
 use crate::error::Result;
 use crate::route::{Remote, Route};
+use crate::scope;
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Results of a `get_many` job, by position in the request.
@@ -25,7 +26,8 @@ impl Group {
     ///
     /// # Errors
     ///
-    /// The first error other than NotFound, as for [`Group::get`].
+    /// The first error other than NotFound, as for [`Group::get`]; a loader asking for the
+    /// key it is loading is refused ([`crate::ErrorKind::InvalidArgument`]) as by `get`.
     pub async fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<(Bytes, Bytes)>> {
         self.check_open()?;
         for k in keys {
@@ -51,6 +53,7 @@ impl Group {
             if v.is_some() {
                 continue;
             }
+            scope::check_not_loading(self.id(), k)?;
             match self.route(k)? {
                 Route::Local => {
                     let k = k.clone();

@@ -11,6 +11,7 @@ use crate::loader::Loaded;
 use crate::peer::batch::{MAX_BATCH, MAX_IN_FLIGHT};
 use crate::registry::Registry;
 use crate::route::{BoxFuture, Remote};
+use crate::scope::LoadScope;
 
 fn counting_loader(calls: Arc<AtomicUsize>) -> impl Loader {
     move |key: Bytes| {
@@ -333,6 +334,49 @@ async fn a_loader_awaiting_its_own_key_is_refused_not_hung() {
         .expect("no hang")
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loaders_get_many_of_its_own_key_is_refused_not_hung() {
+    let me: Arc<std::sync::OnceLock<Group>> = Arc::default();
+    let g = {
+        let me = me.clone();
+        Group::builder("g")
+            .loader(move |k: Bytes| {
+                let me = me.clone();
+                async move {
+                    let g = me.get().expect("set below");
+                    if &k[..] == b"outer" {
+                        let got = g.get_many(&[&b"inner"[..]]).await?;
+                        return Ok(Loaded::value(got[0].1.clone()));
+                    }
+                    if &k[..] == b"inner" {
+                        return Ok(Loaded::value(Bytes::from_static(b"in")));
+                    }
+                    let e = g.get_many(&[&b"other"[..], &k[..]]).await.unwrap_err();
+                    Ok(Loaded::value(e.kind().as_str()))
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    me.set(g.clone()).unwrap();
+    let v = tokio::time::timeout(Duration::from_secs(10), g.get(b"k"))
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(&v[..], b"INVALID_ARGUMENT");
+    assert_eq!(&g.get(b"outer").await.unwrap()[..], b"in", "another key is fine");
+    // A scope carried to another task (as a binding does for an async get_many).
+    let scope = LoadScope::new(g.id(), Bytes::from_static(b"x"));
+    let e = tokio::spawn(scope.run({
+        let g = g.clone();
+        async move { g.get_many(&[b"x"]).await }
+    }))
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
 
 // ---- Routed groups against a fake router: no gRPC, the peer's behaviour chosen. ----
