@@ -27,18 +27,28 @@ Errors: a loader's own exception reaches the caller unchanged. meshcache's own a
 :class:`PeerError`, :class:`Timeout` (also a ``TimeoutError``), :class:`InvalidArgument`
 (also a ``ValueError``), :class:`ClosedError`, :class:`LoadError` (a loader failed on
 another node), :class:`PanicError`. Arguments of the wrong type raise ``TypeError``.
+A loader's ``get`` of the very key it is loading (which would wait for itself) raises
+:class:`InvalidArgument`.
+
+Stats: ``Group.stats()`` is a :class:`GroupStats` (counters, and :class:`TierStats` under
+``"main"`` and ``"hot"``); ``Cluster.stats()`` a :class:`ClusterStats` (this node and a
+:class:`PeerStats` per peer). The names are the same in every language meshcache has.
 """
 
 from meshcache._native import (
     ClosedError,
     Cluster,
+    ClusterStats,
     Group,
+    GroupStats,
     InvalidArgument,
     LoadError,
     MeshcacheError,
     NotFound,
     PanicError,
     PeerError,
+    PeerStats,
+    TierStats,
     Timeout,
     __version__,
     parse_size,
@@ -47,13 +57,17 @@ from meshcache._native import (
 __all__ = [
     "ClosedError",
     "Cluster",
+    "ClusterStats",
     "Group",
+    "GroupStats",
     "InvalidArgument",
     "LoadError",
     "MeshcacheError",
     "NotFound",
     "PanicError",
     "PeerError",
+    "PeerStats",
+    "TierStats",
     "Timeout",
     "__version__",
     "parse_size",

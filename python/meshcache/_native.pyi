@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, Optional, Union, final
+from typing import Any, Final, Literal, Optional, TypedDict, Union, final
 
 __version__: Final[str]
 
@@ -22,6 +22,54 @@ class PanicError(MeshcacheError): ...
 
 def parse_size(text: Any) -> int: ...
 
+# Stats: the one shape every language shows; the names are core's (a test compares them).
+
+class TierStats(TypedDict):
+    items: int
+    bytes: int
+    gets: int
+    hits: int
+    evictions: int
+    expirations: int
+
+class GroupStats(TypedDict):
+    gets: int
+    hits: int
+    hot_hits: int
+    deduplicated: int
+    loads: int
+    load_errors: int
+    not_found: int
+    remote_fetches: int
+    remote_not_found: int
+    remote_errors: int
+    fallback_loads: int
+    hot_inserts: int
+    served: int
+    invalidation_errors: int
+    capacity: int
+    main: TierStats
+    hot: TierStats
+
+class PeerStats(TypedDict):
+    addr: str
+    breaker: Literal["closed", "open", "half_open"]
+    requests: int
+    successes: int
+    failures: int
+    timeouts: int
+    retries: int
+    rejected: int
+    breaker_opened: int
+
+class ClusterStats(TypedDict):
+    node: str
+    peers: list[PeerStats]
+
+@final
+class _LoadScope:
+    """The load an ``async def`` loader's task runs (private: made by meshcache only)."""
+
 @final
 class Group:
     @property
@@ -39,7 +87,7 @@ class Group:
     def aset(self, key: _Key, value: _BytesLike, ttl: Optional[float] = None) -> asyncio.Future[None]: ...
     def delete(self, key: _Key) -> None: ...
     def adelete(self, key: _Key) -> asyncio.Future[None]: ...
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> GroupStats: ...
     def close(self) -> None: ...
 
 @final
@@ -77,7 +125,7 @@ class Cluster:
     def members(self) -> list[str]: ...
     def owner_of(self, key: _Key) -> str: ...
     def set_peers(self, peers: Iterable[str]) -> None: ...
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> ClusterStats: ...
     def close(self) -> None: ...
     def __enter__(self) -> Cluster: ...
     def __exit__(self, *_exc: object) -> None: ...

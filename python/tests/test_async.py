@@ -123,3 +123,71 @@ def test_cancelled_aget_leaves_the_load_to_the_others(cluster: meshcache.Cluster
         assert g.stats()["loads"] == 1
 
     asyncio.run(main())
+
+
+def test_an_async_loader_awaiting_its_own_key_gets_invalid_argument_not_a_hang(
+    cluster: meshcache.Cluster,
+) -> None:
+    seen: dict[str, object] = {}
+
+    async def load(key: str) -> bytes:
+        if key == "self":
+            try:
+                await asyncio.wait_for(g.aget("self"), 10)  # would wait for itself
+            except meshcache.InvalidArgument as e:
+                seen["aget"] = e
+            try:
+                await asyncio.wait_for(g.aget_many(["other", "self"]), 10)
+            except meshcache.InvalidArgument as e:
+                seen["aget_many"] = e
+            # A thread that runs in the task's context (asyncio.to_thread copies it).
+            try:
+                await asyncio.wait_for(asyncio.to_thread(g.get, "self"), 10)
+            except meshcache.InvalidArgument as e:
+                seen["get"] = e
+
+            # A task the loader starts copies its context too.
+            async def child() -> bytes:
+                return await g.aget("self")
+
+            try:
+                await asyncio.wait_for(asyncio.ensure_future(child()), 10)
+            except meshcache.InvalidArgument as e:
+                seen["child task"] = e
+            return b"self"
+        if key == "outer":
+            inner = await asyncio.wait_for(g.aget("inner"), 10)  # another key: fine
+            many = await asyncio.wait_for(g.aget_many(["inner", "x"]), 10)
+            return b"outer+" + inner + many["x"]
+        return key.encode()
+
+    g = cluster.group("g", loader=load)
+
+    async def main() -> None:
+        assert await asyncio.wait_for(g.aget("self"), 30) == b"self"
+        assert await asyncio.wait_for(g.aget("outer"), 30) == b"outer+innerx"
+
+    asyncio.run(main())
+    assert set(seen) == {"aget", "aget_many", "get", "child task"}, seen
+    assert all(isinstance(e, ValueError) and "loading" in str(e) for e in seen.values()), seen
+    # Outside the loader the key is a plain hit.
+    assert g.get("self") == b"self"
+
+
+def test_an_async_loader_on_the_callers_loop_awaiting_its_own_key_raises(cluster: meshcache.Cluster) -> None:
+    async def main() -> None:
+        async def load(key: str) -> bytes:
+            if key == "self":
+                with pytest.raises(meshcache.InvalidArgument):
+                    await asyncio.wait_for(g.aget("self"), 10)
+                with pytest.raises(meshcache.InvalidArgument):
+                    g.get("self")  # the scope is checked before the same-loop deadlock
+                with pytest.raises(RuntimeError, match="aget"):
+                    g.get("other")
+            return key.encode()
+
+        g = cluster.group("g", loader=load, loop=asyncio.get_running_loop())
+        assert await asyncio.wait_for(g.aget("self"), 30) == b"self"
+        assert await asyncio.wait_for(g.aget("other"), 30) == b"other"
+
+    asyncio.run(main())

@@ -29,7 +29,11 @@ def main() -> int:
         many: dict[object, bytes] = dict(users.get_many(["1", "2"]))
         users.set("k", b"v", ttl=1.5)
         users.delete("k")
-        loads: int = users.stats()["loads"]
+        stats: meshcache.GroupStats = users.stats()
+        loads: int = stats["loads"] + stats["main"]["items"] + stats["hot"]["hits"]
+        node: meshcache.ClusterStats = cluster.stats()
+        breakers = [p["breaker"] for p in node["peers"]]
+        assert all(b in ("closed", "open", "half_open") for b in breakers), node["node"]
         addr: str = cluster.local_addr
 
         async def run() -> bytes:

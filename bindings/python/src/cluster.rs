@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshcache::{BreakerState, Cluster};
+use meshcache::Cluster;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::convert;
 use crate::errors;
@@ -14,6 +14,7 @@ use crate::exit;
 use crate::fork;
 use crate::group::{PyGroup, forked};
 use crate::loader::{LoopThread, PyLoader, SharedLoader};
+use crate::stats;
 
 /// A node of a meshcache cluster, with its own runtime and peer server.
 ///
@@ -73,14 +74,6 @@ fn addresses(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         .collect()
 }
 
-fn breaker(s: BreakerState) -> &'static str {
-    match s {
-        BreakerState::Closed => "closed",
-        BreakerState::Open => "open",
-        BreakerState::HalfOpen => "half_open",
-    }
-}
-
 #[pymethods]
 impl PyCluster {
     /// Starts a node: binds `listen`, starts the runtime and the peer server.
@@ -95,15 +88,14 @@ impl PyCluster {
         connect_timeout: Option<&Bound<'_, PyAny>>,
         worker_threads: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let listen: String = match listen.filter(|l| !l.is_none()) {
-            None => "127.0.0.1:0".into(),
-            Some(l) => l
+        // Options not given keep core's defaults; values core cannot use, it refuses.
+        let mut b = Cluster::builder().peers(addresses(peers)?);
+        if let Some(l) = listen.filter(|l| !l.is_none()) {
+            let l = l
                 .cast::<PyString>()
-                .map_err(|_| PyTypeError::new_err("listen must be a \"host:port\" str"))?
-                .to_cow()?
-                .into_owned(),
-        };
-        let mut b = Cluster::builder().listen(listen).peers(addresses(peers)?);
+                .map_err(|_| PyTypeError::new_err("listen must be a \"host:port\" str"))?;
+            b = b.listen(l.to_cow()?.into_owned());
+        }
         if let Some(a) = advertise.filter(|a| !a.is_none()) {
             let a = a
                 .cast::<PyString>()
@@ -120,12 +112,10 @@ impl PyCluster {
             if w.is_instance_of::<pyo3::types::PyBool>() || !w.is_instance_of::<pyo3::types::PyInt>() {
                 return Err(PyTypeError::new_err("worker_threads must be an int"));
             }
-            let n: usize = w
-                .extract()
-                .map_err(|_| errors::invalid(py, "worker_threads must be a positive int"))?;
-            if n == 0 {
-                return Err(errors::invalid(py, "worker_threads must be a positive int"));
-            }
+            // Zero is core's to refuse; a negative or huge int is not a thread count at all.
+            let n: usize = w.extract().map_err(|_| {
+                errors::invalid(py, format!("worker_threads must be a positive int, not {w}"))
+            })?;
             b = b.worker_threads(n);
         }
         let cluster = exit::detach(py, || b.build()).map_err(|e| errors::to_py(py, e, None))?;
@@ -245,32 +235,11 @@ impl PyCluster {
         exit::detach(py, || c.set_peers(peers)).map_err(|e| errors::to_py(py, e, None))
     }
 
-    /// Peer counters and breaker states.
+    /// This node's address and, for every peer, its address, breaker state and counters
+    /// (names from core, the same in every language).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.check_fork(py)?;
-        let s = self.cluster.stats();
-        let d = PyDict::new(py);
-        d.set_item("node", s.node)?;
-        let peers = PyList::empty(py);
-        for (addr, state, st) in s.peers {
-            let p = PyDict::new(py);
-            p.set_item("addr", addr)?;
-            p.set_item("breaker", breaker(state))?;
-            for (name, v) in [
-                ("requests", st.requests),
-                ("successes", st.successes),
-                ("failures", st.failures),
-                ("timeouts", st.timeouts),
-                ("retries", st.retries),
-                ("rejected", st.rejected),
-                ("breaker_opened", st.breaker_opened),
-            ] {
-                p.set_item(name, v)?;
-            }
-            peers.append(p)?;
-        }
-        d.set_item("peers", peers)?;
-        Ok(d)
+        stats::cluster(py, &self.cluster.stats())
     }
 
     /// Shuts down: stops the peer server (calls in flight finish), closes every group

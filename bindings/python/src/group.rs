@@ -1,12 +1,11 @@
 //! `meshcache.Group`: one named cache of a cluster.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use meshcache::{Group, GroupStats};
+use meshcache::{GetFuture, Group, LoadScope, Now};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -16,7 +15,9 @@ use crate::convert;
 use crate::errors;
 use crate::exit;
 use crate::fork;
-use crate::loader::{self, LoopThread, PyLoader, same_loop_error};
+use crate::loader::{LoopThread, PyLoader, same_loop_error};
+use crate::scope;
+use crate::stats;
 
 /// A named cache served by a `Cluster`: made by `Cluster.group(...)`.
 ///
@@ -87,28 +88,88 @@ impl PyGroup {
         Ok(())
     }
 
-    /// Runs a core future to completion from sync code: polled once with the GIL held
-    /// (a hit completes there, without entering the runtime or releasing the GIL), then,
-    /// if it must wait, driven with the GIL released.
-    fn block_on<T: Send>(
-        &self,
-        py: Python<'_>,
-        fut: impl Future<Output = meshcache::Result<T>> + Send,
-        may_load: bool,
-    ) -> PyResult<meshcache::Result<T>> {
-        let mut fut = pin!(fut);
-        if let Poll::Ready(r) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            return Ok(r);
+    /// The load scope of the calling context (see `scope.rs`), for a call that may load.
+    fn context_scope(&self, py: Python<'_>) -> PyResult<Option<LoadScope>> {
+        if self.loader.is_none() {
+            // Without a loader the group runs no load that could be waiting for the caller.
+            return Ok(None);
         }
-        if may_load {
-            self.check_not_on_loader_loop(py)?;
-        }
-        let rt = &self.rt;
-        Ok(exit::detach(py, || rt.block_on(fut)))
+        scope::current(py)
     }
 
-    /// Runs a core future for asyncio: returns an `asyncio.Future` of the running loop,
+    /// The rest of a get that missed, asked again inside the load scope of the calling
+    /// context if it has one (an `async def` loader's task: see `scope.rs`), where core
+    /// refuses the key being loaded. `pending` is dropped unpolled: nothing had started.
+    fn rescope<R>(
+        &self,
+        py: Python<'_>,
+        key: &[u8],
+        pending: GetFuture,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> PyResult<meshcache::Result<Now<R>>> {
+        let Some(s) = self.context_scope(py)? else {
+            return Ok(Ok(Now::Pending(pending)));
+        };
+        drop(pending);
+        let _in_load = s.enter();
+        Ok(self.group.get_now_with(key, f))
+    }
+
+    /// Waits for a get that missed, with the GIL released. Kept out of `get`'s hit path.
+    #[inline(never)]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        k: &[u8],
+        pending: GetFuture,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let now = self.rescope(py, k, pending, |v| convert::value_to_py(py, v))?;
+        let pending = match now {
+            Ok(Now::Ready(v)) => return Ok(v),
+            Ok(Now::Pending(p)) => p,
+            Err(e) => return Err(errors::to_py(py, e, Some(key))),
+        };
+        self.check_not_on_loader_loop(py)?;
+        let rt = &self.rt;
+        match exit::detach(py, || rt.block_on(pending)) {
+            Ok(v) => Ok(convert::value_to_py(py, &v)),
+            Err(e) => Err(errors::to_py(py, e, Some(key))),
+        }
+    }
+
+    /// An `asyncio.Future` of the running loop.
+    fn loop_future<'py>(py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let future = event_loop.call_method0("create_future")?;
+        Ok((event_loop, future))
+    }
+
+    /// Runs a core future on the runtime for asyncio: `future` (of `event_loop`) is
     /// resolved from a blocking thread with `call_soon_threadsafe`.
+    fn spawn<T, F, C>(
+        &self,
+        event_loop: Bound<'_, PyAny>,
+        future: Bound<'_, PyAny>,
+        fut: F,
+        key: Option<Py<PyAny>>,
+        convert: C,
+    ) where
+        T: Send + 'static,
+        F: Future<Output = meshcache::Result<T>> + Send + 'static,
+        C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+    {
+        let resolver = Resolver {
+            target: Some((event_loop.unbind(), future.unbind(), key)),
+        };
+        // The join handle is not needed: the result goes to the asyncio future.
+        drop(self.rt.spawn(async move {
+            let r = fut.await;
+            resolver.resolve(r, convert);
+        }));
+    }
+
+    /// `spawn` for a call that has nothing to answer at once (writes, `get_many`).
     fn awaitable<'py, T, F, C>(
         &self,
         py: Python<'py>,
@@ -121,28 +182,15 @@ impl PyGroup {
         F: Future<Output = meshcache::Result<T>> + Send + 'static,
         C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
     {
-        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
-        let future = event_loop.call_method0("create_future")?;
-        let mut fut = Box::pin(fut);
-        if let Poll::Ready(r) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            let (ok, v) = outcome(py, r, key.as_ref().map(|k| k.bind(py)), convert);
-            future.call_method1(if ok { "set_result" } else { "set_exception" }, (v,))?;
-            return Ok(future);
-        }
-        let resolver = Resolver {
-            target: Some((event_loop.unbind(), future.clone().unbind(), key)),
-        };
-        self.rt.spawn(async move {
-            let r = fut.await;
-            resolver.resolve(r, convert);
-        });
+        let (event_loop, future) = Self::loop_future(py)?;
+        self.spawn(event_loop, future.clone(), fut, key, convert);
         Ok(future)
     }
 }
 
 /// Hands a result to an asyncio future from a runtime task. If the task is dropped
 /// first (the runtime shut down), the future gets `ClosedError` instead of waiting
-/// forever.
+/// forever (`PanicError` if the task panicked).
 struct Resolver {
     target: Option<Target>,
 }
@@ -174,9 +222,19 @@ impl Resolver {
 impl Drop for Resolver {
     fn drop(&mut self) {
         if let Some((lp, fut, _)) = self.target.take() {
+            // The task was dropped unfinished: the runtime shut down, or (a bug) it panicked.
+            let panicked = std::thread::panicking();
             // Once the interpreter exits, nobody is left to await it: no attach then.
             exit::attach(|py| {
-                let e = errors::closed(py, "the cluster shut down before the call finished");
+                let e = if panicked {
+                    errors::to_py(
+                        py,
+                        meshcache::Error::new(meshcache::ErrorKind::Panic, "meshcache task panicked"),
+                        None,
+                    )
+                } else {
+                    errors::closed(py, "the cluster shut down before the call finished")
+                };
                 deliver(py, &lp, &fut, false, e.into_value(py).into_bound(py).into_any());
             });
         }
@@ -257,6 +315,8 @@ fn many_out<'py>(
     Ok(out.into_any())
 }
 
+type ManyFuture = Pin<Box<dyn Future<Output = meshcache::Result<Vec<(Bytes, Bytes)>>> + Send>>;
+
 fn many_keys(keys: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Py<PyAny>)>> {
     if keys.is_instance_of::<PyString>() || keys.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(
@@ -270,46 +330,6 @@ fn many_keys(keys: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Py<PyAny>)>> {
         out.push((b, k.unbind()));
     }
     Ok(out)
-}
-
-fn stats_dict<'py>(py: Python<'py>, s: &GroupStats) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for (name, v) in [
-        ("gets", s.gets),
-        ("hits", s.hits),
-        ("hot_hits", s.hot_hits),
-        ("deduplicated", s.deduplicated),
-        ("loads", s.loads),
-        ("load_errors", s.load_errors),
-        ("not_found", s.not_found),
-        ("remote_fetches", s.remote_fetches),
-        ("remote_not_found", s.remote_not_found),
-        ("remote_errors", s.remote_errors),
-        ("fallback_loads", s.fallback_loads),
-        ("hot_inserts", s.hot_inserts),
-        ("served", s.served),
-        ("invalidation_errors", s.invalidation_errors),
-    ] {
-        d.set_item(name, v)?;
-    }
-    let store = PyDict::new(py);
-    store.set_item("capacity", s.store.capacity)?;
-    for (name, t) in [("main", &s.store.main), ("hot", &s.store.hot)] {
-        let td = PyDict::new(py);
-        for (f, v) in [
-            ("items", t.items),
-            ("bytes", t.bytes),
-            ("gets", t.gets),
-            ("hits", t.hits),
-            ("evictions", t.evictions),
-            ("expirations", t.expirations),
-        ] {
-            td.set_item(f, v)?;
-        }
-        store.set_item(name, td)?;
-    }
-    d.set_item("store", store)?;
-    Ok(d)
 }
 
 #[pymethods]
@@ -367,32 +387,42 @@ impl PyGroup {
     fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
-        if let Some(loader) = &self.loader
-            && loader::is_loading(loader, &k)
-        {
-            let e = meshcache::Error::new(
-                meshcache::ErrorKind::InvalidArgument,
-                "get of the key this loader is loading, from inside the loader, would wait on itself",
-            );
-            return Err(errors::to_py(py, e, Some(key)));
-        }
-        match self.block_on(py, self.group.get(&k), true)? {
-            Ok(v) => Ok(convert::value_to_py(py, &v)),
+        // A hit is copied into the new `bytes` under the store's read lock, as by `peek`.
+        match self.group.get_now_with(&k, |v| convert::value_to_py(py, v)) {
+            Ok(Now::Ready(v)) => Ok(v),
+            Ok(Now::Pending(pending)) => self.wait(py, key, &k, pending),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
     }
 
-    /// `get` for asyncio: `await group.aget(key)`.
+    /// `get` for asyncio: `await group.aget(key)`. A hit (or an error known at once)
+    /// resolves the future before it is returned.
     fn aget<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         self.check_fork(py)?;
-        let k = convert::key(key)?.into_owned();
-        let g = self.group.clone();
-        self.awaitable(
-            py,
-            async move { g.get(&k).await },
-            Some(key.clone().unbind()),
-            bytes_out,
-        )
+        let k = convert::key(key)?;
+        let (event_loop, future) = Self::loop_future(py)?;
+        let mut now = self.group.get_now_with(&k, |v| convert::value_to_py(py, v));
+        if let Ok(Now::Pending(pending)) = now {
+            now = self.rescope(py, &k, pending, |v| convert::value_to_py(py, v))?;
+        }
+        match now {
+            Ok(Now::Ready(v)) => {
+                future.call_method1("set_result", (v,))?;
+            }
+            Err(e) => {
+                future.call_method1("set_exception", (errors::to_py(py, e, Some(key)).into_value(py),))?;
+            }
+            Ok(Now::Pending(pending)) => {
+                self.spawn(
+                    event_loop,
+                    future.clone(),
+                    pending,
+                    Some(key.clone().unbind()),
+                    bytes_out,
+                );
+            }
+        }
+        Ok(future)
     }
 
     /// The values of the keys that exist, as a dict keyed by the caller's key objects.
@@ -401,11 +431,14 @@ impl PyGroup {
         self.check_fork(py)?;
         let keys = many_keys(keys)?;
         let raw: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
-        // get_many may call peers from the calling future: always run it in the runtime.
-        let g = &self.group;
+        // Inside an async loader's context, core refuses the key being loaded.
+        let in_load = self.context_scope(py)?;
         self.check_not_on_loader_loop(py)?;
-        let rt = &self.rt;
-        let r = exit::detach(py, || rt.block_on(g.get_many(&raw)));
+        let (g, rt) = (&self.group, &self.rt);
+        let r = exit::detach(py, || {
+            let _in_load = in_load.as_ref().map(LoadScope::enter);
+            rt.block_on(g.get_many(&raw))
+        });
         match r {
             Ok(found) => many_out(py, &keys, found),
             Err(e) => Err(errors::to_py(py, e, None)),
@@ -418,17 +451,13 @@ impl PyGroup {
         let keys = many_keys(keys)?;
         let owned: Vec<Vec<u8>> = keys.iter().map(|(k, _)| k.clone()).collect();
         let g = self.group.clone();
-        let rt = self.rt.clone();
-        self.awaitable(
-            py,
-            async move {
-                rt.spawn(async move { g.get_many(&owned).await })
-                    .await
-                    .map_err(join_error)?
-            },
-            None,
-            move |py, found| many_out(py, &keys, found),
-        )
+        let get_many = async move { g.get_many(&owned).await };
+        // Inside an async loader's context, core refuses the key being loaded.
+        let get_many: ManyFuture = match self.context_scope(py)? {
+            Some(s) => Box::pin(s.run(get_many)),
+            None => Box::pin(get_many),
+        };
+        self.awaitable(py, get_many, None, move |py, found| many_out(py, &keys, found))
     }
 
     /// Stores `value` under `key` on its owner, for `ttl` seconds (default: the group's).
@@ -463,14 +492,9 @@ impl PyGroup {
         let v = convert::value(value, "value")?;
         let ttl = convert::ttl(ttl, "ttl")?;
         let g = self.group.clone();
-        let rt = self.rt.clone();
         self.awaitable(
             py,
-            async move {
-                rt.spawn(async move { g.set(&k, v, ttl).await })
-                    .await
-                    .map_err(join_error)?
-            },
+            async move { g.set(&k, v, ttl).await },
             Some(key.clone().unbind()),
             unit,
         )
@@ -490,23 +514,18 @@ impl PyGroup {
         self.check_fork(py)?;
         let k = convert::key(key)?.into_owned();
         let g = self.group.clone();
-        let rt = self.rt.clone();
         self.awaitable(
             py,
-            async move {
-                rt.spawn(async move { g.delete(&k).await })
-                    .await
-                    .map_err(join_error)?
-            },
+            async move { g.delete(&k).await },
             Some(key.clone().unbind()),
             unit,
         )
     }
 
-    /// The group's counters, with its store's under "store".
+    /// The group's counters: core's counters, and each tier's under "main" and "hot".
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.check_fork(py)?;
-        stats_dict(py, &self.group.stats())
+        stats::group(py, &self.group.stats())
     }
 
     /// Closes the group: later calls raise ClosedError and the store is emptied.
@@ -519,10 +538,6 @@ impl PyGroup {
     fn __repr__(&self) -> String {
         format!("<meshcache.Group {:?}>", self.group.name())
     }
-}
-
-fn join_error(e: tokio::task::JoinError) -> meshcache::Error {
-    meshcache::Error::new(meshcache::ErrorKind::Panic, format!("meshcache task failed: {e}"))
 }
 
 impl Drop for PyGroup {

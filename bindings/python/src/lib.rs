@@ -13,6 +13,9 @@
 //!   Waiting with the GIL held would deadlock: the loader needs it.
 //! - A Python loader runs on a tokio blocking thread that attaches to the interpreter.
 //!   An `async def` loader is scheduled on an asyncio loop (see `loader.rs`).
+//! - A loader's get of the key it is loading is refused by core (`InvalidArgument`)
+//!   instead of waiting for itself; an `async def` loader's load scope reaches core
+//!   through a context variable (see `scope.rs`).
 //! - Nothing starts at import: the runtime belongs to a `Cluster` and starts with it.
 //! - After `os.fork()` the child must not touch the parent's runtime (its threads do
 //!   not exist there): every object remembers the fork generation it was made in and
@@ -27,6 +30,8 @@ mod exit;
 mod fork;
 mod group;
 mod loader;
+mod scope;
+mod stats;
 
 use pyo3::prelude::*;
 
@@ -34,6 +39,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     fork::register(m)?;
+    scope::register(m)?;
+    stats::register(m)?;
     m.add_class::<cluster::PyCluster>()?;
     m.add_class::<group::PyGroup>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

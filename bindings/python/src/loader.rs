@@ -2,8 +2,8 @@
 //!
 //! # Where a loader runs
 //!
-//! - A plain function runs on a tokio blocking thread (`spawn_blocking`) that attaches
-//!   to the interpreter. Runtime workers never wait for the GIL.
+//! - A plain function runs on a tokio blocking thread (`meshcache::blocking_load`) that
+//!   attaches to the interpreter. Runtime workers never wait for the GIL.
 //! - An `async def` loader (or any loader that returns an awaitable) is called on that
 //!   blocking thread too, which only creates the coroutine; the coroutine runs on an
 //!   asyncio event loop: the `loop=` given to `Cluster.group`, or else the cluster's own
@@ -11,6 +11,11 @@
 //!   stopped when the cluster closes. So `get` works from a thread that has no loop, and
 //!   `aget` works from any loop. Give `loop=` when the loader uses objects bound to your
 //!   application's loop (an aiohttp session, an asyncpg pool).
+//!
+//! A loader's `get` (or `aget`, `get_many`) of the key it is loading would wait for
+//! itself: core refuses it with `InvalidArgument`. A plain function runs inside
+//! `blocking_load`, which marks its thread; an `async def` loader's task carries its load
+//! scope in a context variable (see `scope.rs`).
 //!
 //! # What a loader returns
 //!
@@ -21,7 +26,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use meshcache::{Error, ErrorKind, LoadFuture, Loaded, Loader};
+use meshcache::{Error, ErrorKind, LoadFuture, LoadScope, Loaded, Loader};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -189,7 +194,14 @@ impl PyLoader {
             // run_coroutine_threadsafe takes coroutines only; wrap other awaitables.
             asyncio.call_method1("wait_for", (awaitable, py.None()))?
         };
-        let cfut = asyncio.call_method1("run_coroutine_threadsafe", (coro, event_loop))?;
+        // The task inherits the context it is scheduled from: schedule it from one that
+        // holds this load's scope (set on this thread by `blocking_load`), so that a get
+        // of the key being loaded from inside the coroutine is refused (see `scope.rs`).
+        let run = asyncio.getattr("run_coroutine_threadsafe")?;
+        let cfut = match LoadScope::current() {
+            Some(scope) => crate::scope::call_in(py, scope, &run, &[&coro, &event_loop])?,
+            None => run.call1((coro, event_loop))?,
+        };
         let (tx, rx) = oneshot::channel();
         let tx = Mutex::new(Some(tx));
         let group = self.group.clone();
@@ -293,22 +305,6 @@ fn is_awaitable(v: &Bound<'_, PyAny>) -> PyResult<bool> {
     inspect_fn(v.py(), "isawaitable")?.call1((v,))?.is_truthy()
 }
 
-thread_local! {
-    /// The sync load running on this thread: (loader identity, key). A blocking `get` of
-    /// that key through the group with that loader would wait on itself.
-    static LOADING: std::cell::RefCell<Option<(usize, Bytes)>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Whether this thread is running the loader `loader` for `key`.
-pub(crate) fn is_loading(loader: &Arc<PyLoader>, key: &[u8]) -> bool {
-    let id = Arc::as_ptr(loader) as usize;
-    LOADING.with(|l| {
-        l.borrow()
-            .as_ref()
-            .is_some_and(|(i, k)| *i == id && k[..] == *key)
-    })
-}
-
 /// The core-facing loader: one per group, shared by its loads.
 pub(crate) struct SharedLoader(pub Arc<PyLoader>);
 
@@ -319,19 +315,11 @@ impl Loader for SharedLoader {
             if exit::exiting() {
                 return Err(exiting_error());
             }
-            let call = tokio::task::spawn_blocking(move || {
-                let id = Arc::as_ptr(&loader) as usize;
-                let previous = LOADING.with(|l| l.replace(Some((id, key.clone()))));
-                let r = exit::attach(|py| loader.call(py, &key));
-                LOADING.with(|l| *l.borrow_mut() = previous);
-                r
-            })
-            .await
-            .map_err(|e| {
-                let what = if e.is_panic() { "panicked" } else { "was cancelled" };
-                Error::new(ErrorKind::Panic, format!("the Python loader's thread {what}"))
-            })?
-            .ok_or_else(exiting_error)?;
+            // A blocking thread runs the call, inside the load's scope: a `get` of the key
+            // being loaded from the loader is refused by core instead of waiting for itself.
+            let call = meshcache::blocking_load(move || exit::attach(|py| loader.call(py, &key)))
+                .await?
+                .ok_or_else(exiting_error)?;
             match call {
                 Call::Done(r) => r,
                 Call::Pending(rx) => rx.await.unwrap_or_else(|_| {

@@ -1,0 +1,88 @@
+"""Stats: the one shape and spelling every language shows (names from the Rust core)."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import meshcache
+
+# The names core defines (GroupStats::counters, TierStats::fields, PeerStats::fields):
+# the same in C, Node and Python.
+TIER = {"items", "bytes", "gets", "hits", "evictions", "expirations"}
+GROUP = {
+    "gets",
+    "hits",
+    "hot_hits",
+    "deduplicated",
+    "loads",
+    "load_errors",
+    "not_found",
+    "remote_fetches",
+    "remote_not_found",
+    "remote_errors",
+    "fallback_loads",
+    "hot_inserts",
+    "served",
+    "invalidation_errors",
+    "capacity",
+    "main",
+    "hot",
+}
+PEER = {
+    "addr",
+    "breaker",
+    "requests",
+    "successes",
+    "failures",
+    "timeouts",
+    "retries",
+    "rejected",
+    "breaker_opened",
+}
+CLUSTER = {"node", "peers"}
+
+
+def stub_typed_dicts() -> dict[str, set[str]]:
+    """The keys of each TypedDict in _native.pyi, which type checkers see."""
+    stub = pathlib.Path(meshcache.__file__).with_name("_native.pyi")
+    out = {}
+    for node in ast.parse(stub.read_text()).body:
+        if isinstance(node, ast.ClassDef) and any(
+            isinstance(b, ast.Name) and b.id == "TypedDict" for b in node.bases
+        ):
+            out[node.name] = {
+                s.target.id
+                for s in node.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+            }
+    return out
+
+
+def test_group_and_cluster_stats_have_exactly_cores_keys(cluster: meshcache.Cluster) -> None:
+    g = cluster.group("g", loader=lambda k: k.encode())
+    g.get("a")
+    s = g.stats()
+    assert set(s) == GROUP
+    assert set(s["main"]) == TIER and set(s["hot"]) == TIER
+    assert all(isinstance(v, int) for k, v in s.items() if k not in ("main", "hot"))
+    assert s["loads"] == 1 and s["main"]["items"] == 1 and s["hot"]["items"] == 0
+
+    cluster.set_peers([cluster.local_addr, "127.0.0.1:9"])
+    c = cluster.stats()
+    assert set(c) == CLUSTER
+    assert c["node"] == cluster.advertise_addr
+    [peer] = c["peers"]
+    assert set(peer) == PEER
+    assert peer["addr"] == "127.0.0.1:9"
+    assert peer["breaker"] in ("closed", "open", "half_open")
+
+
+def test_the_typed_dicts_match_the_dicts() -> None:
+    expected = {"TierStats": TIER, "GroupStats": GROUP, "PeerStats": PEER, "ClusterStats": CLUSTER}
+    # At runtime (built from core's lists) ...
+    for name, keys in expected.items():
+        td = getattr(meshcache, name)
+        assert set(td.__annotations__) == keys, name
+    # ... and in the stubs, which stubtest does not compare key by key.
+    assert stub_typed_dicts() == expected
