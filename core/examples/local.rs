@@ -88,8 +88,8 @@ fn main() -> meshcache::Result<()> {
         );
         println!(
             "  resident     {} items, {:.1} MiB",
-            st.store.main.items,
-            st.store.main.bytes as f64 / 1048576.0
+            st.main.items,
+            st.main.bytes as f64 / 1048576.0
         );
         println!(
             "  throughput   {:.0} gets/s in {:.2?}",

@@ -2,8 +2,8 @@
 //!
 //! Every fallible operation returns [`Error`]. Match on [`Error::kind`]: the kinds are the
 //! API and map one to one onto the C result codes, the Python exception classes and the
-//! JavaScript `err.code` values (the table in docs/ARCHITECTURE.md). The `Display` text is for people and is
-//! not API.
+//! JavaScript `err.code` values (the table in docs/ARCHITECTURE.md). The `Display` text
+//! is for people and is not API.
 //!
 //! An `Error` is cheap to clone (one `Arc`): a failed singleflight hands the same error to
 //! every waiter.
