@@ -65,7 +65,8 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{
     Cluster, ClusterBuilder, ClusterStats, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT, DEFAULT_WORKER_THREADS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
+    DEFAULT_RETRY_BACKOFF, DEFAULT_WORKER_THREADS,
 };
 pub use entry::Entry;
 pub use error::{BoxError, Error, ErrorKind, Result, panic_message};

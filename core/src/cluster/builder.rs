@@ -21,6 +21,10 @@ use crate::ring::{self, HashFn};
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default time to establish a connection to a peer.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Default retries of an idempotent call that could not reach its peer.
+pub const DEFAULT_RETRIES: u32 = 1;
+/// Default backoff before the first retry (it doubles with each retry).
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(10);
 /// Default consecutive failures that open a peer's circuit breaker.
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 /// Default time an open breaker waits before letting one probe through.
@@ -52,8 +56,8 @@ impl Default for ClusterBuilder {
             opts: PeerOptions {
                 timeout: DEFAULT_PEER_TIMEOUT,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-                retries: 1,
-                backoff: Duration::from_millis(10),
+                retries: DEFAULT_RETRIES,
+                backoff: DEFAULT_RETRY_BACKOFF,
                 breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
                 breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -105,7 +109,8 @@ impl ClusterBuilder {
     }
 
     /// Retries of an idempotent call that could not reach its peer, with exponential
-    /// backoff starting at `backoff`. Default 1 retry after 10 ms.
+    /// backoff starting at `backoff`. Default [`DEFAULT_RETRIES`] after
+    /// [`DEFAULT_RETRY_BACKOFF`].
     pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
         self.opts.retries = retries;
         self.opts.backoff = backoff;
