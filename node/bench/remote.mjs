@@ -147,7 +147,7 @@ for (const [i, r] of runs.entries()) {
     ` ioredis ${fmt(x)} ${span(results[i].ioredis).padEnd(15)} meshcache ${ratio.toFixed(2)}x as fast`)
 }
 const s = group.stats()
-console.log(`reader: ${s.remoteFetches} remote fetches, ${s.hits + s.hotHits} local hits (must be 0)`)
+console.log(`reader: ${s.remote_fetches} remote fetches, ${s.hits + s.hot_hits} local hits (must be 0)`)
 
 redis.disconnect()
 await reader.close()

@@ -2,6 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
 import { Cluster, Group, NotFoundError } from '../lib.mjs'
 
 const require = createRequire(import.meta.url)
@@ -104,7 +105,7 @@ test("a loader's error is the rejection's cause, and is not cached", async () =>
     })
     await assert.rejects(group.get('k'), (e) => e.cause === boom)
     assert.equal(calls.length, 2)
-    assert.equal(group.stats().loadErrors, 2)
+    assert.equal(group.stats().load_errors, 2)
   } finally {
     await cluster.close()
   }
@@ -214,6 +215,10 @@ test('bad input: TypeErrors and RangeErrors with MESHCACHE_INVALID_ARGUMENT', as
     assert.throws(() => cluster.group('g3', { capacity: 0 }), isRange)
     assert.throws(() => cluster.group('g4', { loader: 'not a function' }), isType)
     assert.throws(() => new Cluster({ listen: 'not an address' }), isRange)
+    // values that can never work are refused by the core, not adjusted here
+    assert.throws(() => new Cluster({ workerThreads: 0 }), isRange)
+    assert.throws(() => new Cluster({ vnodes: 0 }), isRange)
+    assert.throws(() => new Cluster({ breakerThreshold: 0 }), isRange)
   } finally {
     await cluster.close()
   }
@@ -238,9 +243,12 @@ test('a get in flight when the cluster closes rejects with MESHCACHE_CLOSED', { 
   // its thread-safe function would keep the process alive.
   const { cluster, group } = fixture(() => { started(); return new Promise(() => {}) })
   const get = group.get('stuck')
+  // The expectation is attached before closing: the get may reject while close() is still
+  // running, and a rejection without a handler by then fails the test.
+  const rejected = assert.rejects(get, (e) => e.code === 'MESHCACHE_CLOSED')
   await loading
   await cluster.close()
-  await assert.rejects(get, (e) => e.code === 'MESHCACHE_CLOSED')
+  await rejected
 })
 
 test('an astronomically large ttlMs is a RangeError, not a crash', async () => {
@@ -325,4 +333,129 @@ test('peek and get hits: fresh Buffers from the pool, large values, many pools',
   } finally {
     await cluster.close()
   }
+})
+
+// The names of core's `GroupStats::counters()`, `TierStats::fields()` and
+// `PeerStats::fields()`, in order: every language shows exactly these (snake_case).
+const GROUP_COUNTERS = ['gets', 'hits', 'hot_hits', 'deduplicated', 'loads', 'load_errors', 'not_found',
+  'remote_fetches', 'remote_not_found', 'remote_errors', 'fallback_loads', 'hot_inserts', 'served',
+  'invalidation_errors', 'capacity']
+const TIER_FIELDS = ['items', 'bytes', 'gets', 'hits', 'evictions', 'expirations']
+const PEER_FIELDS = ['requests', 'successes', 'failures', 'timeouts', 'retries', 'rejected', 'breaker_opened']
+
+/** The names a core function lists as `("name", self.name)`, read from its source. */
+function coreNames(file, fn) {
+  const src = readFileSync(new URL(`../../core/src/${file}`, import.meta.url), 'utf8')
+  const body = src.slice(src.indexOf(`pub fn ${fn}(`))
+  return [...body.slice(0, body.indexOf('\n    }\n')).matchAll(/\("([a-z_]+)", self\.\1\)/g)].map((m) => m[1])
+}
+
+test("err.code: MESHCACHE_ and core's kind names, the same list as the ErrorCode type", () => {
+  const src = readFileSync(new URL('../../core/src/error.rs', import.meta.url), 'utf8')
+  const kinds = [...src.matchAll(/ErrorKind::\w+ => "([A-Z_]+)"/g)].map((m) => `MESHCACHE_${m[1]}`)
+  assert.ok(kinds.includes('MESHCACHE_INVALID_ARGUMENT'))
+  const dts = readFileSync(new URL('../index.d.ts', import.meta.url), 'utf8')
+  const union = dts.slice(dts.indexOf('export type ErrorCode ='), dts.indexOf('\n\n', dts.indexOf('export type ErrorCode =')))
+  assert.deepEqual([...union.matchAll(/'(MESHCACHE_[A-Z_]+)'/g)].map((m) => m[1]), kinds)
+})
+
+test("the lists above are core's", () => {
+  assert.deepEqual(coreNames('group/stats.rs', 'counters'), GROUP_COUNTERS)
+  assert.deepEqual(coreNames('store/mod.rs', 'fields'), TIER_FIELDS)
+  assert.deepEqual(coreNames('peer/client.rs', 'fields'), PEER_FIELDS)
+})
+
+test('stats: the keys are core\'s names, snake_case, in core\'s order', async () => {
+  const { cluster, group } = fixture()
+  try {
+    await group.get('a')
+    const s = group.stats()
+    assert.deepEqual(Object.keys(s), [...GROUP_COUNTERS, 'main', 'hot'])
+    assert.deepEqual(Object.keys(s.main), TIER_FIELDS)
+    assert.deepEqual(Object.keys(s.hot), TIER_FIELDS)
+    for (const k of GROUP_COUNTERS) assert.equal(typeof s[k], 'number', k)
+    assert.equal(s.loads, 1)
+    assert.equal(s.main.items, 1)
+    cluster.setPeers([cluster.localAddr, '127.0.0.1:1'])
+    const c = cluster.stats()
+    assert.deepEqual(Object.keys(c), ['node', 'peers'])
+    assert.equal(c.peers.length, 1)
+    assert.deepEqual(Object.keys(c.peers[0]), ['addr', 'breaker', ...PEER_FIELDS])
+    assert.equal(c.peers[0].addr, '127.0.0.1:1')
+    assert.equal(c.peers[0].breaker, 'closed')
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('breaker states read as core names them: open, then half_open', { timeout: 20_000 }, async () => {
+  const cluster = new Cluster({
+    listen: '127.0.0.1:0', peerTimeoutMs: 200, connectTimeoutMs: 100, retries: 0, breakerThreshold: 1, breakerCooldownMs: 1000,
+  })
+  try {
+    const group = cluster.group('b', { loader: (k) => `local ${k}` })
+    cluster.setPeers([cluster.localAddr, '127.0.0.1:1'])
+    let key = 'k0'
+    for (let i = 0; cluster.ownerOf(key) !== '127.0.0.1:1'; i++) key = `k${i}`
+    // the owner is unreachable: loaded here instead, and the breaker opens
+    assert.equal((await group.get(key)).toString(), `local ${key}`)
+    const [peer] = cluster.stats().peers
+    assert.equal(peer.breaker, 'open')
+    assert.equal(peer.breaker_opened, 1)
+    assert.ok(peer.failures >= 1)
+    // after the cooldown, one probe may go: half open
+    await new Promise((r) => setTimeout(r, 1200))
+    assert.equal(cluster.stats().peers[0].breaker, 'half_open')
+  } finally {
+    await cluster.close()
+  }
+})
+
+test("a loader's get of the key it is loading rejects with MESHCACHE_INVALID_ARGUMENT", { timeout: 20_000 }, async () => {
+  const cluster = new Cluster({ listen: '127.0.0.1:0' })
+  const seen = []
+  const group = cluster.group('self', {
+    loader: async (key) => {
+      if (key === 'other') return 'other value'
+      if (key.startsWith('before')) {
+        // before any await: still the loader's own synchronous call
+        await group.get(key).catch((e) => { seen.push([key, e]); throw e })
+      }
+      await new Promise((r) => setTimeout(r, 1))
+      if (key.startsWith('after')) {
+        await group.get(key).catch((e) => { seen.push([key, e]); throw e })
+      }
+      if (key === 'many') await group.getMany(['other', 'many']).catch((e) => { seen.push([key, e]); throw e })
+      if (key === 'class') await Group.prototype.get.call(group, key).catch((e) => { seen.push([key, e]); throw e })
+      // another key of the same group is fine, before and after awaits
+      return `${key}: ${(await group.get('other')).toString()}`
+    },
+  })
+  const bounded = (p) => Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('hung')), 5000))])
+  try {
+    for (const key of ['before', 'after', 'many', 'class']) {
+      await assert.rejects(bounded(group.get(key)), (e) => {
+        // the table in docs/ARCHITECTURE.md: the loader failed (MESHCACHE_LOAD), and its
+        // error, the refused get, is the cause
+        assert.equal(e.code, 'MESHCACHE_LOAD', key)
+        assert.equal(e.cause.code, 'MESHCACHE_INVALID_ARGUMENT', key)
+        assert.ok(e.cause instanceof RangeError, key)
+        return true
+      })
+      const [k, inner] = seen.at(-1)
+      assert.equal(k, key)
+      assert.equal(inner.code, 'MESHCACHE_INVALID_ARGUMENT')
+      assert.match(inner.message, /loading/)
+    }
+    // a loader asking for another key works; the scope does not leak out of the loader
+    assert.equal((await bounded(group.get('fine'))).toString(), 'fine: other value')
+    assert.equal((await group.getMany(['fine', 'other'])).size, 2)
+    assert.equal(group.stats().load_errors, 4)
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('workerThreads 0 is refused by the core with MESHCACHE_INVALID_ARGUMENT', () => {
+  assert.throws(() => new Cluster({ workerThreads: 0 }), (e) => e.code === 'MESHCACHE_INVALID_ARGUMENT' && /worker_threads/.test(e.message))
 })

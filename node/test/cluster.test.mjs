@@ -30,7 +30,7 @@ test('3 processes, one load per key cluster-wide', { timeout: 60_000 }, async ()
     // every node loaded some keys (the ring spreads them) and fetched others remotely
     for (const r of results) {
       assert.ok(Object.keys(r.loads).length > 0)
-      assert.ok(r.stats.remoteFetches > 0)
+      assert.ok(r.stats.remote_fetches > 0)
     }
   } finally {
     const exits = children.map((c) => once(c, 'exit'))

@@ -17,7 +17,8 @@ async function main(): Promise<void> {
   await users.set('s', 'string')
   await users.delete('42')
   const s: GroupStats = bytes.stats()
-  const n: number = s.main.items + s.loads
+  const n: number = s.main.items + s.loads + s.hot_hits + s.hot.evictions
+  const breakers: Array<'closed' | 'open' | 'half_open'> = cluster.stats().peers.map((x) => x.breaker)
   const addr: string = cluster.localAddr
   try {
     await users.get('x')
@@ -25,7 +26,7 @@ async function main(): Promise<void> {
     const code = (e as { code?: ErrorCode }).code
     if (code === 'MESHCACHE_LOAD') console.log((e as Error).cause)
   }
-  console.log(p, m.size, n, addr, cluster.stats().peers.map((x) => x.breaker))
+  console.log(p, m.size, n, addr, breakers, cluster.stats().peers.map((x) => x.breaker_opened))
   await cluster.close()
 }
 

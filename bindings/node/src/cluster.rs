@@ -44,7 +44,7 @@ pub struct ClusterOptions {
     /// Points per node on the hash ring. Default 128.
     pub vnodes: Option<u32>,
     /// Threads of the cluster's own runtime (network and loads; JS loaders still run on
-    /// the JS thread). Default 2.
+    /// the JS thread), at least 1. Default 2.
     pub worker_threads: Option<u32>,
 }
 
@@ -85,6 +85,8 @@ impl Cluster {
     /// (`MESHCACHE_INVALID_ARGUMENT`) for an address that cannot be resolved or bound.
     #[napi(constructor, ts_args_type = "options?: ClusterOptions | undefined | null")]
     pub fn new(env: Env, options: Option<Unknown<'_>>) -> Result<Self> {
+        // Options not given keep core's defaults; values core cannot use (a zero
+        // `workerThreads`, `vnodes` or timeout), core refuses.
         let o: ClusterOptions = self::options(&env, options, "options")?.unwrap_or_default();
         let mut b = meshcache::Cluster::builder();
         if let Some(l) = o.listen {
@@ -102,17 +104,23 @@ impl Cluster {
         if let Some(t) = o.connect_timeout_ms {
             b = b.connect_timeout(millis(&env, t, "connectTimeoutMs")?);
         }
+        // An option given alone keeps core's default for its partner.
         if o.retries.is_some() || o.retry_backoff_ms.is_some() {
-            let backoff = millis(&env, o.retry_backoff_ms.unwrap_or(10.0), "retryBackoffMs")?;
-            b = b.retries(o.retries.unwrap_or(1), backoff);
+            let backoff = match o.retry_backoff_ms {
+                Some(t) => millis(&env, t, "retryBackoffMs")?,
+                None => meshcache::DEFAULT_RETRY_BACKOFF,
+            };
+            b = b.retries(o.retries.unwrap_or(meshcache::DEFAULT_RETRIES), backoff);
         }
         if o.breaker_threshold.is_some() || o.breaker_cooldown_ms.is_some() {
-            let cooldown = millis(&env, o.breaker_cooldown_ms.unwrap_or(1000.0), "breakerCooldownMs")?;
-            b = b.breaker(
-                o.breaker_threshold
-                    .unwrap_or(meshcache::DEFAULT_BREAKER_THRESHOLD),
-                cooldown,
-            );
+            let cooldown = match o.breaker_cooldown_ms {
+                Some(t) => millis(&env, t, "breakerCooldownMs")?,
+                None => meshcache::DEFAULT_BREAKER_COOLDOWN,
+            };
+            let threshold = o
+                .breaker_threshold
+                .unwrap_or(meshcache::DEFAULT_BREAKER_THRESHOLD);
+            b = b.breaker(threshold, cooldown);
         }
         if let Some(m) = o.max_message_size {
             b = b.max_message_size(m as usize);
@@ -153,9 +161,13 @@ impl Cluster {
         let mut b = cluster.group(name);
         if let Some(c) = o.capacity {
             let bytes = match c {
-                Either::A(n) if n.is_finite() && n >= 1.0 => n as usize,
+                // Zero is core's to refuse; a negative or non-finite number is no size.
+                Either::A(n) if n.is_finite() && n >= 0.0 => n as usize,
                 Either::A(n) => {
-                    return Err(range_error(env, format!("capacity must be >= 1 byte, not {n}")));
+                    return Err(range_error(
+                        env,
+                        format!("capacity must be a number of bytes, not {n}"),
+                    ));
                 }
                 Either::B(s) => meshcache::parse_size(&s).map_err(|e| map_error(env, &e))?,
             };

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use meshcache::LoadScope;
 use napi::bindgen_prelude::*;
 use napi::{JsValue, Unknown, sys};
 
@@ -47,6 +48,20 @@ pub(crate) fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) ->
         )
     };
     Ok(f(&long[..len]))
+}
+
+/// The load scope `lib.cjs` passes along from its `AsyncLocalStorage` (an External the
+/// addon made for the loader call, see `loader.rs`): `None` for `undefined` or `null`.
+pub(crate) fn scope_arg<'v>(env: &Env, v: &'v Unknown<'_>) -> Result<Option<&'v LoadScope>> {
+    match v.get_type()? {
+        ValueType::Undefined | ValueType::Null => Ok(None),
+        // SAFETY: JS thread, live env and value; the conversion checks that it is an
+        // External this addon made for a `LoadScope`, which JS keeps alive for the call.
+        _ => match unsafe { External::<LoadScope>::from_napi_ref(env.raw(), v.raw()) } {
+            Ok(e) => Ok(Some(&**e)),
+            Err(_) => Err(type_error(env, "scope must be a load scope given to a loader")),
+        },
+    }
 }
 
 pub(crate) fn key_bytes(env: &Env, key: &Unknown<'_>) -> Result<Bytes> {

@@ -89,6 +89,16 @@ fn js_error(
     napi::Error::from(value)
 }
 
+/// The JS error (`MESHCACHE_PANIC`) for a panic of the addon caught before it reached
+/// Node.
+pub(crate) fn panic_error(env: &Env, payload: &(dyn std::any::Any + Send)) -> napi::Error {
+    let message = format!(
+        "meshcache panicked (a bug): {}",
+        meshcache::panic_message(payload)
+    );
+    js_error(env, Class::Error, ErrorKind::Panic, &message, None)
+}
+
 /// A meshcache error for a loader that failed in JS: the JS error rides along as the
 /// cause and becomes the rejection's `cause`.
 pub(crate) fn load_error(e: napi::Error) -> meshcache::Error {

@@ -9,45 +9,55 @@
 //! which V8's ArrayBuffer sweeper then frees one by one), where JS makes a view on an
 //! ArrayBuffer in ~50 ns.
 //!
-//! So `group._fast()` (called once per group by `lib.cjs`) returns `{ peek, get, pool }`:
-//! napi functions whose data is the group (freed by the functions' finalizers), which read
-//! the key straight from their argument. On a hit of a small value they copy it into
-//! `pool` (an ArrayBuffer they replace when it is full, setting `this.pool`) and return
-//! `offset * POOL_LEN_SPAN + length`; `lib.cjs` makes the Buffer view (and, for `get`, the
-//! resolved promise). Anything else (a miss, a large value, an error, a load) is answered
-//! exactly as by the class methods, which stay for `Group.prototype.peek.call(g, k)`.
+//! So `group._fast()` (called once per group by `lib.cjs`) returns `{ peek, get, miss,
+//! pool }`: napi functions whose data is the group (freed by the functions' finalizers),
+//! which read the key straight from their argument. On a hit of a small value they copy
+//! it into `pool` (an ArrayBuffer they replace when it is full, setting `this.pool`),
+//! under the store's read lock (the core's `peek_with` / `get_now_with`), and return
+//! `offset * POOL_LEN_SPAN + length`; `lib.cjs` makes the Buffer view (and, for `get`,
+//! the resolved promise). A large value, an error, or a `peek` miss is answered exactly
+//! as by the class methods, which stay for `Group.prototype.peek.call(g, k)`.
+//!
+//! A `get` miss answers `undefined` and keeps the rest of the get (the core's
+//! `Now::Pending`, not started) for the `miss(key, scope)` that `lib.cjs` calls next with
+//! the load scope of its `AsyncLocalStorage` (see `loader.rs`): without one, the kept
+//! get is spawned; with one, it is dropped and the get asked again inside the scope, so
+//! that a loader's get of its own key is refused by the core. A hit never looks at the
+//! scope.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 
-use bytes::Bytes;
-use meshcache::ErrorKind;
+use meshcache::{GetFuture, LoadScope, Now};
 use napi::bindgen_prelude::*;
 use napi::{JsValue, Unknown, sys};
 
 use crate::cluster::Node;
-use crate::convert::{Out, buffer, with_key};
-use crate::errors::map_error;
-use crate::promise::{pending, poll_once, rejected};
+use crate::convert::{Out, buffer, scope_arg, with_key};
+use crate::errors::{map_error, panic_error};
+use crate::promise::{rejected, spawn};
 
-/// `group._fast()`: `{ peek, get, pool }`, the fast functions of `group` and their
+/// `group._fast()`: `{ peek, get, miss, pool }`, the fast functions of `group` and their
 /// (empty) pool.
 pub(crate) fn handles<'env>(
     env: &'env Env,
     group: &meshcache::Group,
     node: &Arc<Node>,
 ) -> Result<Unknown<'env>> {
-    let fast = std::rc::Rc::new(Fast {
+    let fast = Rc::new(Fast {
         group: group.clone(),
         node: node.clone(),
-        pool: std::cell::RefCell::new(Pool {
+        pool: RefCell::new(Pool {
             buf: std::ptr::null_mut(),
             data: std::ptr::null_mut(),
             off: 0,
         }),
+        missed: RefCell::new(None),
     });
     let peek = fast_function(env, c"peek", Some(fast_peek), fast.clone())?;
-    let get = fast_function(env, c"get", Some(fast_get), fast)?;
+    let get = fast_function(env, c"get", Some(fast_get), fast.clone())?;
+    let miss = fast_function(env, c"miss", Some(fast_miss), fast)?;
     let mut h = std::ptr::null_mut();
     let mut undefined = std::ptr::null_mut();
     // SAFETY: JS thread, live env, local out-pointers.
@@ -56,6 +66,7 @@ pub(crate) fn handles<'env>(
         check_status!(sys::napi_get_undefined(env.raw(), &mut undefined))?;
         check_status!(sys::napi_set_named_property(env.raw(), h, c"peek".as_ptr(), peek))?;
         check_status!(sys::napi_set_named_property(env.raw(), h, c"get".as_ptr(), get))?;
+        check_status!(sys::napi_set_named_property(env.raw(), h, c"miss".as_ptr(), miss))?;
         check_status!(sys::napi_set_named_property(
             env.raw(),
             h,
@@ -66,11 +77,14 @@ pub(crate) fn handles<'env>(
     }
 }
 
-/// The data of a group's fast functions (shared by both; JS thread only).
+/// The data of a group's fast functions (shared by all three; JS thread only).
 struct Fast {
     group: meshcache::Group,
     node: Arc<Node>,
-    pool: std::cell::RefCell<Pool>,
+    pool: RefCell<Pool>,
+    /// The rest of the last `get` that missed, not started: `miss` spawns it (or drops
+    /// it). Only ever set between a `get` and the `miss` that `lib.cjs` calls right after.
+    missed: RefCell<Option<GetFuture>>,
 }
 
 /// Bytes of one pool ArrayBuffer.
@@ -143,47 +157,38 @@ impl Fast {
     }
 }
 
-/// A key owned without a heap allocation when it is short (the usual case), for the
-/// future of a fast `get`.
-enum OwnedKey {
-    Inline(u8, [u8; 62]),
-    Heap(Bytes),
-}
-
-impl OwnedKey {
-    fn new(k: &[u8]) -> Self {
-        let mut inline = [0u8; 62];
-        match inline.get_mut(..k.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(k);
-                OwnedKey::Inline(k.len() as u8, inline)
-            }
-            None => OwnedKey::Heap(Bytes::copy_from_slice(k)),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            OwnedKey::Inline(len, b) => &b[..*len as usize],
-            OwnedKey::Heap(b) => b,
+impl Fast {
+    /// A hit's value for JS, made while the store lends its bytes: a copy in the pool
+    /// (`Pooled`: the number `offset * POOL_LEN_SPAN + length`) or a Buffer of its own.
+    fn copy_out(&self, env: &Env, holder: sys::napi_value, v: &[u8]) -> Result<Copied> {
+        if v.len() <= POOL_MAX_VALUE {
+            self.pooled(env, holder, v).map(Copied::Pooled)
+        } else {
+            buffer(env, v).map(Copied::Buffer)
         }
     }
 }
 
-/// The napi callback of a fast function: reads its one argument, `this` and its data,
+/// See [`Fast::copy_out`].
+enum Copied {
+    Pooled(sys::napi_value),
+    Buffer(sys::napi_value),
+}
+
+/// The napi callback of a fast function: reads its `N` arguments, `this` and its data,
 /// runs `body`, and throws the error it returns. A panic becomes a JS error too (it must
 /// not unwind into Node).
 ///
 /// # Safety
 /// Called by napi only, on the JS thread, for a function made by `fast_function` (its
 /// data pointer is a live `Box<Rc<Fast>>`).
-unsafe fn fast_call(
+unsafe fn fast_call<const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-    body: impl FnOnce(&Fast, &Env, sys::napi_value, &Unknown<'_>) -> Result<sys::napi_value>,
+    body: impl FnOnce(&Fast, &Env, sys::napi_value, [Unknown<'_>; N]) -> Result<sys::napi_value>,
 ) -> sys::napi_value {
-    let mut argc = 1usize;
-    let mut argv = [std::ptr::null_mut(); 1];
+    let mut argc = N;
+    let mut argv = [std::ptr::null_mut(); N];
     let mut this = std::ptr::null_mut();
     let mut data = std::ptr::null_mut();
     // SAFETY: as documented; napi fills missing arguments with `undefined`.
@@ -194,58 +199,106 @@ unsafe fn fast_call(
     }
     // SAFETY: `data` is the function's box, freed only by its finalizer, which cannot
     // run while the function is being called.
-    let fast: &Fast = unsafe { &*data.cast::<std::rc::Rc<Fast>>() };
+    let fast: &Fast = unsafe { &*data.cast::<Rc<Fast>>() };
     let js_env = Env::from_raw(env);
-    // SAFETY: a value of this call, on this env.
-    let key = unsafe { Unknown::from_raw_unchecked(env, argv[0]) };
-    let run = std::panic::AssertUnwindSafe(|| body(fast, &js_env, this, &key));
+    // SAFETY: values of this call, on this env.
+    let args = argv.map(|a| unsafe { Unknown::from_raw_unchecked(env, a) });
+    let run = std::panic::AssertUnwindSafe(|| body(fast, &js_env, this, args));
     let err = match std::panic::catch_unwind(run) {
         Ok(Ok(v)) => return v,
         Ok(Err(e)) => e,
-        Err(_) => map_error(
-            &js_env,
-            &meshcache::Error::new(ErrorKind::Panic, "meshcache panicked (a bug)"),
-        ),
+        Err(payload) => panic_error(&js_env, &*payload),
     };
     // SAFETY: JS thread, live env; returning null with the exception pending throws it.
     unsafe { JsError::from(err).throw_into(env) };
     std::ptr::null_mut()
 }
 
-unsafe extern "C" fn fast_peek(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: napi calls this for the function `Group::fast` made.
+fn undefined(env: &Env) -> Result<sys::napi_value> {
+    let mut undefined = std::ptr::null_mut();
+    // SAFETY: JS thread, live env, local out-pointer.
+    check_status!(unsafe { sys::napi_get_undefined(env.raw(), &mut undefined) })?;
+    Ok(undefined)
+}
+
+/// A promise resolved with `value`.
+fn resolved(env: &Env, value: sys::napi_value) -> Result<sys::napi_value> {
+    let mut deferred = std::ptr::null_mut();
+    let mut promise = std::ptr::null_mut();
+    // SAFETY: JS thread, live env, local out-pointers; the deferred is resolved at once.
     unsafe {
-        fast_call(env, info, |f, env, this, key| {
-            match with_key(env, key, |k| f.group.peek(k))? {
-                Ok(Some(v)) if v.len() <= POOL_MAX_VALUE => f.pooled(env, this, &v),
-                Ok(Some(v)) => buffer(env, &v),
-                Ok(None) => {
-                    let mut undefined = std::ptr::null_mut();
-                    check_status!(sys::napi_get_undefined(env.raw(), &mut undefined))?;
-                    Ok(undefined)
-                }
+        check_status!(sys::napi_create_promise(env.raw(), &mut deferred, &mut promise))?;
+        check_status!(sys::napi_resolve_deferred(env.raw(), deferred, value))?;
+    }
+    Ok(promise)
+}
+
+unsafe extern "C" fn fast_peek(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this for the function `handles` made.
+    unsafe {
+        fast_call(env, info, |f, env, this, [key]| {
+            match with_key(env, &key, |k| f.group.peek_with(k, |v| f.copy_out(env, this, v)))? {
+                Ok(Some(Ok(Copied::Pooled(v) | Copied::Buffer(v)))) => Ok(v),
+                Ok(Some(Err(e))) => Err(e),
+                Ok(None) => undefined(env),
                 Err(e) => Err(map_error(env, &e)),
             }
         })
     }
 }
 
+/// `h.get(key)`: a hit of a small value as a number (see the module docs), a promise for
+/// anything else but a miss, and `undefined` for a miss (kept for `h.miss`).
 unsafe extern "C" fn fast_get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: napi calls this for the function `Group::fast` made.
+    // SAFETY: napi calls this for the function `handles` made.
     unsafe {
-        fast_call(env, info, |f, env, this, key| {
-            let k = match with_key(env, key, OwnedKey::new) {
-                Ok(k) => k,
+        fast_call(env, info, |f, env, this, [key]| {
+            let now = match with_key(env, &key, |k| {
+                f.group.get_now_with(k, |v| f.copy_out(env, this, v))
+            }) {
+                Ok(now) => now,
                 Err(e) => return Ok(rejected(env, e)?.raw()),
             };
-            let g = f.group.clone();
-            let mut fut = Box::pin(async move { g.get(k.as_slice()).await });
-            match poll_once(&f.node.rt, &mut fut) {
-                Poll::Ready(Ok(v)) if v.len() <= POOL_MAX_VALUE => f.pooled(env, this, &v),
-                Poll::Ready(Ok(v)) => Ok(PromiseRaw::resolve(env, Out::Buf(v))?.raw()),
-                Poll::Ready(Err(e)) => Ok(rejected(env, map_error(env, &e))?.raw()),
-                Poll::Pending => Ok(pending(env, &f.node.rt, fut, Out::Buf)?.raw()),
+            match now {
+                Ok(Now::Ready(Ok(Copied::Pooled(v)))) => Ok(v),
+                Ok(Now::Ready(Ok(Copied::Buffer(v)))) => resolved(env, v),
+                Ok(Now::Ready(Err(e))) => Err(e),
+                Ok(Now::Pending(rest)) => {
+                    *f.missed.borrow_mut() = Some(rest);
+                    undefined(env)
+                }
+                Err(e) => Ok(rejected(env, map_error(env, &e))?.raw()),
             }
+        })
+    }
+}
+
+/// `h.miss(key, scope)`, right after `h.get(key)` answered `undefined`: the promise of the
+/// get. `scope` is the load scope of the JS context (`undefined` outside a loader).
+unsafe extern "C" fn fast_miss(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: napi calls this for the function `handles` made.
+    unsafe {
+        fast_call(env, info, |f, env, _this, [key, scope]| {
+            let missed = f.missed.borrow_mut().take();
+            let scope: Option<&LoadScope> = scope_arg(env, &scope)?;
+            let now = match (missed, scope) {
+                (Some(rest), None) => Ok(Now::Pending(rest)),
+                // Inside a loader: ask again with its scope entered, so that the core
+                // refuses a get of the very key being loaded.
+                (_, scope) => match with_key(env, &key, |k| {
+                    let _entered = scope.map(LoadScope::enter);
+                    f.group.get_now(k)
+                }) {
+                    Ok(now) => now,
+                    Err(e) => return Ok(rejected(env, e)?.raw()),
+                },
+            };
+            let promise = match now {
+                Ok(Now::Ready(v)) => PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown(),
+                Ok(Now::Pending(rest)) => spawn(env, &f.node.rt, rest, Out::Buf)?,
+                Err(e) => rejected(env, map_error(env, &e))?,
+            };
+            Ok(promise.raw())
         })
     }
 }
@@ -257,8 +310,8 @@ unsafe extern "C" fn drop_fast(
 ) {
     // SAFETY: `data` is the box of the function being collected; this runs once, on the
     // JS thread.
-    let fast = unsafe { Box::from_raw(data.cast::<std::rc::Rc<Fast>>()) };
-    if let Ok(last) = std::rc::Rc::try_unwrap(*fast) {
+    let fast = unsafe { Box::from_raw(data.cast::<Rc<Fast>>()) };
+    if let Ok(last) = Rc::try_unwrap(*fast) {
         let buf = last.pool.into_inner().buf;
         if !buf.is_null() {
             // SAFETY: as above; the reference was made on this env.
@@ -272,7 +325,7 @@ fn fast_function(
     env: &Env,
     name: &std::ffi::CStr,
     cb: sys::napi_callback,
-    fast: std::rc::Rc<Fast>,
+    fast: Rc<Fast>,
 ) -> Result<sys::napi_value> {
     let data = Box::into_raw(Box::new(fast)).cast::<std::ffi::c_void>();
     let mut func = std::ptr::null_mut();
@@ -290,7 +343,7 @@ fn fast_function(
                 std::ptr::null_mut(),
             ) != sys::Status::napi_ok
         {
-            drop(Box::from_raw(data.cast::<std::rc::Rc<Fast>>()));
+            drop(Box::from_raw(data.cast::<Rc<Fast>>()));
             return Err(napi::Error::from_reason("could not create a napi function"));
         }
     }

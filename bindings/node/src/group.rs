@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
+use meshcache::Now;
 use napi::bindgen_prelude::*;
 use napi::{JsValue, Unknown, sys};
 use napi_derive::napi;
 use tokio::runtime::Handle;
 
 use crate::cluster::Node;
-use crate::convert::{Out, buffer, key_bytes, millis, options, value_bytes, with_key};
+use crate::convert::{Out, buffer, key_bytes, millis, options, scope_arg, value_bytes, with_key};
 use crate::errors::{map_error, type_error};
 use crate::fast;
 use crate::loader::JsLoader;
-use crate::promise::{or_reject, rejected, settle};
+use crate::promise::{or_reject, rejected, spawn};
 use crate::stats::GroupStats;
 
 /// Options of `cluster.group()`.
@@ -70,9 +71,18 @@ impl Group {
     /// the whole cluster. Rejects with `MESHCACHE_NOT_FOUND` if the loader threw
     /// `NotFoundError`, `MESHCACHE_LOAD` (the loader's error is the `cause`) if it failed,
     /// a `TypeError` for a key that is not a string or a loader result of the wrong type.
+    ///
+    /// Inside a loader, a get of the key it is loading rejects with
+    /// `MESHCACHE_INVALID_ARGUMENT` (it would wait for itself).
     #[napi(ts_args_type = "key: string", ts_return_type = "Promise<Buffer>")]
-    pub fn get<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
-        get_promise(&self.group, &self.node.rt, env, &key)
+    pub fn get<'env>(
+        &self,
+        env: &'env Env,
+        key: Unknown<'env>,
+        // The loader's load scope, from `lib.cjs`: hidden from the typings.
+        scope: Option<Unknown<'env>>,
+    ) -> Result<Unknown<'env>> {
+        get_promise(&self.group, &self.node.rt, env, &key, scope.as_ref())
     }
 
     /// The cached value of `key` if it is on this node, else `undefined`. Synchronous;
@@ -84,34 +94,45 @@ impl Group {
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
     }
 
-    /// For `lib.cjs`: `{ peek, get, pool }`, the fast paths of this group (see
+    /// For `lib.cjs`: `{ peek, get, miss, pool }`, the fast paths of this group (see
     /// `fast.rs`). Called as `h.peek(key)` / `h.get(key)`, they answer a small cached value
     /// as the number `offset * 8192 + length` of a copy of it in `h.pool` (an
-    /// ArrayBuffer); anything else as `peek` / `get` do.
+    /// ArrayBuffer); a `get` miss as `undefined`, to be followed by `h.miss(key, scope)`;
+    /// anything else as `peek` / `get` do.
     #[napi(js_name = "_fast", skip_typescript)]
     pub fn fast<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
         fast::handles(env, &self.group, &self.node)
     }
 
     /// The values of the keys that exist (missing ones are absent from the Map), loading
-    /// misses concurrently, with one call per owner node.
+    /// misses concurrently, with one call per owner node. Inside a loader, asking for the
+    /// key it is loading rejects with `MESHCACHE_INVALID_ARGUMENT`.
     #[napi(
         ts_args_type = "keys: string[]",
         ts_return_type = "Promise<Map<string, Buffer>>"
     )]
-    pub fn get_many<'env>(&self, env: &'env Env, keys: Unknown<'env>) -> Result<Unknown<'env>> {
+    pub fn get_many<'env>(
+        &self,
+        env: &'env Env,
+        keys: Unknown<'env>,
+        // The loader's load scope, from `lib.cjs`: hidden from the typings.
+        scope: Option<Unknown<'env>>,
+    ) -> Result<Unknown<'env>> {
         // SAFETY: JS thread, live env and value.
         let keys = match unsafe { Vec::<String>::from_napi_value(env.raw(), keys.raw()) } {
             Ok(k) => k,
             Err(_) => return rejected(env, type_error(env, "keys must be an array of strings")),
         };
+        let scope = match scope.as_ref().map(|s| scope_arg(env, s)).transpose() {
+            Ok(s) => s.flatten().cloned(),
+            Err(e) => return rejected(env, e),
+        };
         let g = self.group.clone();
-        let r = settle(
-            env,
-            &self.node.rt,
-            async move { g.get_many(&keys).await },
-            Out::Map,
-        );
+        let get = async move { g.get_many(&keys).await };
+        let r = match scope {
+            Some(scope) => spawn(env, &self.node.rt, scope.run(get), Out::Map),
+            None => spawn(env, &self.node.rt, get, Out::Map),
+        };
         or_reject(env, r)
     }
 
@@ -140,7 +161,7 @@ impl Group {
         })();
         let r = prepared.and_then(|(k, v, ttl)| {
             let g = self.group.clone();
-            settle(env, &self.node.rt, async move { g.set(&k, v, ttl).await }, |()| {
+            spawn(env, &self.node.rt, async move { g.set(&k, v, ttl).await }, |()| {
                 Out::Undefined
             })
         });
@@ -152,7 +173,7 @@ impl Group {
     pub fn delete<'env>(&self, env: &'env Env, key: Unknown<'env>) -> Result<Unknown<'env>> {
         let r = key_bytes(env, &key).and_then(|k| {
             let g = self.group.clone();
-            settle(env, &self.node.rt, async move { g.delete(&k).await }, |()| {
+            spawn(env, &self.node.rt, async move { g.delete(&k).await }, |()| {
                 Out::Undefined
             })
         });
@@ -185,24 +206,44 @@ impl Group {
     }
 }
 
-/// `group.get(key)`: a promise of the value; argument errors reject, never throw.
+/// `group.get(key)`: a promise of the value (resolved at once for a hit); argument
+/// errors reject, never throw. `scope` is the load scope of the caller's JS context
+/// (`lib.cjs` passes it): a miss is asked again inside it, so that the core refuses a
+/// loader's get of its own key.
 fn get_promise<'env>(
     group: &meshcache::Group,
     rt: &Handle,
     env: &'env Env,
     key: &Unknown<'env>,
+    scope: Option<&Unknown<'env>>,
 ) -> Result<Unknown<'env>> {
-    let r = key_bytes(env, key).and_then(|k| {
-        let g = group.clone();
-        settle(env, rt, async move { g.get(&k).await }, Out::Buf)
+    let scope = match scope.map(|s| scope_arg(env, s)).transpose() {
+        Ok(s) => s.flatten(),
+        Err(e) => return rejected(env, e),
+    };
+    let now = with_key(env, key, |k| match (group.get_now(k), scope) {
+        (Ok(Now::Pending(_)), Some(scope)) => {
+            let _entered = scope.enter();
+            group.get_now(k)
+        }
+        (now, _) => now,
     });
-    or_reject(env, r)
+    let now = match now {
+        Ok(now) => now,
+        Err(e) => return rejected(env, e),
+    };
+    match now {
+        Ok(Now::Ready(v)) => Ok(PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown()),
+        Ok(Now::Pending(rest)) => spawn(env, rt, rest, Out::Buf),
+        Err(e) => rejected(env, map_error(env, &e)),
+    }
 }
 
-/// `group.peek(key)`: a Buffer with a copy of the cached value, or `undefined`.
+/// `group.peek(key)`: a Buffer with a copy of the cached value (made under the store's
+/// read lock), or `undefined`.
 fn peek_value(group: &meshcache::Group, env: &Env, key: &Unknown<'_>) -> Result<sys::napi_value> {
-    match with_key(env, key, |k| group.peek(k))? {
-        Ok(Some(v)) => buffer(env, &v),
+    match with_key(env, key, |k| group.peek_with(k, |v| buffer(env, v)))? {
+        Ok(Some(v)) => v,
         Ok(None) => {
             let mut undefined = std::ptr::null_mut();
             // SAFETY: JS thread, live env.

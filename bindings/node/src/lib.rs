@@ -10,9 +10,11 @@
 //! never keeps the event loop alive by itself; a pending `get` holds its promise's
 //! (ref'd) deferred, so the process waits for answers it is owed and for nothing else.
 //!
-//! Every async method first polls its core future once on the JS thread: a hit (or an
-//! argument error) settles the promise there and then, without a trip through the
-//! runtime. Only a miss is moved to the runtime.
+//! `get` asks the core's `Group::get_now` on the JS thread: a hit (or an error known at
+//! once) settles the promise there and then, without a trip through the runtime; a miss
+//! (`Now::Pending`) and every other async method run on the runtime. A loader's load
+//! scope travels to JS and back (see `loader.rs`), so that the core refuses a loader's
+//! get of its own key.
 //!
 //! # Files
 //!
@@ -20,7 +22,8 @@
 //!
 //! - `cluster.rs`: `Cluster` and `ClusterOptions`;
 //! - `group.rs`: `Group`, `GroupOptions` and `SetOptions`;
-//! - `fast.rs`: the hit fast path of `group.peek` / `group.get` (`group._fast()`);
+//! - `fast.rs`: the hit fast path of `group.peek` / `group.get` (`group._fast()`), and
+//!   the miss of a `get` made inside a loader;
 //! - `loader.rs`: a JS loader as a core loader, through a thread-safe function;
 //! - `promise.rs`: how an async method's promise is settled;
 //! - `convert.rs`: keys, values and options from JS, values to JS;

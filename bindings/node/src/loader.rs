@@ -1,10 +1,16 @@
 //! The JS loader: a core `Loader` that calls JS through a weak thread-safe function.
+//!
+//! The call carries the load's scope (`meshcache::LoadScope::current()`, set by the core
+//! while the loader future runs) to JS as an opaque External: the adapter in `lib.cjs`
+//! runs the application's loader inside `AsyncLocalStorage.run(scope, ...)`, and its
+//! `get` / `getMany` hand the scope back to the addon on a miss, so that the core refuses
+//! a loader's get of the key it is loading instead of letting it wait for itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use meshcache::{ErrorKind, Loaded};
+use meshcache::{ErrorKind, LoadScope, Loaded};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
@@ -25,7 +31,12 @@ pub struct LoaderReply {
     pub invalid: Option<String>,
 }
 
-pub(crate) type JsLoader = ThreadsafeFunction<String, Promise<LoaderReply>, String, Status, false, true>;
+/// The adapter's arguments: the key, and the load's scope (`null` outside a load, which
+/// the core never does).
+type LoaderArgs = FnArgs<(String, Option<External<LoadScope>>)>;
+
+pub(crate) type JsLoader =
+    ThreadsafeFunction<LoaderArgs, Promise<LoaderReply>, LoaderArgs, Status, false, true>;
 
 fn reply_to_loaded(reply: LoaderReply) -> meshcache::Result<Loaded> {
     if let Some(msg) = reply.invalid {
@@ -63,7 +74,8 @@ pub(crate) fn js_loader(tsfn: JsLoader) -> impl meshcache::Loader {
         let tsfn = tsfn.clone();
         async move {
             let key = String::from_utf8_lossy(&key).into_owned();
-            let promise = tsfn.call_async(key).await.map_err(load_error)?;
+            let scope = LoadScope::current().map(External::new);
+            let promise = tsfn.call_async((key, scope).into()).await.map_err(load_error)?;
             reply_to_loaded(promise.await.map_err(load_error)?)
         }
     }

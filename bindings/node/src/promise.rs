@@ -1,7 +1,7 @@
-//! Promises of the async methods: a hit settles on the JS thread, a miss from the runtime.
+//! Promises of the async methods: a hit settles on the JS thread (the core's `get_now`
+//! answered it), everything else from the runtime.
 
 use std::future::Future;
-use std::task::{Context, Poll, Waker};
 
 use meshcache::ErrorKind;
 use napi::bindgen_prelude::*;
@@ -11,10 +11,8 @@ use tokio::runtime::Handle;
 use crate::convert::Out;
 use crate::errors::map_error;
 
-/// Runs a core future for JS: polls it once here on the JS thread (inside the cluster's
-/// runtime context, so timers and spawns work) and settles the promise at once if it is
-/// ready; otherwise moves it to the runtime and settles it from there.
-pub(crate) fn settle<'env, T, F>(
+/// A promise settled by `fut`, which runs on the runtime.
+pub(crate) fn spawn<'env, T, F>(
     env: &'env Env,
     rt: &Handle,
     fut: F,
@@ -22,31 +20,6 @@ pub(crate) fn settle<'env, T, F>(
 ) -> Result<Unknown<'env>>
 where
     F: Future<Output = meshcache::Result<T>> + Send + 'static,
-    T: Send + 'static,
-{
-    let mut fut = Box::pin(fut);
-    match poll_once(rt, &mut fut) {
-        Poll::Ready(Ok(v)) => Ok(PromiseRaw::resolve(env, out(v))?.to_unknown()),
-        Poll::Ready(Err(e)) => rejected(env, map_error(env, &e)),
-        Poll::Pending => pending(env, rt, fut, out),
-    }
-}
-
-/// Polls `fut` once on the JS thread, inside the runtime's context.
-pub(crate) fn poll_once<F: Future + ?Sized>(rt: &Handle, fut: &mut std::pin::Pin<Box<F>>) -> Poll<F::Output> {
-    let _ctx = rt.enter();
-    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-}
-
-/// A promise settled by `fut`, which runs on the runtime from now on.
-pub(crate) fn pending<'env, T, F>(
-    env: &'env Env,
-    rt: &Handle,
-    fut: std::pin::Pin<Box<F>>,
-    out: fn(T) -> Out,
-) -> Result<Unknown<'env>>
-where
-    F: Future<Output = meshcache::Result<T>> + Send + 'static + ?Sized,
     T: Send + 'static,
 {
     let (deferred, promise) = env.create_deferred::<Out, Settle>()?;

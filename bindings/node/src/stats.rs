@@ -1,26 +1,41 @@
 //! Stats objects: the plain JS objects of `cluster.stats()` and `group.stats()`.
+//!
+//! One shape and one spelling in every language, defined by the core: the keys are
+//! snake_case, named exactly as `GroupStats::counters()`, `TierStats::fields()` and
+//! `PeerStats::fields()` (they are data, like the JSON a status page serves), in the
+//! same order. Hence the `js_name`s: napi would camelCase the field names. The package's
+//! tests compare the keys with the core's lists.
 
 use napi_derive::napi;
 
 /// Counters of one peer, as this node sees it.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct PeerStats {
     /// The peer's advertised address.
     pub addr: String,
-    /// `'closed'` (calls go through), `'open'` (failing fast) or `'half-open'`.
+    /// `'closed'` (calls go through), `'open'` (failing fast) or `'half_open'` (one probe
+    /// let through).
+    #[napi(ts_type = "'closed' | 'open' | 'half_open'")]
     pub breaker: String,
+    /// Calls sent (each retry counts).
     pub requests: f64,
+    /// Calls that got an answer.
     pub successes: f64,
+    /// Calls that failed to reach the peer or timed out.
     pub failures: f64,
+    /// Of those, calls that hit their deadline.
     pub timeouts: f64,
+    /// Retries sent.
     pub retries: f64,
     /// Calls refused by the open breaker.
     pub rejected: f64,
+    /// Times the breaker opened.
+    #[napi(js_name = "breaker_opened")]
     pub breaker_opened: f64,
 }
 
 /// `cluster.stats()`.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct ClusterStats {
     /// This node's advertised address.
     pub node: String,
@@ -28,47 +43,67 @@ pub struct ClusterStats {
 }
 
 /// Counters of one store tier.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct TierStats {
     /// Entries resident.
     pub items: f64,
     /// Bytes charged (keys, values, overhead).
     pub bytes: f64,
+    /// Lookups that consulted this tier.
     pub gets: f64,
+    /// Lookups answered from this tier.
     pub hits: f64,
+    /// Entries evicted to make room.
     pub evictions: f64,
+    /// Entries removed because their deadline passed.
     pub expirations: f64,
 }
 
 /// `group.stats()`: counters since the group was created.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct GroupStats {
     /// `get`s, `peek`s and keys asked for by `getMany`.
     pub gets: f64,
     /// Answered from the main tier.
     pub hits: f64,
     /// Answered from the hot tier (mirrors of keys other nodes own).
+    #[napi(js_name = "hot_hits")]
     pub hot_hits: f64,
     /// Gets that waited for a load another caller started.
     pub deduplicated: f64,
     /// Loader calls on this node.
     pub loads: f64,
+    /// Loader calls that failed (an error, or an unusable result).
+    #[napi(js_name = "load_errors")]
     pub load_errors: f64,
     /// Loader calls that said NotFound.
+    #[napi(js_name = "not_found")]
     pub not_found: f64,
     /// Values fetched from their owner.
+    #[napi(js_name = "remote_fetches")]
     pub remote_fetches: f64,
+    /// Owners' answers that the key does not exist.
+    #[napi(js_name = "remote_not_found")]
     pub remote_not_found: f64,
     /// Owners that could not be reached (each followed by a local fallback load).
+    #[napi(js_name = "remote_errors")]
     pub remote_errors: f64,
+    /// Loads done here because the owner could not be reached.
+    #[napi(js_name = "fallback_loads")]
     pub fallback_loads: f64,
+    /// Values mirrored in the hot tier.
+    #[napi(js_name = "hot_inserts")]
     pub hot_inserts: f64,
     /// Gets this node served to other nodes.
     pub served: f64,
+    /// Peers that could not be told to drop a key on `set` or `delete`.
+    #[napi(js_name = "invalidation_errors")]
     pub invalidation_errors: f64,
-    /// The byte budget.
+    /// The byte budget of the store (both tiers).
     pub capacity: f64,
+    /// The main tier: keys this node owns.
     pub main: TierStats,
+    /// The hot tier: mirrors of keys other nodes own.
     pub hot: TierStats,
 }
 
@@ -81,12 +116,7 @@ impl From<meshcache::ClusterStats> for ClusterStats {
                 .into_iter()
                 .map(|(addr, breaker, p)| PeerStats {
                     addr,
-                    breaker: match breaker {
-                        meshcache::BreakerState::Closed => "closed",
-                        meshcache::BreakerState::Open => "open",
-                        meshcache::BreakerState::HalfOpen => "half-open",
-                    }
-                    .to_string(),
+                    breaker: breaker.as_str().to_string(),
                     requests: p.requests as f64,
                     successes: p.successes as f64,
                     failures: p.failures as f64,
