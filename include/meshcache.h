@@ -91,8 +91,20 @@ typedef struct meshcache_cluster meshcache_cluster;
 /**
  * Options for `meshcache_cluster_new`. Create with `meshcache_cluster_options_new`,
  * free with `meshcache_cluster_options_free`; may be freed right after use.
+ *
+ * The setters only record values: options that can never work (a zero timeout, message
+ * size, vnode count, breaker threshold or worker thread count) are refused by
+ * `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
  */
 typedef struct meshcache_cluster_options meshcache_cluster_options;
+
+/**
+ * A snapshot of a cluster's stats, from `meshcache_cluster_stats_get`: this node's
+ * advertised address (`meshcache_cluster_stats_node`) and one `meshcache_peer_stats` per
+ * other node (`meshcache_cluster_stats_peers_len`, `meshcache_cluster_stats_peer`), in
+ * address order. Free with `meshcache_cluster_stats_free`.
+ */
+typedef struct meshcache_cluster_stats meshcache_cluster_stats;
 
 /**
  * The results of `meshcache_group_get_many`: the keys that exist, each with its value,
@@ -123,27 +135,30 @@ typedef struct meshcache_group_options meshcache_group_options;
 typedef struct meshcache_loader_out meshcache_loader_out;
 
 /**
- * Peer counters of a cluster, summed over its peers.
+ * One peer of a cluster, from `meshcache_cluster_stats_peer`: its address, the state of
+ * its circuit breaker and the counters of this node's calls to it. The strings belong to
+ * the `meshcache_cluster_stats` they came from and are valid until it is freed.
  */
-typedef struct meshcache_cluster_stats {
+typedef struct meshcache_peer_stats {
   /**
-   * Other nodes on the ring.
+   * The peer's advertised address, `"host:port"`.
    */
-  uint64_t peers;
+  const char *addr;
   /**
-   * Peers whose circuit breaker is open (calls to them fail at once).
+   * The state of its breaker: `"closed"` (calls go through), `"open"` (calls fail at
+   * once until the cooldown ends) or `"half_open"` (one probe call is let through).
    */
-  uint64_t open_breakers;
+  const char *breaker;
   /**
-   * Calls sent to peers (each retry counts).
+   * Calls sent (each retry counts).
    */
   uint64_t requests;
   /**
-   * Calls that got an answer.
+   * Calls that got an answer (including application errors such as a failed load).
    */
   uint64_t successes;
   /**
-   * Calls that failed to reach their peer or timed out.
+   * Calls that failed to reach the peer or timed out.
    */
   uint64_t failures;
   /**
@@ -155,14 +170,14 @@ typedef struct meshcache_cluster_stats {
    */
   uint64_t retries;
   /**
-   * Calls refused at once because a breaker was open.
+   * Calls refused at once because the breaker was open.
    */
   uint64_t rejected;
   /**
-   * Times a breaker opened.
+   * Times the breaker opened.
    */
   uint64_t breaker_opened;
-} meshcache_cluster_stats;
+} meshcache_peer_stats;
 
 /**
  * A loader: called on a miss, for a key this node owns (or any key while its owner is
@@ -175,8 +190,8 @@ typedef struct meshcache_cluster_stats {
  * thread-safe, and so must `user_data`.
  *
  * Calling back into meshcache from a loader is allowed: a get of another key (in this or
- * another group) works, and may itself load. A get of the very key being loaded, in the
- * same group, would wait for itself: it is detected and returns
+ * another group) works, and may itself load. A get (or get_many) of the very key being
+ * loaded, in the same group, would wait for itself: it is detected and returns
  * `MESHCACHE_INVALID_ARGUMENT` instead of deadlocking. A cycle through several keys
  * (A's loader gets B, B's loader gets A) or through another node is not detected and
  * deadlocks. `meshcache_cluster_shutdown` and `meshcache_cluster_free` must not be called
@@ -239,7 +254,39 @@ typedef struct meshcache_bytes {
 } meshcache_bytes;
 
 /**
- * Counters of a group, a snapshot (fields are read one by one).
+ * Counters of one tier of a group's store (`main` or `hot` in `meshcache_group_stats`).
+ */
+typedef struct meshcache_tier_stats {
+  /**
+   * Entries resident now.
+   */
+  uint64_t items;
+  /**
+   * Bytes charged against the budget now (keys, values and overhead).
+   */
+  uint64_t bytes;
+  /**
+   * Lookups that consulted this tier (a lookup consults both tiers at once, so both
+   * tiers count every lookup).
+   */
+  uint64_t gets;
+  /**
+   * Lookups answered from this tier.
+   */
+  uint64_t hits;
+  /**
+   * Entries evicted to make room.
+   */
+  uint64_t evictions;
+  /**
+   * Entries removed because their TTL passed.
+   */
+  uint64_t expirations;
+} meshcache_tier_stats;
+
+/**
+ * Counters of a group, a snapshot (fields are read one by one). The same names, in the
+ * same shape, as in every language: the group's counters, then its two tiers.
  */
 typedef struct meshcache_group_stats {
   /**
@@ -299,33 +346,17 @@ typedef struct meshcache_group_stats {
    */
   uint64_t invalidation_errors;
   /**
-   * The byte budget of the store.
+   * The byte budget of the store (both tiers).
    */
   uint64_t capacity;
   /**
-   * Entries resident in the main tier.
+   * The main tier: keys this node owns.
    */
-  uint64_t items;
+  struct meshcache_tier_stats main;
   /**
-   * Bytes charged in the main tier (keys, values and overhead).
+   * The hot tier: mirrors of keys other nodes own.
    */
-  uint64_t bytes;
-  /**
-   * Entries resident in the hot tier.
-   */
-  uint64_t hot_items;
-  /**
-   * Bytes charged in the hot tier.
-   */
-  uint64_t hot_bytes;
-  /**
-   * Entries evicted to make room (both tiers).
-   */
-  uint64_t evictions;
-  /**
-   * Entries removed because their TTL passed (both tiers).
-   */
-  uint64_t expirations;
+  struct meshcache_tier_stats hot;
 } meshcache_group_stats;
 
 #ifdef __cplusplus
@@ -391,13 +422,15 @@ enum meshcache_result meshcache_cluster_options_add_peer(struct meshcache_cluste
                                                          const char *addr);
 
 /**
- * The deadline of every call to a peer, in milliseconds (> 0).
+ * The deadline of every call to a peer, in milliseconds (> 0; 0 is refused by
+ * `meshcache_cluster_new`).
  */
 enum meshcache_result meshcache_cluster_options_set_peer_timeout_ms(struct meshcache_cluster_options *options,
                                                                     uint64_t ms);
 
 /**
- * The time to establish a connection to a peer, in milliseconds (> 0).
+ * The time to establish a connection to a peer, in milliseconds (> 0; 0 is refused by
+ * `meshcache_cluster_new`).
  */
 enum meshcache_result meshcache_cluster_options_set_connect_timeout_ms(struct meshcache_cluster_options *options,
                                                                        uint64_t ms);
@@ -411,28 +444,31 @@ enum meshcache_result meshcache_cluster_options_set_retries(struct meshcache_clu
                                                             uint64_t backoff_ms);
 
 /**
- * Consecutive failures that open a peer's circuit breaker, and how long (ms) it stays
- * open before one probe is let through.
+ * Consecutive failures that open a peer's circuit breaker (> 0; 0 is refused by
+ * `meshcache_cluster_new`), and how long (ms) it stays open before one probe is let
+ * through.
  */
 enum meshcache_result meshcache_cluster_options_set_breaker(struct meshcache_cluster_options *options,
                                                             uint32_t threshold,
                                                             uint64_t cooldown_ms);
 
 /**
- * The largest peer message sent or accepted, in bytes (> 0).
+ * The largest peer message sent or accepted, in bytes (> 0; 0 is refused by
+ * `meshcache_cluster_new`).
  */
 enum meshcache_result meshcache_cluster_options_set_max_message_size(struct meshcache_cluster_options *options,
                                                                      size_t bytes);
 
 /**
- * Points per node on the consistent-hash ring (> 0); every node must use the same.
+ * Points per node on the consistent-hash ring (> 0; 0 is refused by
+ * `meshcache_cluster_new`); every node must use the same.
  */
 enum meshcache_result meshcache_cluster_options_set_vnodes(struct meshcache_cluster_options *options,
                                                            size_t vnodes);
 
 /**
- * Worker threads of the cluster's runtime (> 0). Loaders run on a separate pool of
- * blocking threads, created as needed.
+ * Worker threads of the cluster's runtime (> 0; 0 is refused by `meshcache_cluster_new`).
+ * Loaders run on a separate pool of blocking threads, created as needed.
  */
 enum meshcache_result meshcache_cluster_options_set_worker_threads(struct meshcache_cluster_options *options,
                                                                    size_t threads);
@@ -442,7 +478,9 @@ enum meshcache_result meshcache_cluster_options_set_worker_threads(struct meshca
  * serving peers. `options` may be NULL for the defaults, and is not taken (free it).
  *
  * Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
- * bound, a wildcard listen address without an advertise address, or a NULL `out`.
+ * bound, a wildcard listen address without an advertise address, an option that can
+ * never work (a zero timeout, message size, vnode count, breaker threshold or worker
+ * thread count), or a NULL `out`.
  */
 enum meshcache_result meshcache_cluster_new(const struct meshcache_cluster_options *options,
                                             struct meshcache_cluster **out);
@@ -480,10 +518,37 @@ enum meshcache_result meshcache_cluster_advertise_addr(const struct meshcache_cl
                                                        size_t *out_len);
 
 /**
- * The cluster's peer counters, summed over its peers, into `*out`.
+ * A snapshot of the cluster's stats into `*out` (free it with
+ * `meshcache_cluster_stats_free`): this node's address and, for each other node, its
+ * address, breaker state and call counters. Works after shutdown too.
  */
 enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster *cluster,
-                                                  struct meshcache_cluster_stats *out);
+                                                  struct meshcache_cluster_stats **out);
+
+/**
+ * This node's advertised address (its name on the ring), NUL-terminated, owned by
+ * `stats` (valid until `meshcache_cluster_stats_free`); "" for NULL.
+ */
+const char *meshcache_cluster_stats_node(const struct meshcache_cluster_stats *stats);
+
+/**
+ * The number of peers in `stats` (0 for NULL).
+ */
+size_t meshcache_cluster_stats_peers_len(const struct meshcache_cluster_stats *stats);
+
+/**
+ * Peer `index` of `stats` into `*out`; its strings are owned by `stats`.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or an index out of range.
+ */
+enum meshcache_result meshcache_cluster_stats_peer(const struct meshcache_cluster_stats *stats,
+                                                   size_t index,
+                                                   struct meshcache_peer_stats *out);
+
+/**
+ * Frees `stats`. Does nothing for NULL.
+ */
+void meshcache_cluster_stats_free(struct meshcache_cluster_stats *stats);
 
 /**
  * Shuts the node down gracefully: stops serving peers, lets calls in flight finish,
@@ -494,10 +559,11 @@ enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster
 enum meshcache_result meshcache_cluster_shutdown(const struct meshcache_cluster *cluster);
 
 /**
- * Shuts the node down (if not done yet), stops its threads and frees it. Groups of the
- * cluster stay valid handles but return `MESHCACHE_CLOSED`; free them too. Values
- * already returned stay readable. Does nothing for NULL. Must not be called from a
- * loader. Using `cluster` afterwards is the caller's bug.
+ * Shuts the node down (if not done yet), stops its threads (every one has exited when
+ * this returns) and frees it. Groups of the cluster stay valid handles but return
+ * `MESHCACHE_CLOSED`; free them too. Values already returned stay readable. Does nothing
+ * for NULL. Must not be called from a loader. Using `cluster` afterwards is the
+ * caller's bug.
  */
 void meshcache_cluster_free(struct meshcache_cluster *cluster);
 
@@ -543,7 +609,8 @@ enum meshcache_result meshcache_group_options_new(struct meshcache_group_options
 void meshcache_group_options_free(struct meshcache_group_options *options);
 
 /**
- * The byte budget of the group's store (keys, values and per-entry overhead; > 0).
+ * The byte budget of the group's store (keys, values and per-entry overhead; > 0, 0 is
+ * refused by `meshcache_group_new`).
  */
 enum meshcache_result meshcache_group_options_set_capacity(struct meshcache_group_options *options,
                                                            size_t bytes);
@@ -568,13 +635,15 @@ enum meshcache_result meshcache_group_options_set_negative_ttl_ms(struct meshcac
                                                                   uint64_t ttl_ms);
 
 /**
- * The longest key accepted, in bytes (> 0). Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
+ * The longest key accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`).
+ * Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
  */
 enum meshcache_result meshcache_group_options_set_max_key_len(struct meshcache_group_options *options,
                                                               size_t len);
 
 /**
- * The largest value accepted, in bytes (> 0), from set or from the loader.
+ * The largest value accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`),
+ * from set or from the loader.
  */
 enum meshcache_result meshcache_group_options_set_max_value_len(struct meshcache_group_options *options,
                                                                 size_t len);
@@ -613,7 +682,8 @@ enum meshcache_result meshcache_group_options_set_clock(struct meshcache_group_o
  * creates its groups with the same names. Free with `meshcache_group_free`.
  *
  * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
- * cluster already has; `MESHCACHE_CLOSED` after shutdown.
+ * cluster already has, a zero capacity or zero key or value limit; `MESHCACHE_CLOSED`
+ * after shutdown.
  */
 enum meshcache_result meshcache_group_new(const struct meshcache_cluster *cluster,
                                           const char *name,
@@ -727,10 +797,10 @@ enum meshcache_result meshcache_test_panic(void);
 #if defined(MESHCACHE_TEST_HOOKS)
 /**
  * Bench hook: times `iters` hits of the key through the Rust API on the same group, in
- * nanoseconds per call: `Group::peek` into `*out_peek_ns`, and a blocking `Group::get`
- * (`Handle::block_on(group.get(key))`, what a Rust caller without async does) into
- * `*out_block_on_get_ns`; and `Group::get` polled once in place (what
- * `meshcache_group_get` does on a hit, without the C ABI) into `*out_poll_get_ns`.
+ * nanoseconds per call: `Group::peek` into `*out_peek_ns`; a blocking `Group::get`
+ * (`Handle::block_on(group.get(key))`) into `*out_block_on_get_ns`; and `Group::get_now`
+ * answering `Now::Ready` (what `meshcache_group_get` does on a hit, without the C ABI)
+ * into `*out_get_now_ns`.
  */
 enum meshcache_result meshcache_bench_rust_get_hit(const struct meshcache_group *group,
                                                    const uint8_t *key,
@@ -738,7 +808,26 @@ enum meshcache_result meshcache_bench_rust_get_hit(const struct meshcache_group 
                                                    uint64_t iters,
                                                    double *out_peek_ns,
                                                    double *out_block_on_get_ns,
-                                                   double *out_poll_get_ns);
+                                                   double *out_get_now_ns);
+#endif
+
+#if defined(MESHCACHE_TEST_HOOKS)
+/**
+ * Test hook: the core's names of a group's stats, in its order, comma-separated: the
+ * counters of `GroupStats::counters()`, then `main.<field>` and `hot.<field>` for each
+ * field of `TierStats::fields()`. The C tests compare it with the fields of
+ * `meshcache_group_stats`. A static string.
+ */
+const char *meshcache_test_group_stats_names(void);
+#endif
+
+#if defined(MESHCACHE_TEST_HOOKS)
+/**
+ * Test hook: the names of a peer's stats in every language, comma-separated: `addr`,
+ * `breaker`, then the counters of `PeerStats::fields()`. The C tests compare it with the
+ * fields of `meshcache_peer_stats`. A static string.
+ */
+const char *meshcache_test_peer_stats_names(void);
 #endif
 
 /**

@@ -1,56 +1,20 @@
 //! Clusters: options, creation, peers, addresses, stats, shutdown.
 
-use std::ffi::c_char;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::ffi::{CString, c_char};
 use std::time::Duration;
 
-use meshcache::{BreakerState, Cluster, ClusterBuilder, Error, ErrorKind};
-use tokio::runtime::{Handle, Runtime};
+use meshcache::{Cluster, ClusterBuilder, DEFAULT_WORKER_THREADS, Error, ErrorKind, PeerStats};
+use tokio::runtime::Runtime;
 
 use crate::error::{Fail, arg, arg_mut, ffi, ffi_infallible, invalid, out_arg, str_arg, write_str};
 use crate::meshcache_result;
 
-/// Finishes a `Group::get` for a C caller: a future that is ready at once (a cache hit)
-/// is polled once here and never enters the runtime's scheduler; otherwise, unless
-/// `would_deadlock()` says that waiting would wait on this very thread, the calling thread
-/// blocks on the runtime until it completes.
-///
-/// The future is taken pinned in place (see [`block_on_get!`]): a get's future is large,
-/// and moving it costs more than the hit itself. The first poll runs outside the runtime's
-/// context: `Group::get` spawns its loads and fetches on the group's runtime explicitly,
-/// so it needs none (the C tests cover both a local and a remote miss).
-pub(crate) fn finish_get<T, F: Future<Output = Result<T, Error>>>(
-    rt: &Handle,
-    mut fut: Pin<&mut F>,
-    would_deadlock: impl FnOnce() -> bool,
-) -> Result<T, Error> {
-    if let Poll::Ready(v) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        return v;
-    }
-    // Checked only on a miss, so that a hit pays nothing for it. Dropping the future now
-    // only stops this caller's wait (a get is cancel-safe).
-    if would_deadlock() {
-        return Err(invalid(
-            "a loader asked for the key it is loading: that get would wait for itself",
-        ));
-    }
-    // Polled again with a real waker: a future must accept a different waker per poll.
-    rt.block_on(fut)
-}
-
-/// `finish_get(rt, pin!(fut))`, building the future in place.
-macro_rules! block_on_get {
-    ($rt:expr, $fut:expr, $would_deadlock:expr) => {{
-        let fut = ::std::pin::pin!($fut);
-        $crate::cluster::finish_get($rt, fut, $would_deadlock)
-    }};
-}
-pub(crate) use block_on_get;
-
 /// Options for `meshcache_cluster_new`. Create with `meshcache_cluster_options_new`,
 /// free with `meshcache_cluster_options_free`; may be freed right after use.
+///
+/// The setters only record values: options that can never work (a zero timeout, message
+/// size, vnode count, breaker threshold or worker thread count) are refused by
+/// `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
 #[derive(Debug)]
 pub struct meshcache_cluster_options {
     builder: ClusterBuilder,
@@ -63,33 +27,59 @@ impl Default for meshcache_cluster_options {
         meshcache_cluster_options {
             builder: Cluster::builder(),
             peers: Vec::new(),
-            worker_threads: 2,
+            worker_threads: DEFAULT_WORKER_THREADS,
         }
     }
 }
 
-/// Peer counters of a cluster, summed over its peers.
+/// One peer of a cluster, from `meshcache_cluster_stats_peer`: its address, the state of
+/// its circuit breaker and the counters of this node's calls to it. The strings belong to
+/// the `meshcache_cluster_stats` they came from and are valid until it is freed.
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy)]
-pub struct meshcache_cluster_stats {
-    /// Other nodes on the ring.
-    pub peers: u64,
-    /// Peers whose circuit breaker is open (calls to them fail at once).
-    pub open_breakers: u64,
-    /// Calls sent to peers (each retry counts).
+#[derive(Debug, Clone, Copy)]
+pub struct meshcache_peer_stats {
+    /// The peer's advertised address, `"host:port"`.
+    pub addr: *const c_char,
+    /// The state of its breaker: `"closed"` (calls go through), `"open"` (calls fail at
+    /// once until the cooldown ends) or `"half_open"` (one probe call is let through).
+    pub breaker: *const c_char,
+    /// Calls sent (each retry counts).
     pub requests: u64,
-    /// Calls that got an answer.
+    /// Calls that got an answer (including application errors such as a failed load).
     pub successes: u64,
-    /// Calls that failed to reach their peer or timed out.
+    /// Calls that failed to reach the peer or timed out.
     pub failures: u64,
     /// Of those, calls that hit their deadline.
     pub timeouts: u64,
     /// Retries sent.
     pub retries: u64,
-    /// Calls refused at once because a breaker was open.
+    /// Calls refused at once because the breaker was open.
     pub rejected: u64,
-    /// Times a breaker opened.
+    /// Times the breaker opened.
     pub breaker_opened: u64,
+}
+
+/// A snapshot of a cluster's stats, from `meshcache_cluster_stats_get`: this node's
+/// advertised address (`meshcache_cluster_stats_node`) and one `meshcache_peer_stats` per
+/// other node (`meshcache_cluster_stats_peers_len`, `meshcache_cluster_stats_peer`), in
+/// address order. Free with `meshcache_cluster_stats_free`.
+#[derive(Debug)]
+pub struct meshcache_cluster_stats {
+    node: CString,
+    peers: Vec<PeerSnapshot>,
+}
+
+#[derive(Debug)]
+struct PeerSnapshot {
+    addr: CString,
+    /// `BreakerState::as_str()`, the state's name in every language.
+    breaker: CString,
+    stats: PeerStats,
+}
+
+/// `s` as a C string (an address or a state name never holds a NUL; one would be escaped).
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 
 /// A node of a meshcache cluster: its peer server, its clients to the other nodes, its
@@ -98,10 +88,19 @@ pub struct meshcache_cluster_stats {
 #[derive(Debug)]
 pub struct meshcache_cluster {
     pub(crate) cluster: Cluster,
-    /// The runtime the cluster runs on. Created and dropped here rather than by
-    /// `ClusterBuilder::build`, which drops its runtime inside `block_on` (a panic) when
-    /// the start fails, e.g. on an address that does not parse. Declared after `cluster`
-    /// so that it is dropped last.
+    /// The runtime the cluster runs on, created here and handed to `ClusterBuilder`
+    /// rather than created by it (`ClusterBuilder::worker_threads`), so that
+    /// `meshcache_cluster_free` returns only once every thread of the cluster has exited:
+    /// dropping a `Runtime` joins its worker and blocking threads, so it also waits for a
+    /// C loader callback that is still running. A runtime the core creates for itself is
+    /// stopped with `Runtime::shutdown_background` when its `Cluster` is dropped (a drop
+    /// may happen inside async code, where a blocking one panics), which does not wait:
+    /// a loader callback could still be running in the application's code after
+    /// `meshcache_cluster_free` returned, while the program frees what that code uses or
+    /// exits (`test_free_waits_for_a_running_loader` in the C tests). Valgrind alone
+    /// does not tell the two apart (tokio detaches the threads it does not join, and
+    /// `make test-c` passes either way): the binding owns the runtime for this guarantee.
+    /// Declared after `cluster` so that it is dropped last.
     runtime: Runtime,
 }
 
@@ -202,7 +201,8 @@ pub unsafe extern "C" fn meshcache_cluster_options_add_peer(
     }
 }
 
-/// The deadline of every call to a peer, in milliseconds (> 0).
+/// The deadline of every call to a peer, in milliseconds (> 0; 0 is refused by
+/// `meshcache_cluster_new`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_set_peer_timeout_ms(
     options: *mut meshcache_cluster_options,
@@ -211,16 +211,14 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_peer_timeout_ms(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if ms == 0 {
-                return Err(invalid("peer timeout must be greater than zero").into());
-            }
             update(o, |b| b.peer_timeout(Duration::from_millis(ms)));
             Ok(())
         })
     }
 }
 
-/// The time to establish a connection to a peer, in milliseconds (> 0).
+/// The time to establish a connection to a peer, in milliseconds (> 0; 0 is refused by
+/// `meshcache_cluster_new`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_set_connect_timeout_ms(
     options: *mut meshcache_cluster_options,
@@ -229,9 +227,6 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_connect_timeout_ms(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if ms == 0 {
-                return Err(invalid("connect timeout must be greater than zero").into());
-            }
             update(o, |b| b.connect_timeout(Duration::from_millis(ms)));
             Ok(())
         })
@@ -255,8 +250,9 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_retries(
     }
 }
 
-/// Consecutive failures that open a peer's circuit breaker, and how long (ms) it stays
-/// open before one probe is let through.
+/// Consecutive failures that open a peer's circuit breaker (> 0; 0 is refused by
+/// `meshcache_cluster_new`), and how long (ms) it stays open before one probe is let
+/// through.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_set_breaker(
     options: *mut meshcache_cluster_options,
@@ -272,7 +268,8 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_breaker(
     }
 }
 
-/// The largest peer message sent or accepted, in bytes (> 0).
+/// The largest peer message sent or accepted, in bytes (> 0; 0 is refused by
+/// `meshcache_cluster_new`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_set_max_message_size(
     options: *mut meshcache_cluster_options,
@@ -281,16 +278,14 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_max_message_size(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if bytes == 0 {
-                return Err(invalid("max message size must be greater than zero").into());
-            }
             update(o, |b| b.max_message_size(bytes));
             Ok(())
         })
     }
 }
 
-/// Points per node on the consistent-hash ring (> 0); every node must use the same.
+/// Points per node on the consistent-hash ring (> 0; 0 is refused by
+/// `meshcache_cluster_new`); every node must use the same.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_set_vnodes(
     options: *mut meshcache_cluster_options,
@@ -299,17 +294,14 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_vnodes(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if vnodes == 0 {
-                return Err(invalid("vnodes must be greater than zero").into());
-            }
             update(o, |b| b.vnodes(vnodes));
             Ok(())
         })
     }
 }
 
-/// Worker threads of the cluster's runtime (> 0). Loaders run on a separate pool of
-/// blocking threads, created as needed.
+/// Worker threads of the cluster's runtime (> 0; 0 is refused by `meshcache_cluster_new`).
+/// Loaders run on a separate pool of blocking threads, created as needed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_set_worker_threads(
     options: *mut meshcache_cluster_options,
@@ -318,9 +310,6 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_worker_threads(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if threads == 0 {
-                return Err(invalid("worker threads must be greater than zero").into());
-            }
             o.worker_threads = threads;
             Ok(())
         })
@@ -331,7 +320,9 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_worker_threads(
 /// serving peers. `options` may be NULL for the defaults, and is not taken (free it).
 ///
 /// Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
-/// bound, a wildcard listen address without an advertise address, or a NULL `out`.
+/// bound, a wildcard listen address without an advertise address, an option that can
+/// never work (a zero timeout, message size, vnode count, breaker threshold or worker
+/// thread count), or a NULL `out`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_new(
     options: *const meshcache_cluster_options,
@@ -342,6 +333,12 @@ pub unsafe extern "C" fn meshcache_cluster_new(
         let defaults = meshcache_cluster_options::default();
         // Safety: a non-NULL `options` is live by contract.
         let o = unsafe { options.as_ref() }.unwrap_or(&defaults);
+        // The one option the core cannot check: the runtime is this binding's (see
+        // `meshcache_cluster::runtime`), and tokio panics on zero workers. Same message
+        // as the core's.
+        if o.worker_threads == 0 {
+            return Err(invalid("worker_threads must be greater than zero").into());
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(o.worker_threads)
             .thread_name("meshcache")
@@ -349,7 +346,8 @@ pub unsafe extern "C" fn meshcache_cluster_new(
             .build()
             .map_err(|e| Error::new(ErrorKind::Closed, format!("cannot start a runtime: {e}")))?;
         let builder = o.builder.clone().peers(o.peers.clone());
-        // On failure, `runtime` is dropped here, on the caller's thread, where it may block.
+        // On failure (the core refused an option, or could not bind), `runtime` is dropped
+        // here, on the caller's thread, and its threads are joined.
         let cluster = builder.runtime(runtime.handle().clone()).build()?;
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { *out = Box::into_raw(Box::new(meshcache_cluster { cluster, runtime })) };
@@ -423,31 +421,111 @@ pub unsafe extern "C" fn meshcache_cluster_advertise_addr(
     })
 }
 
-/// The cluster's peer counters, summed over its peers, into `*out`.
+/// A snapshot of the cluster's stats into `*out` (free it with
+/// `meshcache_cluster_stats_free`): this node's address and, for each other node, its
+/// address, breaker state and call counters. Works after shutdown too.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_stats_get(
     cluster: *const meshcache_cluster,
-    out: *mut meshcache_cluster_stats,
+    out: *mut *mut meshcache_cluster_stats,
 ) -> meshcache_result {
     ffi(|| {
         // Safety: a non-NULL `cluster` is live by contract.
         let c = unsafe { arg(cluster, "cluster") }?;
         out_arg(out, "out")?;
-        let mut s = meshcache_cluster_stats::default();
-        for (_, state, p) in c.cluster.stats().peers {
-            s.peers += 1;
-            s.open_breakers += u64::from(state == BreakerState::Open);
-            s.requests += p.requests;
-            s.successes += p.successes;
-            s.failures += p.failures;
-            s.timeouts += p.timeouts;
-            s.retries += p.retries;
-            s.rejected += p.rejected;
-            s.breaker_opened += p.breaker_opened;
-        }
+        let s = c.cluster.stats();
+        let stats = meshcache_cluster_stats {
+            node: c_string(&s.node),
+            peers: s
+                .peers
+                .into_iter()
+                .map(|(addr, breaker, stats)| PeerSnapshot {
+                    addr: c_string(&addr),
+                    breaker: c_string(breaker.as_str()),
+                    stats,
+                })
+                .collect(),
+        };
         // Safety: `out` is non-NULL and writable by contract.
-        unsafe { *out = s };
+        unsafe { *out = Box::into_raw(Box::new(stats)) };
         Ok(())
+    })
+}
+
+/// This node's advertised address (its name on the ring), NUL-terminated, owned by
+/// `stats` (valid until `meshcache_cluster_stats_free`); "" for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_stats_node(
+    stats: *const meshcache_cluster_stats,
+) -> *const c_char {
+    ffi_infallible(c"".as_ptr(), || {
+        // Safety: a non-NULL `stats` is live by contract.
+        unsafe { stats.as_ref() }.map_or(c"".as_ptr(), |s| s.node.as_ptr())
+    })
+}
+
+/// The number of peers in `stats` (0 for NULL).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_stats_peers_len(stats: *const meshcache_cluster_stats) -> usize {
+    ffi_infallible(0, || {
+        // Safety: a non-NULL `stats` is live by contract.
+        unsafe { stats.as_ref() }.map_or(0, |s| s.peers.len())
+    })
+}
+
+/// Peer `index` of `stats` into `*out`; its strings are owned by `stats`.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or an index out of range.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_stats_peer(
+    stats: *const meshcache_cluster_stats,
+    index: usize,
+    out: *mut meshcache_peer_stats,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `stats` is live by contract.
+        let s = unsafe { arg(stats, "stats") }?;
+        out_arg(out, "out")?;
+        let p = s
+            .peers
+            .get(index)
+            .ok_or_else(|| invalid(format!("index {index} out of range ({} peers)", s.peers.len())))?;
+        // Every field by name: a counter added to the core fails to compile here.
+        let PeerStats {
+            requests,
+            successes,
+            failures,
+            timeouts,
+            retries,
+            rejected,
+            breaker_opened,
+        } = p.stats;
+        let peer = meshcache_peer_stats {
+            addr: p.addr.as_ptr(),
+            breaker: p.breaker.as_ptr(),
+            requests,
+            successes,
+            failures,
+            timeouts,
+            retries,
+            rejected,
+            breaker_opened,
+        };
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { *out = peer };
+        Ok(())
+    })
+}
+
+/// Frees `stats`. Does nothing for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_stats_free(stats: *mut meshcache_cluster_stats) {
+    ffi_infallible((), || {
+        if !stats.is_null() {
+            // Safety: a non-NULL `stats` came from `Box::into_raw` in
+            // meshcache_cluster_stats_get and is freed once by contract.
+            drop(unsafe { Box::from_raw(stats) });
+        }
     })
 }
 
@@ -465,10 +543,11 @@ pub unsafe extern "C" fn meshcache_cluster_shutdown(cluster: *const meshcache_cl
     })
 }
 
-/// Shuts the node down (if not done yet), stops its threads and frees it. Groups of the
-/// cluster stay valid handles but return `MESHCACHE_CLOSED`; free them too. Values
-/// already returned stay readable. Does nothing for NULL. Must not be called from a
-/// loader. Using `cluster` afterwards is the caller's bug.
+/// Shuts the node down (if not done yet), stops its threads (every one has exited when
+/// this returns) and frees it. Groups of the cluster stay valid handles but return
+/// `MESHCACHE_CLOSED`; free them too. Values already returned stay readable. Does nothing
+/// for NULL. Must not be called from a loader. Using `cluster` afterwards is the
+/// caller's bug.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_free(cluster: *mut meshcache_cluster) {
     ffi_infallible((), || {

@@ -1,11 +1,10 @@
 //! Result codes, the per-thread last error, the panic boundary and argument checks.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use meshcache::{Error, ErrorKind};
+use meshcache::{Error, ErrorKind, panic_message};
 
 /// The result of every fallible meshcache function. The numbers are part of the ABI:
 /// they are never changed nor reused, and new codes only get new numbers.
@@ -93,16 +92,6 @@ fn set_last_error(error: Error) {
             l.text = None;
         }
     });
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
 }
 
 /// The panic boundary every exported function runs its body in: maps an error to its
@@ -306,4 +295,20 @@ pub unsafe extern "C" fn meshcache_parse_size(text: *const c_char, out: *mut usi
         unsafe { *out = n };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_code_named_after_the_kind() {
+        for kind in ErrorKind::ALL {
+            let code = code_of(kind);
+            assert_ne!(code, MESHCACHE_UNKNOWN, "{kind:?} has no C code");
+            // Safety: meshcache_result_name returns a static NUL-terminated string.
+            let name = unsafe { CStr::from_ptr(meshcache_result_name(code as c_int)) };
+            assert_eq!(name.to_str().unwrap(), format!("MESHCACHE_{}", kind.as_str()));
+        }
+    }
 }

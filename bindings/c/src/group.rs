@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use meshcache::{Clock, Group};
+use meshcache::{Clock, Group, GroupStats, Now, TierStats};
 use tokio::runtime::Handle;
 
-use crate::cluster::{block_on_get, meshcache_cluster};
+use crate::cluster::meshcache_cluster;
 use crate::error::{Fail, arg, arg_mut, bytes_arg, ffi, ffi_infallible, invalid, out_arg, str_arg};
-use crate::loader::{
-    BlockingLoader, CLoader, is_loading, meshcache_loader_fn, meshcache_user_data_free_fn, ttl_arg,
-};
+use crate::loader::{BlockingLoader, CLoader, meshcache_loader_fn, meshcache_user_data_free_fn, ttl_arg};
 use crate::value::{meshcache_bytes, meshcache_entries, meshcache_value};
 use crate::{meshcache_clock, meshcache_result};
 
@@ -36,12 +34,53 @@ pub struct meshcache_group_options {
 #[derive(Debug)]
 pub struct meshcache_group {
     pub(crate) group: Group,
+    /// The cluster's runtime, which calls that wait block on.
     pub(crate) rt: Handle,
-    /// Identity of the group's C loader (0: none), to catch a loader getting its own key.
-    loader_id: usize,
 }
 
-/// Counters of a group, a snapshot (fields are read one by one).
+/// Counters of one tier of a group's store (`main` or `hot` in `meshcache_group_stats`).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct meshcache_tier_stats {
+    /// Entries resident now.
+    pub items: u64,
+    /// Bytes charged against the budget now (keys, values and overhead).
+    pub bytes: u64,
+    /// Lookups that consulted this tier (a lookup consults both tiers at once, so both
+    /// tiers count every lookup).
+    pub gets: u64,
+    /// Lookups answered from this tier.
+    pub hits: u64,
+    /// Entries evicted to make room.
+    pub evictions: u64,
+    /// Entries removed because their TTL passed.
+    pub expirations: u64,
+}
+
+impl From<TierStats> for meshcache_tier_stats {
+    fn from(t: TierStats) -> Self {
+        // Every field by name: a counter added to the core fails to compile here.
+        let TierStats {
+            items,
+            bytes,
+            gets,
+            hits,
+            evictions,
+            expirations,
+        } = t;
+        meshcache_tier_stats {
+            items,
+            bytes,
+            gets,
+            hits,
+            evictions,
+            expirations,
+        }
+    }
+}
+
+/// Counters of a group, a snapshot (fields are read one by one). The same names, in the
+/// same shape, as in every language: the group's counters, then its two tiers.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct meshcache_group_stats {
@@ -73,20 +112,56 @@ pub struct meshcache_group_stats {
     pub served: u64,
     /// Peers that could not be told to drop a key on set or delete.
     pub invalidation_errors: u64,
-    /// The byte budget of the store.
+    /// The byte budget of the store (both tiers).
     pub capacity: u64,
-    /// Entries resident in the main tier.
-    pub items: u64,
-    /// Bytes charged in the main tier (keys, values and overhead).
-    pub bytes: u64,
-    /// Entries resident in the hot tier.
-    pub hot_items: u64,
-    /// Bytes charged in the hot tier.
-    pub hot_bytes: u64,
-    /// Entries evicted to make room (both tiers).
-    pub evictions: u64,
-    /// Entries removed because their TTL passed (both tiers).
-    pub expirations: u64,
+    /// The main tier: keys this node owns.
+    pub main: meshcache_tier_stats,
+    /// The hot tier: mirrors of keys other nodes own.
+    pub hot: meshcache_tier_stats,
+}
+
+impl From<GroupStats> for meshcache_group_stats {
+    fn from(s: GroupStats) -> Self {
+        // Every field by name: a counter added to the core fails to compile here.
+        let GroupStats {
+            gets,
+            hits,
+            hot_hits,
+            deduplicated,
+            loads,
+            load_errors,
+            not_found,
+            remote_fetches,
+            remote_not_found,
+            remote_errors,
+            fallback_loads,
+            hot_inserts,
+            served,
+            invalidation_errors,
+            capacity,
+            main,
+            hot,
+        } = s;
+        meshcache_group_stats {
+            gets,
+            hits,
+            hot_hits,
+            deduplicated,
+            loads,
+            load_errors,
+            not_found,
+            remote_fetches,
+            remote_not_found,
+            remote_errors,
+            fallback_loads,
+            hot_inserts,
+            served,
+            invalidation_errors,
+            capacity,
+            main: main.into(),
+            hot: hot.into(),
+        }
+    }
 }
 
 /// New group options with the defaults: capacity 64 MiB, no default TTL, negative TTL
@@ -131,7 +206,8 @@ unsafe fn with_options(
     })
 }
 
-/// The byte budget of the group's store (keys, values and per-entry overhead; > 0).
+/// The byte budget of the group's store (keys, values and per-entry overhead; > 0, 0 is
+/// refused by `meshcache_group_new`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_options_set_capacity(
     options: *mut meshcache_group_options,
@@ -140,9 +216,6 @@ pub unsafe extern "C" fn meshcache_group_options_set_capacity(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if bytes == 0 {
-                return Err(invalid("capacity must be greater than zero").into());
-            }
             o.capacity = Some(bytes);
             Ok(())
         })
@@ -159,9 +232,6 @@ pub unsafe extern "C" fn meshcache_group_options_set_capacity_str(
     unsafe {
         with_options(options, |o| {
             let bytes = meshcache::parse_size(str_arg(size, "size")?)?;
-            if bytes == 0 {
-                return Err(invalid("capacity must be greater than zero").into());
-            }
             o.capacity = Some(bytes);
             Ok(())
         })
@@ -199,7 +269,8 @@ pub unsafe extern "C" fn meshcache_group_options_set_negative_ttl_ms(
     }
 }
 
-/// The longest key accepted, in bytes (> 0). Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
+/// The longest key accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`).
+/// Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_options_set_max_key_len(
     options: *mut meshcache_group_options,
@@ -208,16 +279,14 @@ pub unsafe extern "C" fn meshcache_group_options_set_max_key_len(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if len == 0 {
-                return Err(invalid("max key length must be greater than zero").into());
-            }
             o.max_key_len = Some(len);
             Ok(())
         })
     }
 }
 
-/// The largest value accepted, in bytes (> 0), from set or from the loader.
+/// The largest value accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`),
+/// from set or from the loader.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_options_set_max_value_len(
     options: *mut meshcache_group_options,
@@ -226,9 +295,6 @@ pub unsafe extern "C" fn meshcache_group_options_set_max_value_len(
     // Safety: `options` is checked.
     unsafe {
         with_options(options, |o| {
-            if len == 0 {
-                return Err(invalid("max value length must be greater than zero").into());
-            }
             o.max_value_len = Some(len);
             Ok(())
         })
@@ -297,7 +363,8 @@ pub unsafe extern "C" fn meshcache_group_options_set_clock(
 /// creates its groups with the same names. Free with `meshcache_group_free`.
 ///
 /// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
-/// cluster already has; `MESHCACHE_CLOSED` after shutdown.
+/// cluster already has, a zero capacity or zero key or value limit; `MESHCACHE_CLOSED`
+/// after shutdown.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_new(
     cluster: *const meshcache_cluster,
@@ -336,16 +403,13 @@ pub unsafe extern "C" fn meshcache_group_new(
         if let Some(v) = &o.clock {
             b = b.clock(v.clone());
         }
-        let mut loader_id = 0;
         if let Some(l) = &o.loader {
-            loader_id = l.id();
             b = b.loader(BlockingLoader(l.clone()));
         }
         let group = b.build()?;
         let g = Box::new(meshcache_group {
             group,
             rt: c.cluster.runtime().clone(),
-            loader_id,
         });
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { *out = Box::into_raw(g) };
@@ -392,8 +456,12 @@ pub unsafe extern "C" fn meshcache_group_get(
         // Safety: `(key, key_len)` is readable by contract.
         let key = unsafe { bytes_arg(key, key_len, "key") }?;
         out_arg(out, "out")?;
-        let would_deadlock = || g.loader_id != 0 && is_loading(g.loader_id, key);
-        let v = block_on_get!(&g.rt, g.group.get(key), would_deadlock)?;
+        // A hit is answered here, on this thread; only a miss enters the runtime. A
+        // loader's get of its own key is refused by the core (`Err`) instead of waiting.
+        let v = match g.group.get_now(key)? {
+            Now::Ready(v) => v,
+            Now::Pending(rest) => g.rt.block_on(rest)?,
+        };
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { meshcache_value::write(out, v) };
         Ok(())
@@ -452,9 +520,6 @@ pub unsafe extern "C" fn meshcache_group_get_many(
             // buffer (checked for NULL by bytes_arg).
             let k = unsafe { *keys.add(i) };
             let k = unsafe { bytes_arg(k.data, k.len, "keys[i]") }?;
-            if g.loader_id != 0 && is_loading(g.loader_id, k) {
-                return Err(invalid("a loader asked for the key it is loading").into());
-            }
             list.push(k);
         }
         let items: Vec<(Bytes, Bytes)> = g.rt.block_on(g.group.get_many(&list))?;
@@ -524,31 +589,7 @@ pub unsafe extern "C" fn meshcache_group_stats_get(
         // Safety: a non-NULL `group` is live by contract.
         let g = unsafe { arg(group, "group") }?;
         out_arg(out, "out")?;
-        let s = g.group.stats();
-        let st = s.store;
-        let stats = meshcache_group_stats {
-            gets: s.gets,
-            hits: s.hits,
-            hot_hits: s.hot_hits,
-            deduplicated: s.deduplicated,
-            loads: s.loads,
-            load_errors: s.load_errors,
-            not_found: s.not_found,
-            remote_fetches: s.remote_fetches,
-            remote_not_found: s.remote_not_found,
-            remote_errors: s.remote_errors,
-            fallback_loads: s.fallback_loads,
-            hot_inserts: s.hot_inserts,
-            served: s.served,
-            invalidation_errors: s.invalidation_errors,
-            capacity: st.capacity,
-            items: st.main.items,
-            bytes: st.main.bytes,
-            hot_items: st.hot.items,
-            hot_bytes: st.hot.bytes,
-            evictions: st.main.evictions + st.hot.evictions,
-            expirations: st.main.expirations + st.hot.expirations,
-        };
+        let stats = meshcache_group_stats::from(g.group.stats());
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { *out = stats };
         Ok(())

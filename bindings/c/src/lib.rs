@@ -15,6 +15,9 @@
 // This is the only crate of the workspace allowed `unsafe`: a C ABI cannot be written
 // without it. Every unsafe block says why it is sound (`// Safety:`).
 #![allow(unsafe_code)]
+// An `unsafe fn` body is not an unsafe block: each unsafe operation in it has its own,
+// with its own `// Safety:` note.
+#![deny(unsafe_op_in_unsafe_fn)]
 // The exported types carry their C names (`meshcache_group`, `MESHCACHE_OK`), as in
 // rustls-ffi, so that the Rust source reads like the header.
 #![allow(non_camel_case_types)]
@@ -31,8 +34,10 @@ pub mod loader;
 pub mod value;
 
 pub use clock::meshcache_clock;
-pub use cluster::{meshcache_cluster, meshcache_cluster_options, meshcache_cluster_stats};
+pub use cluster::{
+    meshcache_cluster, meshcache_cluster_options, meshcache_cluster_stats, meshcache_peer_stats,
+};
 pub use error::meshcache_result;
-pub use group::{meshcache_group, meshcache_group_options, meshcache_group_stats};
+pub use group::{meshcache_group, meshcache_group_options, meshcache_group_stats, meshcache_tier_stats};
 pub use loader::{meshcache_loader_fn, meshcache_loader_out, meshcache_user_data_free_fn};
 pub use value::{meshcache_bytes, meshcache_entries, meshcache_value};

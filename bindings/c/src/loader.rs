@@ -1,6 +1,7 @@
-//! The C loader: a callback run on a blocking thread of the cluster's runtime.
+//! The C loader: a callback run on a blocking thread of the cluster's runtime, through
+//! the core's `blocking_load` (which also makes a get of the key being loaded, from the
+//! callback, fail instead of waiting for itself).
 
-use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +50,8 @@ pub struct meshcache_loader_out {
 /// thread-safe, and so must `user_data`.
 ///
 /// Calling back into meshcache from a loader is allowed: a get of another key (in this or
-/// another group) works, and may itself load. A get of the very key being loaded, in the
-/// same group, would wait for itself: it is detected and returns
+/// another group) works, and may itself load. A get (or get_many) of the very key being
+/// loaded, in the same group, would wait for itself: it is detected and returns
 /// `MESHCACHE_INVALID_ARGUMENT` instead of deadlocking. A cycle through several keys
 /// (A's loader gets B, B's loader gets A) or through another node is not detected and
 /// deadlocks. `meshcache_cluster_shutdown` and `meshcache_cluster_free` must not be called
@@ -90,23 +91,6 @@ impl Drop for CLoader {
     }
 }
 
-thread_local! {
-    /// The load running on this thread: (loader identity, key). A get of that key through
-    /// a group with that loader would wait on itself.
-    static LOADING: Cell<Option<(usize, *const u8, usize)>> = const { Cell::new(None) };
-}
-
-/// Whether this thread is running the loader `loader_id` for `key`.
-#[inline]
-pub(crate) fn is_loading(loader_id: usize, key: &[u8]) -> bool {
-    LOADING.with(|l| match l.get() {
-        // Safety: the pointer is the key of the load in progress on this thread, alive
-        // until the callback returns, and we are inside that callback.
-        Some((id, p, n)) => id == loader_id && unsafe { std::slice::from_raw_parts(p, n) } == key,
-        None => false,
-    })
-}
-
 impl CLoader {
     pub(crate) fn new(
         callback: meshcache_loader_fn,
@@ -120,18 +104,11 @@ impl CLoader {
         }))
     }
 
-    /// The identity a get compares with [`is_loading`].
-    pub(crate) fn id(self: &Arc<Self>) -> usize {
-        Arc::as_ptr(self) as usize
-    }
-
     /// Runs the callback for `key` on this (blocking) thread.
-    fn call(self: &Arc<Self>, key: &Bytes) -> Result<Loaded, Error> {
+    fn call(&self, key: &Bytes) -> Result<Loaded, Error> {
         let mut out = meshcache_loader_out::default();
-        let previous = LOADING.with(|l| l.replace(Some((self.id(), key.as_ptr(), key.len()))));
         // Safety: the callback's contract; `key` and `out` stay valid during the call.
         unsafe { (self.callback)(self.user_data, key.as_ptr(), key.len(), &mut out) };
-        LOADING.with(|l| l.set(previous));
         #[cfg(feature = "test-hooks")]
         if out.inject_panic {
             panic!("panic injected in the loader path by a test");
@@ -145,32 +122,17 @@ impl CLoader {
     }
 }
 
-/// The core `Loader` of a C loader: the callback goes to the runtime's blocking pool, so
-/// it may block without stalling the runtime's workers.
+/// The core `Loader` of a C loader: the callback runs through `meshcache::blocking_load`,
+/// on the runtime's blocking pool (so it may block without stalling the runtime's
+/// workers), inside the load's scope (so a get of its own key fails with
+/// `MESHCACHE_INVALID_ARGUMENT`), and a panic on the way is `MESHCACHE_PANIC`.
 #[derive(Debug)]
 pub(crate) struct BlockingLoader(pub(crate) Arc<CLoader>);
 
 impl Loader for BlockingLoader {
     fn load(&self, key: Bytes) -> LoadFuture {
         let loader = self.0.clone();
-        Box::pin(async move {
-            match tokio::task::spawn_blocking(move || loader.call(&key)).await {
-                Ok(result) => result,
-                Err(e) if e.is_panic() => {
-                    let payload = e.into_panic();
-                    let msg = payload
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    Err(Error::new(ErrorKind::Panic, format!("loader panicked: {msg}")))
-                }
-                Err(_) => Err(Error::new(
-                    ErrorKind::Closed,
-                    "the load was cancelled by a shutdown",
-                )),
-            }
-        })
+        Box::pin(async move { meshcache::blocking_load(move || loader.call(&key)).await? })
     }
 }
 

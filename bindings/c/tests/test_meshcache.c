@@ -1,14 +1,16 @@
 /* C tests of the meshcache C ABI. Built with -std=c11 -Wall -Wextra -Werror -pedantic,
- * run natively and under valgrind by `make test-c` (mk/c.mk). No test sleeps: TTLs are
- * driven by a manual clock, and threads start together on a barrier. */
+ * run natively and under valgrind by `make test-c` (mk/c.mk). No test sleeps to wait for
+ * something: TTLs are driven by a manual clock, and threads start together on a barrier. */
 #define _POSIX_C_SOURCE 200809L
 #define MESHCACHE_TEST_HOOKS 1
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "meshcache.h"
 
@@ -51,6 +53,7 @@ typedef struct counting_loader {
   atomic_int freed;
   meshcache_group *self; /* for the re-entrant tests */
   meshcache_result nested_same;
+  meshcache_result nested_many;
   meshcache_result nested_other;
 } counting_loader;
 
@@ -86,6 +89,10 @@ static void count_loader(void *user_data, const uint8_t *key, size_t key_len,
     meshcache_value v = {0};
     l->nested_same = meshcache_group_get(l->self, key, key_len, &v);
     meshcache_value_free(&v);
+    meshcache_bytes own = {key, key_len};
+    meshcache_entries *e = NULL;
+    l->nested_many = meshcache_group_get_many(l->self, &own, 1, &e);
+    meshcache_entries_free(e);
     l->nested_other = meshcache_group_get(l->self, K("other-key"), &v);
     meshcache_value_free(&v);
   }
@@ -179,7 +186,9 @@ static void test_set_get_peek_delete(void) {
   meshcache_value_free(&v);
   meshcache_group_stats s;
   OK(meshcache_group_stats_get(f.group, &s));
-  CHECK(s.loads == 1 && s.hits >= 3 && s.items == 2 && s.capacity == (uint64_t)64 << 20);
+  CHECK(s.loads == 1 && s.hits >= 3 && s.main.items == 2 && s.hot.items == 0 &&
+        s.capacity == (uint64_t)64 << 20);
+  CHECK(s.main.hits == s.hits && s.main.gets == s.gets && s.main.bytes > 0);
   fixture_close(&f);
   CHECK(atomic_load(&f.loader.freed) == 1);
 }
@@ -304,12 +313,15 @@ static void test_loader_reentry(void) {
   CHECK(fixture_open(&f, NULL));
   meshcache_value v = {0};
   f.loader.nested_same = MESHCACHE_OK;
+  f.loader.nested_many = MESHCACHE_OK;
   f.loader.nested_other = MESHCACHE_UNKNOWN;
   OK(meshcache_group_get(f.group, K("reenter-1"), &v));
   CHECK(value_is(&v, "v:reenter-1"));
   meshcache_value_free(&v);
-  /* the same key from its own loader is refused instead of deadlocking... */
+  /* the same key from its own loader is refused (by the core) instead of deadlocking,
+   * through get and get_many... */
   CHECK(f.loader.nested_same == MESHCACHE_INVALID_ARGUMENT);
+  CHECK(f.loader.nested_many == MESHCACHE_INVALID_ARGUMENT);
   /* ...and another key loads (on another thread) */
   CHECK(f.loader.nested_other == MESHCACHE_OK);
   OK(meshcache_group_peek(f.group, K("other-key"), &v));
@@ -426,9 +438,11 @@ static void test_cluster_options_and_addrs(void) {
   size_t t = 99;
   CHECK_RC(meshcache_cluster_local_addr(c, tiny, sizeof tiny, &t), MESHCACHE_INSUFFICIENT_SIZE);
   CHECK(t == 99 && strcmp(tiny, "abc") == 0);
-  meshcache_cluster_stats s;
+  meshcache_cluster_stats *s = NULL;
   OK(meshcache_cluster_stats_get(c, &s));
-  CHECK(s.peers == 0);
+  CHECK(meshcache_cluster_stats_peers_len(s) == 0);
+  CHECK(strcmp(meshcache_cluster_stats_node(s), adv) == 0);
+  meshcache_cluster_stats_free(s);
   meshcache_cluster_free(c);
   /* a bad address, a wildcard without advertise */
   c = NULL;
@@ -538,9 +552,21 @@ static void test_three_node_cluster(void) {
     }
   }
   CHECK(total == CLUSTER_KEYS);
-  meshcache_cluster_stats s;
+  meshcache_cluster_stats *s = NULL;
   OK(meshcache_cluster_stats_get(c[0], &s));
-  CHECK(s.peers == NODES - 1 && s.requests > 0 && s.failures == 0);
+  CHECK(strcmp(meshcache_cluster_stats_node(s), addrs[0]) == 0);
+  CHECK(meshcache_cluster_stats_peers_len(s) == NODES - 1);
+  uint64_t requests = 0;
+  for (size_t i = 0; i < meshcache_cluster_stats_peers_len(s); i++) {
+    meshcache_peer_stats p;
+    OK(meshcache_cluster_stats_peer(s, i, &p));
+    CHECK(strcmp(p.addr, addrs[1]) == 0 || strcmp(p.addr, addrs[2]) == 0);
+    CHECK(strcmp(p.breaker, "closed") == 0);
+    CHECK(p.failures == 0 && p.rejected == 0 && p.breaker_opened == 0);
+    requests += p.requests;
+  }
+  CHECK(requests > 0);
+  meshcache_cluster_stats_free(s);
   for (int i = 0; i < NODES; i++) OK(meshcache_cluster_shutdown(c[i]));
   for (int i = 0; i < NODES; i++) {
     meshcache_group_free(g[i]);
@@ -626,7 +652,8 @@ static void test_null_and_bad_arguments(void) {
   uint64_t u = 0;
   char buf[64];
   meshcache_group_stats gs;
-  meshcache_cluster_stats cs;
+  meshcache_cluster_stats *cs = NULL;
+  meshcache_peer_stats ps;
   meshcache_bytes kb = {NULL, 3};
 
   CHECK_RC(meshcache_parse_size(NULL, &n), INV);
@@ -658,11 +685,6 @@ static void test_null_and_bad_arguments(void) {
   CHECK_RC(meshcache_cluster_options_set_listen(co, "\xff\xfe"), INV); /* not UTF-8 */
   CHECK_RC(meshcache_cluster_options_set_advertise(co, NULL), INV);
   CHECK_RC(meshcache_cluster_options_add_peer(co, NULL), INV);
-  CHECK_RC(meshcache_cluster_options_set_peer_timeout_ms(co, 0), INV);
-  CHECK_RC(meshcache_cluster_options_set_connect_timeout_ms(co, 0), INV);
-  CHECK_RC(meshcache_cluster_options_set_max_message_size(co, 0), INV);
-  CHECK_RC(meshcache_cluster_options_set_vnodes(co, 0), INV);
-  CHECK_RC(meshcache_cluster_options_set_worker_threads(co, 0), INV);
   meshcache_cluster_options_free(co);
   meshcache_cluster_options_free(NULL);
   /* cluster */
@@ -680,6 +702,15 @@ static void test_null_and_bad_arguments(void) {
   CHECK_RC(meshcache_cluster_advertise_addr(f.cluster, buf, sizeof buf, NULL), INV);
   CHECK_RC(meshcache_cluster_stats_get(NULL, &cs), INV);
   CHECK_RC(meshcache_cluster_stats_get(f.cluster, NULL), INV);
+  CHECK(cs == NULL);
+  CHECK(strcmp(meshcache_cluster_stats_node(NULL), "") == 0);
+  CHECK(meshcache_cluster_stats_peers_len(NULL) == 0);
+  CHECK_RC(meshcache_cluster_stats_peer(NULL, 0, &ps), INV);
+  OK(meshcache_cluster_stats_get(f.cluster, &cs));
+  CHECK_RC(meshcache_cluster_stats_peer(cs, 0, &ps), INV); /* no peers */
+  CHECK_RC(meshcache_cluster_stats_peer(cs, 0, NULL), INV);
+  meshcache_cluster_stats_free(cs);
+  meshcache_cluster_stats_free(NULL);
   CHECK_RC(meshcache_cluster_shutdown(NULL), INV);
   meshcache_cluster_free(NULL);
   CHECK(c == NULL);
@@ -695,12 +726,8 @@ static void test_null_and_bad_arguments(void) {
   CHECK_RC(meshcache_group_options_set_loader(NULL, count_loader, NULL, NULL), INV);
   CHECK_RC(meshcache_group_options_set_clock(NULL, NULL), INV);
   OK(meshcache_group_options_new(&go));
-  CHECK_RC(meshcache_group_options_set_capacity(go, 0), INV);
   CHECK_RC(meshcache_group_options_set_capacity_str(go, NULL), INV);
   CHECK_RC(meshcache_group_options_set_capacity_str(go, "lots"), INV);
-  CHECK_RC(meshcache_group_options_set_capacity_str(go, "0"), INV);
-  CHECK_RC(meshcache_group_options_set_max_key_len(go, 0), INV);
-  CHECK_RC(meshcache_group_options_set_max_value_len(go, 0), INV);
   counting_loader unused;
   memset(&unused, 0, sizeof unused);
   CHECK_RC(meshcache_group_options_set_loader(go, NULL, &unused, count_loader_free), INV);
@@ -785,6 +812,235 @@ static void test_loader_out_bad_arguments(void) {
   meshcache_cluster_free(c);
 }
 
+/* ---- options that can never work ------------------------------------------------- */
+
+typedef enum zero_option {
+  ZERO_PEER_TIMEOUT,
+  ZERO_CONNECT_TIMEOUT,
+  ZERO_MAX_MESSAGE_SIZE,
+  ZERO_VNODES,
+  ZERO_BREAKER_THRESHOLD,
+  ZERO_WORKER_THREADS,
+  ZERO_OPTIONS
+} zero_option;
+
+/* The setters take any value; meshcache_cluster_new refuses a zero. */
+static void test_options_refused_by_meshcache_cluster_new(void) {
+  static const char *const what[ZERO_OPTIONS] = {"timeout", "timeout", "max_message_size",
+                                                 "vnodes", "threshold", "worker_threads"};
+  for (int z = 0; z < ZERO_OPTIONS; z++) {
+    meshcache_cluster_options *o = NULL;
+    meshcache_cluster *c = NULL;
+    OK(meshcache_cluster_options_new(&o));
+    switch ((zero_option)z) {
+      case ZERO_PEER_TIMEOUT: OK(meshcache_cluster_options_set_peer_timeout_ms(o, 0)); break;
+      case ZERO_CONNECT_TIMEOUT: OK(meshcache_cluster_options_set_connect_timeout_ms(o, 0)); break;
+      case ZERO_MAX_MESSAGE_SIZE: OK(meshcache_cluster_options_set_max_message_size(o, 0)); break;
+      case ZERO_VNODES: OK(meshcache_cluster_options_set_vnodes(o, 0)); break;
+      case ZERO_BREAKER_THRESHOLD: OK(meshcache_cluster_options_set_breaker(o, 0, 100)); break;
+      case ZERO_WORKER_THREADS: OK(meshcache_cluster_options_set_worker_threads(o, 0)); break;
+      case ZERO_OPTIONS: break;
+    }
+    meshcache_result rc = meshcache_cluster_new(o, &c);
+    meshcache_cluster_options_free(o);
+    CHECK_RC(rc, MESHCACHE_INVALID_ARGUMENT);
+    CHECK(c == NULL);
+    CHECK(strstr(meshcache_last_error_message(), what[z]) != NULL);
+  }
+  /* group options: refused by meshcache_group_new */
+  fixture f;
+  CHECK(fixture_open(&f, NULL));
+  for (int z = 0; z < 4; z++) {
+    meshcache_group_options *o = NULL;
+    meshcache_group *g = NULL;
+    OK(meshcache_group_options_new(&o));
+    if (z == 0) OK(meshcache_group_options_set_capacity(o, 0));
+    if (z == 1) OK(meshcache_group_options_set_capacity_str(o, "0"));
+    if (z == 2) OK(meshcache_group_options_set_max_key_len(o, 0));
+    if (z == 3) OK(meshcache_group_options_set_max_value_len(o, 0));
+    meshcache_result rc = meshcache_group_new(f.cluster, "zero", o, &g);
+    meshcache_group_options_free(o);
+    CHECK_RC(rc, MESHCACHE_INVALID_ARGUMENT);
+    CHECK(g == NULL);
+  }
+  fixture_close(&f);
+}
+
+/* ---- a peer that is down: the breaker opens ---------------------------------------- */
+
+static void test_breaker_opens_on_a_dead_peer(void) {
+  /* a port that was just bound and is free again: nothing listens there */
+  meshcache_cluster *dead = NULL;
+  char dead_addr[64];
+  size_t n = 0;
+  OK(meshcache_cluster_new(NULL, &dead));
+  OK(meshcache_cluster_local_addr(dead, dead_addr, sizeof dead_addr, &n));
+  meshcache_cluster_free(dead);
+
+  meshcache_cluster_options *o = NULL;
+  meshcache_cluster *c = NULL;
+  OK(meshcache_cluster_options_new(&o));
+  OK(meshcache_cluster_options_add_peer(o, dead_addr));
+  OK(meshcache_cluster_options_set_retries(o, 0, 1));
+  OK(meshcache_cluster_options_set_breaker(o, 1, 3600 * 1000)); /* opens at once, for 1 h */
+  OK(meshcache_cluster_new(o, &c));
+  meshcache_cluster_options_free(o);
+  counting_loader loader;
+  memset(&loader, 0, sizeof loader);
+  meshcache_group_options *go = NULL;
+  meshcache_group *g = NULL;
+  OK(meshcache_group_options_new(&go));
+  OK(meshcache_group_options_set_loader(go, count_loader, &loader, NULL));
+  OK(meshcache_group_new(c, "dead", go, &g));
+  meshcache_group_options_free(go);
+  /* keys the dead peer owns are loaded here instead (20 keys: some are its) */
+  for (int k = 0; k < 20; k++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%d", k);
+    meshcache_value v = {0};
+    OK(meshcache_group_get(g, K(key), &v));
+    meshcache_value_free(&v);
+  }
+  meshcache_group_stats gs;
+  OK(meshcache_group_stats_get(g, &gs));
+  CHECK(gs.fallback_loads > 0 && gs.remote_errors > 0 && gs.hot.items > 0);
+  meshcache_cluster_stats *s = NULL;
+  OK(meshcache_cluster_stats_get(c, &s));
+  CHECK(meshcache_cluster_stats_peers_len(s) == 1);
+  meshcache_peer_stats p;
+  OK(meshcache_cluster_stats_peer(s, 0, &p));
+  printf("     peer %s: breaker %s, %llu failures, %llu rejected\n", p.addr, p.breaker,
+         (unsigned long long)p.failures, (unsigned long long)p.rejected);
+  CHECK(strcmp(p.addr, dead_addr) == 0);
+  CHECK(strcmp(p.breaker, "open") == 0);
+  CHECK(p.failures >= 1 && p.breaker_opened == 1);
+  meshcache_cluster_stats_free(s);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+}
+
+/* ---- meshcache_cluster_free waits for a loader still running ----------------------- */
+
+typedef struct slow_loader {
+  atomic_int started;
+  atomic_int release;
+  atomic_int finished;
+} slow_loader;
+
+static void slow_load(void *user_data, const uint8_t *key, size_t key_len,
+                      meshcache_loader_out *out) {
+  slow_loader *l = (slow_loader *)user_data;
+  atomic_store(&l->started, 1);
+  while (!atomic_load(&l->release)) {
+  }
+  /* The one sleep of these tests, and nothing waits for it: it only keeps the loader
+   * busy while meshcache_cluster_free runs, so that a free that did not wait would show. */
+  struct timespec t = {0, 20 * 1000 * 1000};
+  nanosleep(&t, NULL);
+  meshcache_loader_out_set_value(out, key, key_len, MESHCACHE_TTL_DEFAULT);
+  atomic_store(&l->finished, 1);
+}
+
+typedef struct getter_arg {
+  meshcache_group *group;
+  meshcache_result rc;
+} getter_arg;
+
+static void *get_slow_key(void *p) {
+  getter_arg *a = (getter_arg *)p;
+  meshcache_value v = {0};
+  a->rc = meshcache_group_get(a->group, K("slow"), &v);
+  meshcache_value_free(&v);
+  return NULL;
+}
+
+static void test_free_waits_for_a_running_loader(void) {
+  slow_loader l;
+  memset(&l, 0, sizeof l);
+  meshcache_cluster *c = NULL;
+  meshcache_group_options *o = NULL;
+  getter_arg a = {NULL, MESHCACHE_UNKNOWN};
+  OK(meshcache_cluster_new(NULL, &c));
+  OK(meshcache_group_options_new(&o));
+  OK(meshcache_group_options_set_loader(o, slow_load, &l, NULL));
+  OK(meshcache_group_new(c, "slow", o, &a.group));
+  meshcache_group_options_free(o);
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, get_slow_key, &a) == 0);
+  while (!atomic_load(&l.started)) {
+  }
+  atomic_store(&l.release, 1);
+  meshcache_cluster_free(c);
+  /* every thread of the cluster has exited: the loader too */
+  CHECK(atomic_load(&l.finished) == 1);
+  pthread_join(t, NULL);
+  /* the get that waited for it: the load finished first, or the runtime stopped first */
+  CHECK(a.rc == MESHCACHE_OK || a.rc == MESHCACHE_CLOSED);
+  meshcache_group_free(a.group);
+}
+
+/* ---- stats: the C fields are the core's names -------------------------------------- */
+
+typedef struct field {
+  const char *name;
+  size_t offset;
+  size_t size;
+} field;
+
+#define FIELD(type, member) {#member, offsetof(type, member), sizeof(((type *)0)->member)}
+#define GS(member) FIELD(meshcache_group_stats, member)
+#define PS(member) FIELD(meshcache_peer_stats, member)
+
+/* Every field, by its C name: this list does not compile if a field is renamed, and the
+ * layout check below fails if a field is added that it does not name. */
+static const field GROUP_STATS_FIELDS[] = {
+    GS(gets),           GS(hits),
+    GS(hot_hits),       GS(deduplicated),
+    GS(loads),          GS(load_errors),
+    GS(not_found),      GS(remote_fetches),
+    GS(remote_not_found), GS(remote_errors),
+    GS(fallback_loads), GS(hot_inserts),
+    GS(served),         GS(invalidation_errors),
+    GS(capacity),       GS(main.items),
+    GS(main.bytes),     GS(main.gets),
+    GS(main.hits),      GS(main.evictions),
+    GS(main.expirations), GS(hot.items),
+    GS(hot.bytes),      GS(hot.gets),
+    GS(hot.hits),       GS(hot.evictions),
+    GS(hot.expirations),
+};
+
+static const field PEER_STATS_FIELDS[] = {
+    PS(addr),    PS(breaker), PS(requests), PS(successes),     PS(failures),
+    PS(timeouts), PS(retries), PS(rejected), PS(breaker_opened),
+};
+
+/* The fields' names, comma-separated, into `out`; 0 unless the fields tile the struct in
+ * order, each starting where the previous one ends (so no field goes unnamed). */
+static int field_names(const field *f, size_t n, size_t struct_size, char *out, size_t len) {
+  size_t end = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (f[i].offset != end) return 0;
+    end += f[i].size;
+    if (i > 0) strncat(out, ",", len - strlen(out) - 1);
+    strncat(out, f[i].name, len - strlen(out) - 1);
+  }
+  return end == struct_size;
+}
+
+static void test_stats_field_names_are_the_cores(void) {
+  char names[1024];
+  CHECK(field_names(GROUP_STATS_FIELDS, sizeof GROUP_STATS_FIELDS / sizeof GROUP_STATS_FIELDS[0],
+                    sizeof(meshcache_group_stats), names, sizeof names));
+  printf("     meshcache_group_stats: %s\n", names);
+  CHECK(strcmp(names, meshcache_test_group_stats_names()) == 0);
+  CHECK(field_names(PEER_STATS_FIELDS, sizeof PEER_STATS_FIELDS / sizeof PEER_STATS_FIELDS[0],
+                    sizeof(meshcache_peer_stats), names, sizeof names));
+  printf("     meshcache_peer_stats: %s\n", names);
+  CHECK(strcmp(names, meshcache_test_peer_stats_names()) == 0);
+}
+
 /* ---- runner ----------------------------------------------------------------------- */
 
 typedef struct test_case {
@@ -800,6 +1056,9 @@ static const test_case TESTS[] = {
     T(test_closed_after_shutdown),  T(test_cluster_options_and_addrs),
     T(test_three_node_cluster),     T(test_eight_threads),       T(test_null_and_bad_arguments),
     T(test_loader_out_bad_arguments),
+    T(test_options_refused_by_meshcache_cluster_new),
+    T(test_breaker_opens_on_a_dead_peer),
+    T(test_stats_field_names_are_the_cores), T(test_free_waits_for_a_running_loader),
 };
 
 int main(int argc, char **argv) {
