@@ -7,7 +7,7 @@
 //!
 //! # Eviction policy
 //!
-//! S3-FIFO per tier and shard (see `shard.rs`): scan-resistant, and a read hit takes only
+//! S3-FIFO per tier and shard (see `policy.rs`): scan-resistant, and a read hit takes only
 //! the shard's read lock and does at most one relaxed atomic store.
 //!
 //! # Memory accounting
@@ -15,7 +15,7 @@
 //! Every entry is charged its key and value bytes as the allocator rounds them plus a fixed
 //! overhead for the slab slot, the table slot, its queue positions and its ghost, so that
 //! the process's resident memory tracks the configured capacity (measured in
-//! `BENCHMARKS.md`).
+//! `BENCHMARKS.md`; see `accounting.rs`).
 //!
 //! # Expiry
 //!
@@ -23,8 +23,13 @@
 //! expiry); [`Store::reap`] removes expired entries so they stop holding memory, and
 //! eviction removes expired entries it meets first.
 
+mod accounting;
+mod ghost;
+mod key;
+mod policy;
 mod shard;
 mod sketch;
+mod slab;
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -36,13 +41,7 @@ use parking_lot::RwLock;
 
 use crate::clock::Clock;
 use shard::Shard;
-
-/// Fixed per-entry bytes charged on top of key and value (slab slot, table slot, queue
-/// position, ghost slot and the shared-buffer header `Bytes` allocates on first clone).
-/// Calibrated by `examples/memory.rs`: filling 640 MiB and 1 GiB budgets with 100-byte
-/// and 1 KiB values measured 152-158 resident bytes per entry beyond the allocator-rounded
-/// key and value; the few bytes on top cover hash tables caught at a lower load factor.
-pub(crate) const ENTRY_OVERHEAD: usize = 160;
+use slab::Entry;
 
 /// Which tier an entry lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -115,6 +114,16 @@ fn stripe_index() -> usize {
 
 #[repr(align(128))]
 struct Padded<T>(T);
+
+/// A hit on `e`: shares its value (a refcount increment, no copy).
+#[inline]
+fn hit(e: &Entry) -> Hit {
+    Hit {
+        value: e.value.clone(),
+        tier: e.tier,
+        deadline: e.deadline,
+    }
+}
 
 /// Options for a [`Store`].
 #[derive(Debug, Clone)]
@@ -215,7 +224,7 @@ impl Store {
     /// Looks `key` up in both tiers. Never returns an expired entry. Takes only a read lock.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<Hit> {
-        self.lookup(key, true)
+        self.read(key, true, hit)
     }
 
     /// [`Store::get`] without counting the lookup in [`Store::stats`] (the entry's
@@ -223,43 +232,7 @@ impl Store {
     /// for peers' requests, which are counted elsewhere.
     #[inline]
     pub fn get_uncounted(&self, key: &[u8]) -> Option<Hit> {
-        self.lookup(key, false)
-    }
-
-    #[inline]
-    fn lookup(&self, key: &[u8], count: bool) -> Option<Hit> {
-        let hash = self.hash(key);
-        let shard = self.shard(hash).read();
-        match shard.find(hash, key) {
-            Some(e) if !(e.deadline != 0 && e.expired(self.clock.now_ms())) => {
-                e.touch();
-                let tier = e.tier();
-                let value = e.value.clone();
-                let deadline = e.deadline;
-                drop(shard);
-                if count {
-                    let stripe = &self.stripes[stripe_index()];
-                    match tier {
-                        Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
-                        Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-                Some(Hit {
-                    value,
-                    tier,
-                    deadline,
-                })
-            }
-            _ => {
-                drop(shard);
-                if count {
-                    self.stripes[stripe_index()]
-                        .misses
-                        .fetch_add(1, Ordering::Relaxed);
-                }
-                None
-            }
-        }
+        self.read(key, false, hit)
     }
 
     /// Looks `key` up like [`Store::get`] (counted), but lends the value to `f` under the
@@ -268,21 +241,38 @@ impl Store {
     /// "not found". Keep `f` short: writers to this shard wait while it runs.
     #[inline]
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> Option<R> {
+        self.read(key, true, |e| f(e.value.as_deref()))
+    }
+
+    /// The one read path: finds `key` under the shard's read lock, skips it if expired,
+    /// records the read in the entry, hands the entry to `f` while the lock is held, and
+    /// (if `count`) counts the hit or miss after releasing it.
+    #[inline]
+    fn read<R>(&self, key: &[u8], count: bool, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let hash = self.hash(key);
         let shard = self.shard(hash).read();
-        let stripe = &self.stripes[stripe_index()];
         match shard.find(hash, key) {
             Some(e) if !(e.deadline != 0 && e.expired(self.clock.now_ms())) => {
                 e.touch();
-                match e.tier() {
-                    Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
-                    Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
-                };
-                Some(f(e.value.as_deref()))
+                let out = f(e);
+                let tier = e.tier;
+                drop(shard);
+                if count {
+                    let stripe = &self.stripes[stripe_index()];
+                    match tier {
+                        Tier::Main => stripe.hits_main.fetch_add(1, Ordering::Relaxed),
+                        Tier::Hot => stripe.hits_hot.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                Some(out)
             }
             _ => {
                 drop(shard);
-                stripe.misses.fetch_add(1, Ordering::Relaxed);
+                if count {
+                    self.stripes[stripe_index()]
+                        .misses
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 None
             }
         }
@@ -340,7 +330,7 @@ impl Store {
     pub fn remove_from(&self, tier: Tier, key: &[u8]) -> bool {
         let hash = self.hash(key);
         let mut shard = self.shard(hash).write();
-        if shard.find(hash, key).is_some_and(|e| e.tier() == tier) {
+        if shard.find(hash, key).is_some_and(|e| e.tier == tier) {
             shard.remove(hash, key)
         } else {
             false

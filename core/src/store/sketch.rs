@@ -1,7 +1,10 @@
-//! A small count-min sketch of how often keys were *missed*: the history S3-FIFO's ghost
-//! does not keep. It decides whether a key coming back from the ghost may displace a
-//! main-queue entry (TinyLFU-style admission), which keeps a loop slightly larger than the
-//! cache from churning the main queue.
+//! A small count-min sketch of how often each key was *inserted* into its shard.
+//!
+//! Every insert the shard stores counts (a fill after a miss, a set, a replacement, a hot
+//! mirror); reads do not. With the cache filled on misses this approximates how often a key
+//! was missed: the history S3-FIFO's ghost does not keep. It decides whether a key coming
+//! back from the ghost may displace a main-queue entry (TinyLFU-style admission), which
+//! keeps a loop slightly larger than the cache from churning the main queue.
 //!
 //! Only the write path (an insert, under the shard's write lock) touches it, so a read hit
 //! stays a read. Counters saturate at 15 and are halved after every `sample` additions,
