@@ -36,12 +36,3 @@ impl Entry {
         self.value.ok_or_else(crate::Error::not_found)
     }
 }
-
-impl From<crate::store::Hit> for Entry {
-    fn from(hit: crate::store::Hit) -> Self {
-        Entry {
-            value: hit.value,
-            deadline: hit.deadline,
-        }
-    }
-}

@@ -60,7 +60,7 @@ impl Group {
     /// cannot be reached.
     pub(super) async fn fetch_remote(&self, peer: Arc<dyn Remote>, key: Bytes) -> Result<Entry> {
         self.flight(true, key, |g, key| async move {
-            if let Some(hit) = g.inner.store.get_uncounted(&key).map(Entry::from) {
+            if let Some(hit) = g.inner.store.get_uncounted(&key) {
                 return Ok(hit);
             }
             let batcher = g.inner.batchers.for_peer(&peer, &g.inner.name, &g.runtime()?);
@@ -83,7 +83,7 @@ impl Group {
     /// Checks the store again, then loads through the loader and caches in `tier`.
     pub(super) async fn load_and_cache(&self, key: Bytes, tier: Tier) -> Result<Entry> {
         // A flight that ended between our lookup and our joining may have cached it.
-        if let Some(hit) = self.inner.store.get_uncounted(&key).map(Entry::from) {
+        if let Some(hit) = self.inner.store.get_uncounted(&key) {
             return Ok(hit);
         }
         let c = &self.inner.counters;

@@ -40,10 +40,7 @@ impl Group {
             if !seen.insert(k) {
                 continue;
             }
-            slots.push((
-                Bytes::copy_from_slice(k),
-                self.inner.store.get(k).map(|h| Ok(Entry::from(h))),
-            ));
+            slots.push((Bytes::copy_from_slice(k), self.inner.store.get(k).map(Ok)));
         }
         // Misses: local ones load one by one (concurrently); remote ones go in one call
         // per owner.

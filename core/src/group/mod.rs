@@ -223,7 +223,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
         if let Some(e) = self.inner.store.get(key) {
-            return Entry::from(e).into_result();
+            return e.into_result();
         }
         scope::check_not_loading(self.id(), key)?;
         self.get_missed(Bytes::copy_from_slice(key)).await
@@ -242,7 +242,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
         match self.inner.store.get(key) {
-            Some(e) => Entry::from(e).into_result().map(Now::Ready),
+            Some(e) => e.into_result().map(Now::Ready),
             None => self.pending(key).map(Now::Pending),
         }
     }

@@ -16,7 +16,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(&key)?;
         bump(&self.inner.counters.served);
-        if let Some(hit) = self.inner.store.get_uncounted(&key).map(Entry::from) {
+        if let Some(hit) = self.inner.store.get_uncounted(&key) {
             return Ok(hit);
         }
         self.load_local(key).await

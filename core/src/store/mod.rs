@@ -52,17 +52,6 @@ pub enum Tier {
     Hot,
 }
 
-/// A cache hit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
-    /// The value; `None` is a cached "not found".
-    pub value: Option<Bytes>,
-    /// The tier it was found in.
-    pub tier: Tier,
-    /// Absolute expiry in unix ms; `0` never expires.
-    pub deadline: u64,
-}
-
 /// Counters for one tier.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TierStats {
@@ -79,6 +68,20 @@ pub struct TierStats {
     pub evictions: u64,
     /// Entries removed because their deadline passed.
     pub expirations: u64,
+}
+
+impl TierStats {
+    /// The counters by name, in the order every language lists them.
+    pub fn fields(&self) -> [(&'static str, u64); 6] {
+        [
+            ("items", self.items),
+            ("bytes", self.bytes),
+            ("gets", self.gets),
+            ("hits", self.hits),
+            ("evictions", self.evictions),
+            ("expirations", self.expirations),
+        ]
+    }
 }
 
 /// A snapshot of the store's counters.
@@ -117,10 +120,9 @@ struct Padded<T>(T);
 
 /// A hit on `e`: shares its value (a refcount increment, no copy).
 #[inline]
-fn hit(e: &Entry) -> Hit {
-    Hit {
+fn hit(e: &Entry) -> crate::entry::Entry {
+    crate::entry::Entry {
         value: e.value.clone(),
-        tier: e.tier,
         deadline: e.deadline,
     }
 }
@@ -223,7 +225,7 @@ impl Store {
 
     /// Looks `key` up in both tiers. Never returns an expired entry. Takes only a read lock.
     #[inline]
-    pub fn get(&self, key: &[u8]) -> Option<Hit> {
+    pub fn get(&self, key: &[u8]) -> Option<crate::entry::Entry> {
         self.read(key, true, hit)
     }
 
@@ -231,7 +233,7 @@ impl Store {
     /// frequency still counts the read): for the internal re-checks of the get path and
     /// for peers' requests, which are counted elsewhere.
     #[inline]
-    pub fn get_uncounted(&self, key: &[u8]) -> Option<Hit> {
+    pub fn get_uncounted(&self, key: &[u8]) -> Option<crate::entry::Entry> {
         self.read(key, false, hit)
     }
 
@@ -276,6 +278,18 @@ impl Store {
                 None
             }
         }
+    }
+
+    /// The tier holding `key`, if it is resident and unexpired, without counting a lookup
+    /// or a read.
+    pub fn tier_of(&self, key: &[u8]) -> Option<Tier> {
+        let hash = self.hash(key);
+        let now = self.clock.now_ms();
+        self.shard(hash)
+            .read()
+            .find(hash, key)
+            .filter(|e| !e.expired(now))
+            .map(|e| e.tier)
     }
 
     /// Whether `key` is resident and unexpired, without counting a lookup or a read.
@@ -426,12 +440,13 @@ mod tests {
             0
         ));
         assert!(s.insert(Tier::Main, Bytes::from_static(b"n"), None, 0));
-        assert_eq!(s.get(b"a").unwrap().tier, Tier::Main);
+        assert_eq!(s.tier_of(b"a"), Some(Tier::Main));
+        assert_eq!(s.tier_of(b"b"), Some(Tier::Hot));
+        assert!(s.get(b"a").is_some());
         assert_eq!(
             s.get(b"b").unwrap(),
-            Hit {
+            crate::entry::Entry {
                 value: Some(Bytes::from_static(b"2")),
-                tier: Tier::Hot,
                 deadline: 0
             }
         );
