@@ -164,7 +164,7 @@ impl ClusterBuilder {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] for an address that does not parse or cannot be
+    /// [`crate::ErrorKind::InvalidArgument`] for an address that does not parse or cannot be
     /// bound, or a wildcard listen address without `advertise`.
     ///
     /// # Panics

@@ -1,7 +1,8 @@
 //! The sharded, byte-bounded in-memory store.
 //!
 //! Keys hash to one of a power-of-two number of shards; each shard is a
-//! `parking_lot::RwLock` around a [`shard::Shard`] with its own share of the byte budget.
+//! `parking_lot::RwLock` around a `Shard` (`shard.rs`) with its own share of the byte
+//! budget.
 //! Two tiers share every shard's budget: **main** holds keys this node owns, **hot**
 //! holds mirrors of other nodes' hot keys and is capped at 1/8 of the budget.
 //!
