@@ -65,8 +65,9 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{
     Cluster, ClusterBuilder, ClusterStats, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
-    DEFAULT_RETRY_BACKOFF, DEFAULT_WORKER_THREADS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_PEER_REQUESTS, DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES,
+    DEFAULT_RETRY_BACKOFF, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKER_THREADS,
 };
 pub use entry::Entry;
 pub use error::{BoxError, Error, ErrorKind, Result, panic_message};
@@ -76,7 +77,7 @@ pub use group::{
 };
 pub use housekeeper::REAP_INTERVAL;
 pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
-pub use peer::{BreakerState, PeerStats};
+pub use peer::{BreakerState, MAX_KEYS_PER_GET_MANY, PeerStats, ServerStats};
 pub use scope::{LoadScope, blocking_load};
 pub use size::parse_size;
 pub use store::{StoreStats, Tier, TierStats};

@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -27,6 +28,12 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub(crate) trait Remote: Send + Sync + fmt::Debug + 'static {
     /// The node's advertised address (its name on the ring).
     fn addr(&self) -> &str;
+
+    /// The deadline of one call, if there is one: a get queued behind other calls to
+    /// this node waits no longer than this in all.
+    fn call_timeout(&self) -> Option<Duration> {
+        None
+    }
 
     /// The owner's answer for `key` (loading it there on a miss).
     fn get<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Entry>>;

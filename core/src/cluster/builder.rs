@@ -2,9 +2,12 @@
 //! never work, and the start: bind, membership, server.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use tokio::runtime::Handle;
 
@@ -12,8 +15,10 @@ use super::membership::Membership;
 use super::runtime::{self, NodeRuntime};
 use super::{Cluster, ClusterInner};
 use crate::error::{Error, Result};
+use crate::peer::auth::Tokens;
 use crate::peer::client::PeerOptions;
-use crate::peer::server;
+use crate::peer::conn::ConnLimits;
+use crate::peer::server::{self, ServeOptions};
 use crate::registry::Registry;
 use crate::ring::{self, HashFn};
 
@@ -31,6 +36,35 @@ pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 /// Default largest gRPC message, either direction.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Default time shutdown lets calls in flight finish before it closes every connection.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Default time a new connection has to send its first bytes (TLS hello or HTTP/2
+/// preface) before it is closed.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a connection may serve no request before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default number of peer requests a node works on at once; more are refused and their
+/// callers load locally.
+pub const DEFAULT_MAX_PEER_REQUESTS: usize = 1024;
+/// Default HTTP/2 streams one peer connection may have open at once.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 256;
+/// How often the server pings an HTTP/2 client, and how long it waits for the answer
+/// before dropping the connection (a stopped or vanished client).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS for peer traffic, from PEM files: this node's certificate and key (served to
+/// peers, and presented to them as a client certificate), and the CA that signed every
+/// node's certificate.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    client_auth: bool,
+    server_name: Option<String>,
+}
+
 /// Default worker threads of the runtime a cluster creates for itself.
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 
@@ -45,6 +79,14 @@ pub struct ClusterBuilder {
     hash: HashFn,
     worker_threads: usize,
     runtime: Option<Handle>,
+    token: Option<String>,
+    previous_token: Option<String>,
+    token_file: Option<PathBuf>,
+    tls: Option<TlsFiles>,
+    shutdown_grace: Duration,
+    conn: ConnLimits,
+    max_peer_requests: usize,
+    max_streams_per_connection: u32,
 }
 
 impl Default for ClusterBuilder {
@@ -61,11 +103,25 @@ impl Default for ClusterBuilder {
                 breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
                 breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+                tokens: Tokens::default(),
+                tls: None,
             },
             vnodes: ring::DEFAULT_VNODES,
             hash: ring::default_hash,
             worker_threads: DEFAULT_WORKER_THREADS,
             runtime: None,
+            token: None,
+            previous_token: None,
+            token_file: None,
+            tls: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            conn: ConnLimits {
+                handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                tls: false,
+            },
+            max_peer_requests: DEFAULT_MAX_PEER_REQUESTS,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
         }
     }
 }
@@ -153,6 +209,91 @@ impl ClusterBuilder {
         self
     }
 
+    /// The cluster token: sent on every call to a peer, and required of every call from
+    /// one (health checks excepted). Every node of a cluster needs the same token.
+    /// Default: none — then anyone who can reach the port can read, write and load any
+    /// key, so the port must be private. Printable ASCII, no spaces.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The token from a file (its first line, surrounding white space removed), read
+    /// when the cluster starts. Overrides [`ClusterBuilder::token`].
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_file = Some(path.into());
+        self
+    }
+
+    /// A token accepted besides the current one, for rotation: give every node the new
+    /// token with the old one as previous, then, once all run it, drop the previous.
+    pub fn previous_token(mut self, token: impl Into<String>) -> Self {
+        self.previous_token = Some(token.into());
+        self
+    }
+
+    /// TLS on peer traffic: this node's certificate chain and private key (PEM files),
+    /// and the CA (PEM) that signed every node's certificate. With TLS, peers must
+    /// present a certificate from that CA too (mutual TLS) unless
+    /// [`ClusterBuilder::tls_client_auth`] turns that off. Every node of a cluster must
+    /// use TLS or none.
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>, ca: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            ca: ca.into(),
+            client_auth: true,
+            server_name: None,
+        });
+        self
+    }
+
+    /// Whether peers must present a client certificate (mutual TLS). Default `true`
+    /// when TLS is on. Without it, the token is what keeps strangers out.
+    pub fn tls_client_auth(mut self, required: bool) -> Self {
+        if let Some(t) = &mut self.tls {
+            t.client_auth = required;
+        }
+        self
+    }
+
+    /// The name peers' certificates are checked against, when it is not the host part
+    /// of their addresses (say, every node's certificate names `meshcache.internal`).
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        if let Some(t) = &mut self.tls {
+            t.server_name = Some(name.into());
+        }
+        self
+    }
+
+    /// How long shutdown lets calls in flight finish before it closes every connection.
+    /// Default [`DEFAULT_SHUTDOWN_GRACE`].
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long a new connection has to send its first bytes. Default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may serve no request before it is closed. Default
+    /// [`DEFAULT_IDLE_TIMEOUT`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.idle_timeout = timeout;
+        self
+    }
+
+    /// Peer requests this node works on at once; more are refused (the peer loads
+    /// locally instead). Default [`DEFAULT_MAX_PEER_REQUESTS`].
+    pub fn max_peer_requests(mut self, n: usize) -> Self {
+        self.max_peer_requests = n;
+        self
+    }
+
     /// Run on an existing tokio runtime instead of creating one.
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
@@ -220,13 +361,35 @@ impl ClusterBuilder {
         if o.breaker_threshold == 0 {
             return Err(Error::invalid("the breaker threshold must be greater than zero"));
         }
+        if self.conn.handshake_timeout.is_zero() || self.conn.idle_timeout.is_zero() {
+            return Err(Error::invalid(
+                "handshake_timeout and idle_timeout must be greater than zero",
+            ));
+        }
+        if self.max_peer_requests == 0 {
+            return Err(Error::invalid("max_peer_requests must be greater than zero"));
+        }
         if self.worker_threads == 0 && self.runtime.is_none() {
             return Err(Error::invalid("worker_threads must be greater than zero"));
         }
         Ok(())
     }
 
-    async fn start_on(self, runtime: NodeRuntime) -> Result<Cluster> {
+    async fn start_on(mut self, runtime: NodeRuntime) -> Result<Cluster> {
+        let token = match &self.token_file {
+            Some(path) => Some(read_token(path)?),
+            None => self.token.take(),
+        };
+        let tokens = Tokens::new(token, self.previous_token.take())?;
+        self.opts.tokens = tokens.clone();
+        let server_tls = match &self.tls {
+            Some(files) => {
+                let (server, client) = tls_configs(files)?;
+                self.opts.tls = Some(client);
+                Some(server)
+            }
+            None => None,
+        };
         let listen: SocketAddr = tokio::net::lookup_host(&self.listen)
             .await
             .ok()
@@ -257,20 +420,57 @@ impl ClusterBuilder {
         ));
         membership.set_peers(self.peers)?;
         let registry = Arc::new(Registry::default());
-        let server = server::serve(
-            listener,
-            Arc::downgrade(&registry),
-            self.opts.max_message_size,
-            &handle,
-        )
-        .await;
+        let serve = ServeOptions {
+            max_message_size: self.opts.max_message_size,
+            conn: ConnLimits {
+                tls: server_tls.is_some(),
+                ..self.conn
+            },
+            tokens,
+            tls: server_tls,
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_peer_requests: self.max_peer_requests,
+            keepalive_interval: KEEPALIVE_INTERVAL,
+            keepalive_timeout: KEEPALIVE_TIMEOUT,
+        };
+        let server = server::serve(listener, Arc::downgrade(&registry), serve, &handle).await?;
         Ok(Cluster::from_parts(ClusterInner {
             membership,
             registry,
             local_addr,
             server,
             runtime,
+            shutdown_grace: self.shutdown_grace,
             closed: AtomicBool::new(false),
         }))
     }
+}
+
+fn read_file(what: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::invalid(format!("cannot read the {what} {}: {e}", path.display())))
+}
+
+/// The token in `path`: its first line, trimmed.
+fn read_token(path: &Path) -> Result<String> {
+    let bytes = read_file("token file", path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::invalid(format!("the token file {} is not UTF-8", path.display())))?;
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// The server's and the clients' TLS configurations from the PEM files.
+fn tls_configs(files: &TlsFiles) -> Result<(ServerTlsConfig, ClientTlsConfig)> {
+    let cert = read_file("TLS certificate", &files.cert)?;
+    let key = read_file("TLS key", &files.key)?;
+    let ca = Certificate::from_pem(read_file("TLS CA certificate", &files.ca)?);
+    let identity = Identity::from_pem(cert, key);
+    let mut server = ServerTlsConfig::new().identity(identity.clone());
+    if files.client_auth {
+        server = server.client_ca_root(ca.clone());
+    }
+    let mut client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
+    if let Some(name) = &files.server_name {
+        client = client.domain_name(name.clone());
+    }
+    Ok((server, client))
 }

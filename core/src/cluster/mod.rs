@@ -27,8 +27,9 @@ use tokio::runtime::Handle;
 
 pub use builder::{
     ClusterBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF,
-    DEFAULT_WORKER_THREADS,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEER_REQUESTS,
+    DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKER_THREADS,
 };
 
 use self::membership::Membership;
@@ -36,7 +37,7 @@ use self::runtime::NodeRuntime;
 use crate::error::{Error, Result};
 use crate::group::{Group, GroupBuilder};
 use crate::peer::server::Server;
-use crate::peer::{BreakerState, PeerStats};
+use crate::peer::{BreakerState, PeerStats, ServerStats};
 use crate::registry::Registry;
 
 /// A node of a meshcache cluster. Cheap to clone; clones share the node.
@@ -66,6 +67,8 @@ pub struct ClusterStats {
     pub node: String,
     /// Every peer: its address, breaker state and call counters.
     pub peers: Vec<(String, BreakerState, PeerStats)>,
+    /// This node's server: refused requests and connection events.
+    pub server: ServerStats,
 }
 
 struct ClusterInner {
@@ -75,6 +78,7 @@ struct ClusterInner {
     local_addr: SocketAddr,
     server: Server,
     runtime: NodeRuntime,
+    shutdown_grace: std::time::Duration,
     closed: AtomicBool,
 }
 
@@ -170,6 +174,7 @@ impl Cluster {
         ClusterStats {
             node: self.advertise_addr().to_string(),
             peers,
+            server: self.inner.server.stats(),
         }
     }
 
@@ -178,9 +183,11 @@ impl Cluster {
         self.inner.closed.load(Ordering::Acquire)
     }
 
-    /// Shuts down gracefully: stops accepting connections, lets calls in flight finish,
-    /// then closes every group (later calls return [`crate::ErrorKind::Closed`]).
-    /// Idempotent.
+    /// Shuts down gracefully: stops accepting connections, lets calls in flight finish
+    /// for up to the shutdown grace period ([`ClusterBuilder::shutdown_grace`]), closes
+    /// every connection still open, then closes every group (later calls return
+    /// [`crate::ErrorKind::Closed`]). Always returns within about the grace period plus a
+    /// second, whatever the peers do. Idempotent.
     ///
     /// # Errors
     ///
@@ -195,7 +202,7 @@ impl Cluster {
             return Ok(());
         }
         self.inner.membership.close();
-        let result = self.inner.server.shutdown().await;
+        let result = self.inner.server.shutdown(self.inner.shutdown_grace).await;
         self.inner.registry.close_all();
         result
     }

@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::entry::Entry;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::route::Remote;
 
 /// Calls to one peer, per group, in flight at once.
@@ -100,7 +100,27 @@ impl Batcher {
     /// # Cancel safety
     ///
     /// Dropping the future drops only this caller's interest; a queued key is still sent.
+    ///
+    /// # Errors
+    ///
+    /// The peer's; `Timeout` when the answer has not come within the peer's call timeout
+    /// counted from now, queueing included, so a get behind calls to a hung owner falls
+    /// back after one timeout, not two.
     pub(crate) async fn get(&self, key: Bytes) -> Result<Entry> {
+        match self.peer.call_timeout() {
+            None => self.get_unbounded(key).await,
+            Some(t) => tokio::time::timeout(t, self.get_unbounded(key))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("peer {}: no answer within {t:?}", self.peer.addr()),
+                    ))
+                }),
+        }
+    }
+
+    async fn get_unbounded(&self, key: Bytes) -> Result<Entry> {
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.permits.clone().try_acquire_owned()
         {

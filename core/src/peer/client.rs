@@ -7,12 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tonic::transport::{Channel, Endpoint};
+use futures_util::stream::{self, StreamExt};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
+use super::auth::{Attach, Tokens};
 use super::breaker::{Breaker, BreakerState};
 use super::pb;
 use super::pb::peer_client::PeerClient as RawClient;
+use super::server::{MAX_KEYS_PER_GET_MANY, key_cost};
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::route::{BoxFuture, Remote};
@@ -27,7 +31,16 @@ pub(crate) struct PeerOptions {
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
     pub(crate) max_message_size: usize,
+    /// The cluster token sent on every call.
+    pub(crate) tokens: Tokens,
+    /// TLS to peers (`https`), when configured.
+    pub(crate) tls: Option<ClientTlsConfig>,
 }
+
+type Transport = InterceptedService<Channel, Attach>;
+
+/// `GetMany` chunks of one large batch in flight at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Counters of the calls to one peer.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +90,7 @@ struct Counters {
 #[derive(Debug)]
 pub(crate) struct PeerClient {
     addr: String,
-    client: RawClient<Channel>,
+    client: RawClient<Transport>,
     breaker: Breaker,
     opts: PeerOptions,
     counters: Counters,
@@ -86,7 +99,8 @@ pub(crate) struct PeerClient {
 impl PeerClient {
     /// A client for `addr` (`host:port`). Connects lazily; must be called inside a runtime.
     pub(crate) fn new(addr: &str, opts: PeerOptions) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| Error::invalid(format!("bad peer address {addr:?}: {e}")))?
             .connect_timeout(opts.connect_timeout)
             .tcp_nodelay(true)
@@ -96,7 +110,13 @@ impl PeerClient {
             .initial_connection_window_size(8 << 20)
             // Fewer, larger DATA frames for large values and coalesced answers.
             .max_frame_size(256 << 10);
-        let client = RawClient::new(endpoint.connect_lazy())
+        if let Some(tls) = &opts.tls {
+            endpoint = endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| Error::invalid(format!("TLS configuration for peer {addr}: {e}")))?;
+        }
+        let channel = InterceptedService::new(endpoint.connect_lazy(), opts.tokens.attach());
+        let client = RawClient::new(channel)
             .max_decoding_message_size(opts.max_message_size)
             .max_encoding_message_size(opts.max_message_size);
         Ok(PeerClient {
@@ -133,7 +153,7 @@ impl PeerClient {
     async fn call<Req, T, F, Fut>(&self, idempotent: bool, message: Req, send: F) -> Result<T>
     where
         Req: Clone,
-        F: Fn(RawClient<Channel>, Request<Req>) -> Fut,
+        F: Fn(RawClient<Transport>, Request<Req>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let c = &self.counters;
@@ -215,9 +235,31 @@ impl PeerClient {
         })
     }
 
-    /// Asks the owner for many keys in one call; one result per key, in order. Keys the
-    /// owner left out of a response that grew too large are then asked for one by one.
+    /// Asks the owner for many keys: one call per [`MAX_KEYS_PER_GET_MANY`] keys (each
+    /// with its own deadline, so a large batch is not mistaken for a dead peer); one
+    /// result per key, in order. A chunk that fails gives its error to each of its keys.
     pub(crate) async fn get_many(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Entry>>> {
+        let chunks = chunk(keys, self.opts.max_message_size / 2);
+        if chunks.len() == 1 {
+            let keys = chunks.into_iter().next().expect("one chunk");
+            return self.get_many_call(group, keys).await;
+        }
+        // A few chunks at a time, each with its own deadline: sent all at once, they
+        // would share the owner's time and could all miss their deadlines together.
+        let calls = chunks.into_iter().map(|chunk: Vec<Bytes>| async move {
+            let n = chunk.len();
+            match self.get_many_call(group, chunk).await {
+                Ok(results) => results,
+                Err(e) => vec![Err(e); n],
+            }
+        });
+        let answers: Vec<Vec<Result<Entry>>> = stream::iter(calls).buffered(CHUNKS_IN_FLIGHT).collect().await;
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// One `GetMany` call. Keys the owner left out of a response that grew too large are
+    /// then asked for one by one.
+    async fn get_many_call(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Entry>>> {
         let n = keys.len();
         let req = pb::GetManyRequest {
             group: group.to_string(),
@@ -293,9 +335,31 @@ impl PeerClient {
     }
 }
 
+/// Splits `keys` into the chunks a server accepts: at most [`MAX_KEYS_PER_GET_MANY`]
+/// keys, whose answer costs at most `budget` bytes before values.
+fn chunk(keys: Vec<Bytes>, budget: usize) -> Vec<Vec<Bytes>> {
+    let mut out = vec![Vec::new()];
+    let mut cost = 0;
+    for k in keys {
+        let c = key_cost(k.len());
+        let last = out.last_mut().expect("never empty");
+        if !last.is_empty() && (last.len() == MAX_KEYS_PER_GET_MANY || cost + c > budget) {
+            out.push(Vec::new());
+            cost = 0;
+        }
+        cost += c;
+        out.last_mut().expect("never empty").push(k);
+    }
+    out
+}
+
 impl Remote for PeerClient {
     fn addr(&self) -> &str {
         &self.addr
+    }
+
+    fn call_timeout(&self) -> Option<Duration> {
+        Some(self.opts.timeout)
     }
 
     fn get<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Entry>> {
@@ -318,5 +382,22 @@ impl Remote for PeerClient {
 
     fn delete<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<bool>> {
         Box::pin(PeerClient::delete(self, group, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_split_by_count_and_by_key_bytes() {
+        let keys = |n: usize, len: usize| (0..n).map(|_| Bytes::from(vec![b'k'; len])).collect::<Vec<_>>();
+        let sizes = |c: Vec<Vec<Bytes>>| c.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(sizes(chunk(keys(2500, 8), usize::MAX)), vec![1000, 1000, 500]);
+        let per = key_cost(100);
+        assert_eq!(sizes(chunk(keys(10, 100), per * 4)), vec![4, 4, 2]);
+        // A key that alone exceeds the budget still goes (alone): the server says why.
+        assert_eq!(sizes(chunk(keys(2, 100), 1)), vec![1, 1]);
+        assert_eq!(sizes(chunk(Vec::new(), 1)), vec![0]);
     }
 }

@@ -7,9 +7,11 @@
 //! failure, is a [`ErrorKind::Peer`] (or [`ErrorKind::Timeout`]) error: the caller's cue
 //! to fall back to a local load.
 
+pub(crate) mod auth;
 pub(crate) mod batch;
 mod breaker;
 pub(crate) mod client;
+pub(crate) mod conn;
 pub(crate) mod server;
 
 use tonic::{Code, Status};
@@ -24,6 +26,7 @@ pub mod pb {
 
 pub use breaker::BreakerState;
 pub use client::PeerStats;
+pub use server::{MAX_KEYS_PER_GET_MANY, ServerStats};
 
 const KIND_HEADER: &str = "meshcache-kind";
 

@@ -5,24 +5,135 @@
 //! treats it as a peer failure and loads locally). Keys and values are checked against
 //! the group's limits before anything else happens. Gets arriving here are never
 //! forwarded again (see `Group::serve_get`).
+//!
+//! # Bounded work
+//!
+//! Before a request costs anything it passes the token check (`auth.rs`) and the node's
+//! limit on requests in flight from peers. A `GetMany` carries at most
+//! [`MAX_KEYS_PER_GET_MANY`] keys, answers each distinct key once however often it is
+//! repeated, and keeps its answer inside the message limit counting keys and per-item
+//! overhead, not only values. Connections are guarded by `conn.rs`, and shutdown waits
+//! for calls in flight only for its grace period.
 
-use std::sync::Weak;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::ServerTlsConfig;
 use tonic::{Request, Response, Status};
 
+use super::auth::Tokens;
+use super::conn::{Busy, ConnCounters, ConnInfo, ConnLimits, Incoming};
 use super::pb;
 use super::pb::peer_server::{Peer, PeerServer};
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::Group;
 use crate::registry::Registry;
+
+/// Most keys one `GetMany` may carry; clients split larger batches.
+pub const MAX_KEYS_PER_GET_MANY: usize = 1000;
+/// What an answer item costs beyond its key and value (tags, lengths, flags, expiry).
+const ITEM_OVERHEAD: usize = 32;
+/// Longest error message put in a `GetMany` item.
+const MAX_ITEM_MESSAGE: usize = 256;
+/// What one key costs an answer before its value: the key, the item's fields, and room
+/// for an error message. A `GetMany`'s keys may cost at most half the message limit.
+pub(crate) fn key_cost(key_len: usize) -> usize {
+    key_len + ITEM_OVERHEAD + MAX_ITEM_MESSAGE
+}
+
+/// How long shutdown waits for connections after the grace period has closed them.
+const AFTER_GRACE: Duration = Duration::from_secs(1);
+
+/// How the server runs: limits, token, TLS.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeOptions {
+    pub(crate) max_message_size: usize,
+    pub(crate) conn: ConnLimits,
+    pub(crate) tokens: Tokens,
+    pub(crate) tls: Option<ServerTlsConfig>,
+    /// HTTP/2 streams one connection may have open at once.
+    pub(crate) max_streams_per_connection: u32,
+    /// Requests from peers this node works on at once; more are refused
+    /// (`RESOURCE_EXHAUSTED`), and their callers fall back.
+    pub(crate) max_peer_requests: usize,
+    /// Server pings every this often; a client that does not answer within
+    /// `keepalive_timeout` is dropped.
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_timeout: Duration,
+}
+
+/// Counters of the server: refusals and connection events.
+#[derive(Debug, Default)]
+pub(crate) struct ServerCounters {
+    pub(crate) unauthenticated: Arc<AtomicU64>,
+    pub(crate) overloaded: AtomicU64,
+    pub(crate) too_many_keys: AtomicU64,
+    pub(crate) conn: Arc<ConnCounters>,
+}
+
+/// A snapshot of a node's server counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Calls refused for a missing or wrong cluster token.
+    pub rejected_unauthenticated: u64,
+    /// Calls refused because the node had as many peer requests in flight as it allows.
+    pub rejected_overloaded: u64,
+    /// `GetMany` calls refused for carrying more keys (or key bytes) than one answer may.
+    pub rejected_too_many_keys: u64,
+    /// Accept errors (such as running out of file descriptors), each followed by a pause.
+    pub accept_errors: u64,
+    /// Connections closed for not sending their first bytes in time.
+    pub handshake_timeouts: u64,
+    /// Connections closed after serving no request for the idle timeout.
+    pub idle_closed: u64,
+    /// Connections still open when shutdown's grace period ended, then closed.
+    pub closed_at_shutdown: u64,
+    /// Connections refused for speaking plaintext to a TLS port, or TLS to a plaintext one.
+    pub rejected_protocol_mismatch: u64,
+}
+
+impl ServerStats {
+    /// The counters by name, in the order every language lists them.
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
+        [
+            ("rejected_unauthenticated", self.rejected_unauthenticated),
+            ("rejected_overloaded", self.rejected_overloaded),
+            ("rejected_too_many_keys", self.rejected_too_many_keys),
+            ("accept_errors", self.accept_errors),
+            ("handshake_timeouts", self.handshake_timeouts),
+            ("idle_closed", self.idle_closed),
+            ("closed_at_shutdown", self.closed_at_shutdown),
+            ("rejected_protocol_mismatch", self.rejected_protocol_mismatch),
+        ]
+    }
+}
+
+impl ServerCounters {
+    pub(crate) fn snapshot(&self) -> ServerStats {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStats {
+            rejected_unauthenticated: l(&self.unauthenticated),
+            rejected_overloaded: l(&self.overloaded),
+            rejected_too_many_keys: l(&self.too_many_keys),
+            accept_errors: l(&self.conn.accept_errors),
+            handshake_timeouts: l(&self.conn.handshake_timeouts),
+            idle_closed: l(&self.conn.idle_closed),
+            closed_at_shutdown: l(&self.conn.killed),
+            rejected_protocol_mismatch: l(&self.conn.protocol_mismatch),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct PeerService {
@@ -31,6 +142,15 @@ pub(crate) struct PeerService {
     registry: Weak<Registry>,
     /// Largest response body: a `GetMany` answer stops adding values past it.
     max_message_size: usize,
+    /// Peer requests in flight on this node.
+    in_flight: Arc<Semaphore>,
+    counters: Arc<ServerCounters>,
+}
+
+/// What a request holds while it is served.
+struct Serving {
+    _permit: OwnedSemaphorePermit,
+    _busy: Option<Busy>,
 }
 
 impl PeerService {
@@ -43,6 +163,26 @@ impl PeerService {
             .get(name)
             .ok_or_else(|| Status::not_found(format!("unknown group {name:?}")))
     }
+
+    /// Admits a request: a slot among the node's peer requests, and its connection
+    /// marked busy (so an idle timeout never cuts it).
+    fn admit<T>(&self, request: &Request<T>) -> Result<Serving, Status> {
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::resource_exhausted(
+                "node is serving as many peer requests as it allows",
+            ));
+        };
+        let ext = request.extensions();
+        let info = ext.get::<ConnInfo>().or_else(|| {
+            ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
+                .map(|t| t.get_ref())
+        });
+        Ok(Serving {
+            _permit: permit,
+            _busy: info.map(|i| i.activity.begin()),
+        })
+    }
 }
 
 /// A running peer server: stopped by [`Server::shutdown`] (or when dropped).
@@ -50,34 +190,60 @@ impl PeerService {
 pub(crate) struct Server {
     stop: Mutex<Option<oneshot::Sender<()>>>,
     task: tokio::sync::Mutex<Option<JoinHandle<Result<()>>>>,
+    /// Fails every connection's reads and writes: shutdown's last word.
+    kill: CancellationToken,
+    counters: Arc<ServerCounters>,
 }
 
 /// Serves `registry`'s groups and the `grpc.health.v1` service on `listener`, on
 /// `runtime`, until [`Server::shutdown`].
+///
+/// # Errors
+///
+/// `InvalidArgument` if the TLS configuration is unusable.
 pub(crate) async fn serve(
     listener: TcpListener,
     registry: Weak<Registry>,
-    max_message_size: usize,
+    opts: ServeOptions,
     runtime: &Handle,
-) -> Server {
+) -> Result<Server> {
+    let counters = Arc::new(ServerCounters::default());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PeerServer<PeerService>>().await;
     let service = PeerServer::new(PeerService {
         registry,
-        max_message_size,
+        max_message_size: opts.max_message_size,
+        in_flight: Arc::new(Semaphore::new(opts.max_peer_requests)),
+        counters: counters.clone(),
     })
-    .max_decoding_message_size(max_message_size)
-    .max_encoding_message_size(max_message_size);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    .max_decoding_message_size(opts.max_message_size)
+    .max_encoding_message_size(opts.max_message_size);
+    // The token guards the peer service only: health checks stay open.
+    let service = tonic::service::interceptor::InterceptedService::new(
+        service,
+        opts.tokens.check(counters.unauthenticated.clone()),
+    );
+    let kill = CancellationToken::new();
+    let incoming = Incoming::new(listener, kill.clone(), opts.conn, counters.conn.clone());
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = opts.tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?;
+    }
+    let router = builder
+        // Large values in GetMany answers must not stall on 64 KiB windows.
+        .initial_stream_window_size(Some(2 << 20))
+        .initial_connection_window_size(Some(8 << 20))
+        .max_frame_size(Some(256 << 10))
+        .max_concurrent_streams(Some(opts.max_streams_per_connection))
+        .http2_keepalive_interval(Some(opts.keepalive_interval))
+        .http2_keepalive_timeout(Some(opts.keepalive_timeout))
+        .add_service(health_service)
+        .add_service(service);
     let (tx, rx) = oneshot::channel::<()>();
     let task = runtime.spawn(async move {
-        let result = tonic::transport::Server::builder()
-            // Large values in GetMany answers must not stall on 64 KiB windows.
-            .initial_stream_window_size(Some(2 << 20))
-            .initial_connection_window_size(Some(8 << 20))
-            .max_frame_size(Some(256 << 10))
-            .add_service(health_service)
-            .add_service(service)
+        let result = router
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = rx.await;
                 health.set_not_serving::<PeerServer<PeerService>>().await;
@@ -88,10 +254,12 @@ pub(crate) async fn serve(
         }
         result.map_err(|e| Error::new(ErrorKind::Peer, format!("peer server failed: {e}")))
     });
-    Server {
+    Ok(Server {
         stop: Mutex::new(Some(tx)),
         task: tokio::sync::Mutex::new(Some(task)),
-    }
+        kill,
+        counters,
+    })
 }
 
 impl Server {
@@ -102,18 +270,40 @@ impl Server {
         }
     }
 
-    /// Stops the server and waits until calls in flight have finished.
+    /// The server's counters.
+    pub(crate) fn stats(&self) -> ServerStats {
+        self.counters.snapshot()
+    }
+
+    /// Stops accepting, lets calls in flight finish for up to `grace`, then closes every
+    /// connection still open. Always returns: a connection whose client is stopped,
+    /// idle or silent cannot hold it.
     ///
     /// # Errors
     ///
     /// The server's own error, if it failed while serving.
-    pub(crate) async fn shutdown(&self) -> Result<()> {
+    pub(crate) async fn shutdown(&self, grace: Duration) -> Result<()> {
         self.stop();
-        match self.task.lock().await.take() {
-            Some(t) => t
-                .await
-                .unwrap_or_else(|e| Err(Error::new(ErrorKind::Panic, format!("peer server task: {e}")))),
-            None => Ok(()),
+        let Some(mut task) = self.task.lock().await.take() else {
+            return Ok(());
+        };
+        let joined = |r: std::result::Result<Result<()>, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| Err(Error::new(ErrorKind::Panic, format!("peer server task: {e}"))))
+        };
+        if let Ok(r) = tokio::time::timeout(grace, &mut task).await {
+            return joined(r);
+        }
+        tracing::info!(
+            ?grace,
+            "meshcache peer server: grace period over, closing connections"
+        );
+        self.kill.cancel();
+        match tokio::time::timeout(AFTER_GRACE, &mut task).await {
+            Ok(r) => joined(r),
+            Err(_) => {
+                task.abort();
+                Ok(())
+            }
         }
     }
 }
@@ -121,12 +311,66 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        self.kill.cancel();
+    }
+}
+
+/// One `GetMany` answer item.
+fn item(key: Bytes, r: &Result<Entry>, room: &mut usize) -> pb::Item {
+    match r {
+        Ok(Entry {
+            value: Some(value),
+            deadline,
+        }) => {
+            if value.len() > *room {
+                // Left out to keep the answer inside the message limit: the caller asks
+                // for it on its own.
+                return pb::Item {
+                    key,
+                    omitted: true,
+                    ..Default::default()
+                };
+            }
+            *room -= value.len();
+            pb::Item {
+                key,
+                found: true,
+                value: value.clone(),
+                expire_at_ms: *deadline,
+                ..Default::default()
+            }
+        }
+        Ok(Entry {
+            value: None,
+            deadline,
+        }) => pb::Item {
+            key,
+            expire_at_ms: *deadline,
+            ..Default::default()
+        },
+        Err(e) => {
+            let mut message = e.message().to_string();
+            if message.len() > MAX_ITEM_MESSAGE {
+                let mut end = MAX_ITEM_MESSAGE;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+            }
+            pb::Item {
+                key,
+                error_kind: e.kind().as_str().to_string(),
+                error_message: message,
+                ..Default::default()
+            }
+        }
     }
 }
 
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let _serving = self.admit(&request)?;
         let req = request.into_inner();
         let group = self.group(&req.group)?;
         let entry = group.serve_get(req.key).await.map_err(|e| super::to_status(&e))?;
@@ -141,62 +385,59 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::GetManyRequest>,
     ) -> Result<Response<pb::GetManyResponse>, Status> {
+        let _serving = self.admit(&request)?;
         let req = request.into_inner();
+        if req.keys.len() > MAX_KEYS_PER_GET_MANY {
+            self.counters.too_many_keys.fetch_add(1, Ordering::Relaxed);
+            return Err(super::to_status(&Error::invalid(format!(
+                "GetMany with {} keys: at most {MAX_KEYS_PER_GET_MANY} per call",
+                req.keys.len()
+            ))));
+        }
+        // Every item repeats its key: keys that cannot fit in one answer are refused
+        // before any work (the client's split, by count, keeps within this by default).
+        let fixed: usize = req.keys.iter().map(|k| key_cost(k.len())).sum();
+        if fixed > self.max_message_size / 2 {
+            self.counters.too_many_keys.fetch_add(1, Ordering::Relaxed);
+            return Err(super::to_status(&Error::invalid(format!(
+                "GetMany keys would need {fixed} bytes of answer, over half the {} byte message limit",
+                self.max_message_size
+            ))));
+        }
         let group = self.group(&req.group)?;
-        let results = join_all(req.keys.into_iter().map(|key: Bytes| {
+        // Each distinct key is served once, however often it is repeated.
+        let mut first: HashMap<&Bytes, usize> = HashMap::with_capacity(req.keys.len());
+        let mut distinct: Vec<Bytes> = Vec::new();
+        let slots: Vec<usize> = req
+            .keys
+            .iter()
+            .map(|k| {
+                *first.entry(k).or_insert_with(|| {
+                    distinct.push(k.clone());
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let results = join_all(distinct.into_iter().map(|key| {
             let group = group.clone();
-            async move {
-                let r = group.serve_get(key.clone()).await;
-                (key, r)
-            }
+            async move { group.serve_get(key).await }
         }))
         .await;
-        // Values are added while the answer stays well inside the message limit; the rest
-        // are marked omitted and the caller asks for them one by one.
-        let mut budget = self.max_message_size / 2;
-        let items = results
+        // The answer stays well inside the message limit: every item's key and overhead
+        // are counted first, and values fill what is left; values that do not fit are
+        // marked omitted and the caller asks for them one by one.
+        let mut room = (self.max_message_size / 2).saturating_sub(fixed);
+        let items = req
+            .keys
             .into_iter()
-            .map(|(key, r)| match r {
-                Ok(Entry {
-                    value: Some(value), ..
-                }) if value.len() + key.len() + 32 > budget => pb::Item {
-                    key,
-                    omitted: true,
-                    ..Default::default()
-                },
-                Ok(Entry {
-                    value: Some(value),
-                    deadline,
-                }) => {
-                    budget -= value.len() + key.len() + 32;
-                    pb::Item {
-                        key,
-                        found: true,
-                        value,
-                        expire_at_ms: deadline,
-                        ..Default::default()
-                    }
-                }
-                Ok(Entry {
-                    value: None,
-                    deadline,
-                }) => pb::Item {
-                    key,
-                    expire_at_ms: deadline,
-                    ..Default::default()
-                },
-                Err(e) => pb::Item {
-                    key,
-                    error_kind: e.kind().as_str().to_string(),
-                    error_message: e.message().to_string(),
-                    ..Default::default()
-                },
-            })
+            .zip(slots)
+            .map(|(key, slot)| item(key, &results[slot], &mut room))
             .collect();
         Ok(Response::new(pb::GetManyResponse { items }))
     }
 
     async fn set(&self, request: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
+        let _serving = self.admit(&request)?;
         let req = request.into_inner();
         let group = self.group(&req.group)?;
         group
@@ -209,9 +450,127 @@ impl Peer for PeerService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let _serving = self.admit(&request)?;
         let req = request.into_inner();
         let group = self.group(&req.group)?;
         let removed = group.serve_delete(&req.key).map_err(|e| super::to_status(&e))?;
         Ok(Response::new(pb::DeleteResponse { removed }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+    use crate::loader::Loaded;
+
+    /// A service over one group `g` whose loader answers most keys, fails some and says
+    /// NotFound for others, as an owner's would.
+    fn service(rt: &tokio::runtime::Runtime) -> (PeerService, Arc<Registry>) {
+        let _enter = rt.enter();
+        let registry = Arc::new(Registry::default());
+        let group = Group::builder("g")
+            .capacity(1 << 20)
+            .max_key_len(512)
+            .loader(|k: Bytes| async move {
+                match k.first() {
+                    Some(b'!') => Err(Error::load(std::io::Error::other("db down".repeat(100)))),
+                    Some(b'?') => Ok(Loaded::not_found()),
+                    _ => Ok(Loaded::value(k.repeat(3))),
+                }
+            })
+            .build()
+            .unwrap();
+        registry.insert(&group).unwrap();
+        let svc = PeerService {
+            registry: Arc::downgrade(&registry),
+            max_message_size: 64 << 10,
+            in_flight: Arc::new(Semaphore::new(8)),
+            counters: Arc::default(),
+        };
+        (svc, registry)
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(Vec::new()),
+            proptest::collection::vec(any::<u8>(), 1..16),
+            proptest::collection::vec(any::<u8>(), 500..700),
+            Just(b"same".to_vec()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_a_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = pb::GetRequest::decode(&bytes[..]);
+            let _ = pb::GetManyRequest::decode(&bytes[..]);
+            let _ = pb::SetRequest::decode(&bytes[..]);
+            let _ = pb::DeleteRequest::decode(&bytes[..]);
+            let _ = pb::GetManyResponse::decode(&bytes[..]);
+        }
+
+        #[test]
+        fn hostile_requests_get_an_answer_or_a_status_never_a_panic(
+            group in prop_oneof![Just("g".to_string()), "\\PC{0,8}"],
+            keys in proptest::collection::vec(key(), 0..40),
+            copies in 1usize..40,
+            value in proptest::collection::vec(any::<u8>(), 0..4096),
+            big in any::<bool>(),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let (svc, _registry) = service(&rt);
+            rt.block_on(async {
+                let mut all: Vec<Bytes> = keys.iter().cycle().take(keys.len() * copies).map(|k| Bytes::copy_from_slice(k)).collect();
+                if big {
+                    all.resize(MAX_KEYS_PER_GET_MANY + 1, Bytes::from_static(b"x"));
+                }
+                let n = all.len();
+                let r = svc.get_many(Request::new(pb::GetManyRequest { group: group.clone(), keys: all, forwarded: true })).await;
+                match r {
+                    Ok(resp) => {
+                        let items = resp.into_inner().items;
+                        prop_assert_eq!(items.len(), n);
+                        let size: usize = items.iter().map(|i| i.encoded_len()).sum();
+                        prop_assert!(size <= svc.max_message_size, "answer of {} bytes", size);
+                    }
+                    Err(status) => prop_assert!(big || group != "g" || status.code() != tonic::Code::Ok),
+                }
+                for k in keys.iter().take(4) {
+                    let k = Bytes::copy_from_slice(k);
+                    let _ = svc.get(Request::new(pb::GetRequest { group: group.clone(), key: k.clone(), forwarded: true })).await;
+                    let _ = svc.set(Request::new(pb::SetRequest { group: group.clone(), key: k.clone(), value: Bytes::from(value.clone()), expire_at_ms: u64::MAX })).await;
+                    let _ = svc.delete(Request::new(pb::DeleteRequest { group: group.clone(), key: k })).await;
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_at_its_limit_refuses_more_peer_requests() {
+        let rt = tokio::runtime::Handle::current();
+        let _ = rt;
+        let registry = Arc::new(Registry::default());
+        let svc = PeerService {
+            registry: Arc::downgrade(&registry),
+            max_message_size: 1 << 20,
+            in_flight: Arc::new(Semaphore::new(0)),
+            counters: Arc::default(),
+        };
+        let e = svc
+            .get(Request::new(pb::GetRequest {
+                group: "g".into(),
+                key: Bytes::from_static(b"k"),
+                forwarded: true,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(svc.counters.snapshot().rejected_overloaded, 1);
     }
 }
