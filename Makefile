@@ -35,6 +35,14 @@ test-rust: deps
 	@n=$$(grep -Eo 'test result: ok\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$$4} END {print s+0}'); \
 	  echo "cargo test: $$n tests passed"; [ "$$n" -gt 0 ] || { echo "cargo test ran no tests" >&2; exit 1; }
 
+# Test certificates for the TLS tests of every language: `$$MESHCACHE_GENCERT DIR` writes
+# a fresh CA, a node certificate and a stranger's certificate into DIR (rcgen; nothing
+# is committed).
+export MESHCACHE_GENCERT := $(CURDIR)/target/debug/gencert
+.PHONY: gencert
+gencert: deps
+	$(CARGO) build -q -p meshcache-testkit --features certs --bin gencert
+
 # Each binding's targets live in mk/<language>.mk.
 include mk/c.mk mk/python.mk mk/node.mk
 
