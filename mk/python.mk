@@ -23,7 +23,8 @@ python-develop: python-env
 	cd python && VIRTUAL_ENV=$(abspath $(PY_VENV)) PATH=$(abspath $(PY_VENV))/bin:$$PATH \
 	  maturin develop --release --quiet
 
-test-python: python-develop
+# gencert: the TLS tests make fresh certificates with $(MESHCACHE_GENCERT).
+test-python: python-develop gencert
 	@# pytest exits 5 when it collects no tests: that fails here like any other error.
 	cd python && PATH=$(abspath $(PY_VENV))/bin:$$PATH ../$(PY) -m pytest -q
 	cd python && ../$(PY) -m mypy --strict tests/typed_example.py

@@ -31,8 +31,15 @@ A loader's ``get`` of the very key it is loading (which would wait for itself) r
 :class:`InvalidArgument`.
 
 Stats: ``Group.stats()`` is a :class:`GroupStats` (counters, and :class:`TierStats` under
-``"main"`` and ``"hot"``); ``Cluster.stats()`` a :class:`ClusterStats` (this node and a
-:class:`PeerStats` per peer). The names are the same in every language meshcache has.
+``"main"`` and ``"hot"``); ``Cluster.stats()`` a :class:`ClusterStats` (this node, a
+:class:`PeerStats` per peer, and this node's server as :class:`ServerStats`: refused
+calls and closed connections). The names are the same in every language meshcache has.
+
+Security: ``Cluster(token=...)`` (or ``token_file=``, and ``previous_token=`` while
+rotating) makes the peer port refuse calls without the token; ``tls_cert=``,
+``tls_key=`` and ``tls_ca=`` (PEM files) turn on TLS, with mutual TLS unless
+``tls_client_auth=False``. ``close()`` waits at most ``shutdown_grace`` seconds for
+calls in flight, then closes every connection.
 """
 
 from meshcache._native import (
@@ -48,6 +55,7 @@ from meshcache._native import (
     PanicError,
     PeerError,
     PeerStats,
+    ServerStats,
     TierStats,
     Timeout,
     __version__,
@@ -67,6 +75,7 @@ __all__ = [
     "PanicError",
     "PeerError",
     "PeerStats",
+    "ServerStats",
     "TierStats",
     "Timeout",
     "__version__",

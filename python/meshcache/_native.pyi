@@ -1,6 +1,7 @@
 """Type stubs of the native module meshcache._native (checked by mypy.stubtest)."""
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, Literal, Optional, TypedDict, Union, final
 
@@ -10,6 +11,7 @@ _Key = Union[str, bytes]
 _BytesLike = Union[bytes, bytearray, memoryview]
 _LoaderResult = Union[_BytesLike, tuple[_BytesLike, float]]
 _Loader = Callable[[Any], Union[_LoaderResult, Awaitable[_LoaderResult]]]
+_Path = Union[str, os.PathLike[str]]
 
 class MeshcacheError(Exception): ...
 class NotFound(MeshcacheError, KeyError): ...
@@ -62,9 +64,20 @@ class PeerStats(TypedDict):
     rejected: int
     breaker_opened: int
 
+class ServerStats(TypedDict):
+    rejected_unauthenticated: int
+    rejected_overloaded: int
+    rejected_too_many_keys: int
+    accept_errors: int
+    handshake_timeouts: int
+    idle_closed: int
+    closed_at_shutdown: int
+    rejected_protocol_mismatch: int
+
 class ClusterStats(TypedDict):
     node: str
     peers: list[PeerStats]
+    server: ServerStats
 
 @final
 class _LoadScope:
@@ -101,6 +114,18 @@ class Cluster:
         peer_timeout: Optional[float] = None,
         connect_timeout: Optional[float] = None,
         worker_threads: Optional[int] = None,
+        token: Optional[str] = None,
+        token_file: Optional[_Path] = None,
+        previous_token: Optional[str] = None,
+        tls_cert: Optional[_Path] = None,
+        tls_key: Optional[_Path] = None,
+        tls_ca: Optional[_Path] = None,
+        tls_client_auth: bool = True,
+        tls_server_name: Optional[str] = None,
+        shutdown_grace: Optional[float] = None,
+        handshake_timeout: Optional[float] = None,
+        idle_timeout: Optional[float] = None,
+        max_peer_requests: Optional[int] = None,
     ) -> Cluster: ...
     def group(
         self,

@@ -7,8 +7,8 @@ import pathlib
 
 import meshcache
 
-# The names core defines (GroupStats::counters, TierStats::fields, PeerStats::fields):
-# the same in C, Node and Python.
+# The names core defines (GroupStats::counters, TierStats::fields, PeerStats::fields,
+# ServerStats::fields): the same in C, Node and Python.
 TIER = {"items", "bytes", "gets", "hits", "evictions", "expirations"}
 GROUP = {
     "gets",
@@ -40,7 +40,17 @@ PEER = {
     "rejected",
     "breaker_opened",
 }
-CLUSTER = {"node", "peers"}
+SERVER = {
+    "rejected_unauthenticated",
+    "rejected_overloaded",
+    "rejected_too_many_keys",
+    "accept_errors",
+    "handshake_timeouts",
+    "idle_closed",
+    "closed_at_shutdown",
+    "rejected_protocol_mismatch",
+}
+CLUSTER = {"node", "peers", "server"}
 
 
 def stub_typed_dicts() -> dict[str, set[str]]:
@@ -76,10 +86,18 @@ def test_group_and_cluster_stats_have_exactly_cores_keys(cluster: meshcache.Clus
     assert set(peer) == PEER
     assert peer["addr"] == "127.0.0.1:9"
     assert peer["breaker"] in ("closed", "open", "half_open")
+    assert set(c["server"]) == SERVER
+    assert all(isinstance(v, int) for v in c["server"].values())
 
 
 def test_the_typed_dicts_match_the_dicts() -> None:
-    expected = {"TierStats": TIER, "GroupStats": GROUP, "PeerStats": PEER, "ClusterStats": CLUSTER}
+    expected = {
+        "TierStats": TIER,
+        "GroupStats": GROUP,
+        "PeerStats": PEER,
+        "ServerStats": SERVER,
+        "ClusterStats": CLUSTER,
+    }
     # At runtime (built from core's lists) ...
     for name, keys in expected.items():
         td = getattr(meshcache, name)

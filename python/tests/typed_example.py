@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 from typing import Optional
 
 import meshcache
@@ -18,8 +19,25 @@ async def load_async(key: str) -> tuple[bytes, float]:
     return key.encode(), 30.0
 
 
+def secured(secrets: pathlib.Path) -> meshcache.Cluster:
+    # Paths may be str or os.PathLike; durations are seconds.
+    return meshcache.Cluster(
+        token_file=secrets / "token",
+        previous_token="old-token",
+        tls_cert=secrets / "node.pem",
+        tls_key=str(secrets / "node.key"),
+        tls_ca=secrets / "ca.pem",
+        tls_client_auth=False,
+        tls_server_name="meshcache.internal",
+        handshake_timeout=2.5,
+        idle_timeout=60,
+    )
+
+
 def main() -> int:
-    with meshcache.Cluster(listen="127.0.0.1:0", peers=[], peer_timeout=1.0) as cluster:
+    with meshcache.Cluster(
+        listen="127.0.0.1:0", peers=[], peer_timeout=1.0, token="typed-token", shutdown_grace=1, max_peer_requests=64
+    ) as cluster:
         users: meshcache.Group = cluster.group("users", capacity="64MiB", ttl=60, loader=load_user)
         other = cluster.group("other", capacity=1 << 20, loader=load_async)
         value: bytes = users.get("42")
@@ -34,6 +52,8 @@ def main() -> int:
         node: meshcache.ClusterStats = cluster.stats()
         breakers = [p["breaker"] for p in node["peers"]]
         assert all(b in ("closed", "open", "half_open") for b in breakers), node["node"]
+        server: meshcache.ServerStats = node["server"]
+        refused: int = server["rejected_unauthenticated"] + server["closed_at_shutdown"]
         addr: str = cluster.local_addr
 
         async def run() -> bytes:
@@ -46,7 +66,7 @@ def main() -> int:
             pass
         except meshcache.MeshcacheError as e:
             print(e)
-        return len(value) + len(maybe or b"") + len(hit) + int(present) + len(many) + loads + len(addr) + len(got)
+        return len(value) + len(maybe or b"") + len(hit) + int(present) + len(many) + loads + len(addr) + len(got) + refused
 
 
 if __name__ == "__main__":

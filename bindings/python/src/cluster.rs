@@ -1,12 +1,13 @@
 //! `meshcache.Cluster`: this process's node, its runtime and its groups.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshcache::Cluster;
+use meshcache::{Cluster, ClusterBuilder};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple};
 
 use crate::convert;
 use crate::errors;
@@ -74,11 +75,107 @@ fn addresses(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
         .collect()
 }
 
+/// An optional `str` option (a token, a name): `TypeError` for anything else.
+fn text(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<String>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    let s = obj
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a str or None")))?;
+    Ok(Some(s.to_cow()?.into_owned()))
+}
+
+/// An optional file path: a `str` or an `os.PathLike`.
+fn path(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<PathBuf>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    obj.extract::<PathBuf>()
+        .map(Some)
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be a path (str or os.PathLike) or None")))
+}
+
+/// An optional count (threads, requests): an `int`; zero is core's to refuse, while a
+/// negative or huge int is not a count at all.
+fn count(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<usize>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(None);
+    };
+    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!("{what} must be an int")));
+    }
+    obj.extract()
+        .map(Some)
+        .map_err(|_| errors::invalid(py, format!("{what} must be a positive int, not {obj}")))
+}
+
+/// The security and connection options of `Cluster(...)`, passed to core as given (core
+/// checks them). Tokens are never echoed in an error.
+struct Hardening {
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    previous_token: Option<String>,
+    tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    tls_client_auth: bool,
+    tls_server_name: Option<String>,
+    shutdown_grace: Option<Duration>,
+    handshake_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    max_peer_requests: Option<usize>,
+}
+
+impl Hardening {
+    fn apply(self, mut b: ClusterBuilder) -> ClusterBuilder {
+        if let Some(t) = self.token {
+            b = b.token(t);
+        }
+        if let Some(p) = self.token_file {
+            b = b.token_file(p);
+        }
+        if let Some(t) = self.previous_token {
+            b = b.previous_token(t);
+        }
+        // After `tls`: the next two refine it (and mean nothing without it).
+        if let Some((cert, key, ca)) = self.tls {
+            b = b.tls(cert, key, ca);
+        }
+        b = b.tls_client_auth(self.tls_client_auth);
+        if let Some(n) = self.tls_server_name {
+            b = b.tls_server_name(n);
+        }
+        if let Some(d) = self.shutdown_grace {
+            b = b.shutdown_grace(d);
+        }
+        if let Some(d) = self.handshake_timeout {
+            b = b.handshake_timeout(d);
+        }
+        if let Some(d) = self.idle_timeout {
+            b = b.idle_timeout(d);
+        }
+        if let Some(n) = self.max_peer_requests {
+            b = b.max_peer_requests(n);
+        }
+        b
+    }
+}
+
 #[pymethods]
 impl PyCluster {
     /// Starts a node: binds `listen`, starts the runtime and the peer server.
+    ///
+    /// Security (README "Security"): `token` (or `token_file`, and `previous_token` while
+    /// rotating) guards the peer port; `tls_cert`, `tls_key` and `tls_ca` (PEM files, all
+    /// three) turn on TLS with mutual TLS unless `tls_client_auth=False`. Durations are
+    /// seconds.
     #[new]
-    #[pyo3(signature = (listen=None, peers=None, *, advertise=None, peer_timeout=None, connect_timeout=None, worker_threads=None))]
+    #[pyo3(signature = (
+        listen=None, peers=None, *, advertise=None, peer_timeout=None, connect_timeout=None,
+        worker_threads=None, token=None, token_file=None, previous_token=None, tls_cert=None,
+        tls_key=None, tls_ca=None, tls_client_auth=true, tls_server_name=None,
+        shutdown_grace=None, handshake_timeout=None, idle_timeout=None, max_peer_requests=None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         listen: Option<&Bound<'_, PyAny>>,
@@ -87,6 +184,18 @@ impl PyCluster {
         peer_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
         worker_threads: Option<&Bound<'_, PyAny>>,
+        token: Option<&Bound<'_, PyAny>>,
+        token_file: Option<&Bound<'_, PyAny>>,
+        previous_token: Option<&Bound<'_, PyAny>>,
+        tls_cert: Option<&Bound<'_, PyAny>>,
+        tls_key: Option<&Bound<'_, PyAny>>,
+        tls_ca: Option<&Bound<'_, PyAny>>,
+        tls_client_auth: bool,
+        tls_server_name: Option<&Bound<'_, PyAny>>,
+        shutdown_grace: Option<&Bound<'_, PyAny>>,
+        handshake_timeout: Option<&Bound<'_, PyAny>>,
+        idle_timeout: Option<&Bound<'_, PyAny>>,
+        max_peer_requests: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Options not given keep core's defaults; values core cannot use, it refuses.
         let mut b = Cluster::builder().peers(addresses(peers)?);
@@ -108,16 +217,40 @@ impl PyCluster {
         if let Some(t) = seconds(connect_timeout, "connect_timeout")? {
             b = b.connect_timeout(t);
         }
-        if let Some(w) = worker_threads.filter(|w| !w.is_none()) {
-            if w.is_instance_of::<pyo3::types::PyBool>() || !w.is_instance_of::<pyo3::types::PyInt>() {
-                return Err(PyTypeError::new_err("worker_threads must be an int"));
-            }
-            // Zero is core's to refuse; a negative or huge int is not a thread count at all.
-            let n: usize = w.extract().map_err(|_| {
-                errors::invalid(py, format!("worker_threads must be a positive int, not {w}"))
-            })?;
+        if let Some(n) = count(py, worker_threads, "worker_threads")? {
             b = b.worker_threads(n);
         }
+        // Core takes the three TLS files in one call, and its two TLS refinements mean
+        // nothing without them: a node that looks secured but is not is refused here.
+        let tls_server_name = text(tls_server_name, "tls_server_name")?;
+        let tls = match (
+            path(tls_cert, "tls_cert")?,
+            path(tls_key, "tls_key")?,
+            path(tls_ca, "tls_ca")?,
+        ) {
+            (Some(cert), Some(key), Some(ca)) => Some((cert, key, ca)),
+            (None, None, None) if tls_client_auth && tls_server_name.is_none() => None,
+            _ => {
+                return Err(errors::invalid(
+                    py,
+                    "TLS needs all three of tls_cert, tls_key and tls_ca (tls_client_auth and \
+                     tls_server_name apply to TLS only)",
+                ));
+            }
+        };
+        let b = Hardening {
+            token: text(token, "token")?,
+            token_file: path(token_file, "token_file")?,
+            previous_token: text(previous_token, "previous_token")?,
+            tls,
+            tls_client_auth,
+            tls_server_name,
+            shutdown_grace: seconds(shutdown_grace, "shutdown_grace")?,
+            handshake_timeout: seconds(handshake_timeout, "handshake_timeout")?,
+            idle_timeout: seconds(idle_timeout, "idle_timeout")?,
+            max_peer_requests: count(py, max_peer_requests, "max_peer_requests")?,
+        }
+        .apply(b);
         let cluster = exit::detach(py, || b.build()).map_err(|e| errors::to_py(py, e, None))?;
         Ok(PyCluster {
             cluster,

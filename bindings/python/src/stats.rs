@@ -2,10 +2,11 @@
 //! the `TypedDict`s that describe them (`meshcache.GroupStats`, ...).
 //!
 //! Every counter's name comes from core's lists (`GroupStats::counters`/`tiers`,
-//! `TierStats::fields`, `PeerStats::fields`), for the dicts and for the `TypedDict`s
-//! alike; only the fields of `ClusterStats`, a plain struct, are named here.
+//! `TierStats::fields`, `PeerStats::fields`, `ServerStats::fields`), for the dicts and
+//! for the `TypedDict`s alike; only the fields of `ClusterStats`, a plain struct, are
+//! named here.
 
-use meshcache::{ClusterStats, GroupStats, PeerStats, TierStats};
+use meshcache::{ClusterStats, GroupStats, PeerStats, ServerStats, TierStats};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyInt, PyList, PyString};
 
@@ -21,7 +22,8 @@ pub(crate) fn group<'py>(py: Python<'py>, s: &GroupStats) -> PyResult<Bound<'py,
     Ok(d)
 }
 
-/// `Cluster.stats()`: `{"node": ..., "peers": [{"addr": ..., "breaker": ..., **fields}]}`.
+/// `Cluster.stats()`: `{"node": ..., "peers": [{"addr": ..., "breaker": ..., **fields}],
+/// "server": {**fields}}`.
 pub(crate) fn cluster<'py>(py: Python<'py>, s: &ClusterStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item(NODE, &s.node)?;
@@ -36,11 +38,13 @@ pub(crate) fn cluster<'py>(py: Python<'py>, s: &ClusterStats) -> PyResult<Bound<
         peers.append(p)?;
     }
     d.set_item(PEERS, peers)?;
+    d.set_item(SERVER, fields(py, s.server.fields())?)?;
     Ok(d)
 }
 
 const NODE: &str = "node";
 const PEERS: &str = "peers";
+const SERVER: &str = "server";
 const ADDR: &str = "addr";
 const BREAKER: &str = "breaker";
 
@@ -52,9 +56,9 @@ fn fields<'py, const N: usize>(py: Python<'py>, f: [(&str, u64); N]) -> PyResult
     Ok(d)
 }
 
-/// Adds `TierStats`, `GroupStats`, `PeerStats` and `ClusterStats` to the module: the
-/// `TypedDict`s of the dicts above, with the same names (`_native.pyi` spells them out
-/// for type checkers; a test compares the two).
+/// Adds `TierStats`, `GroupStats`, `PeerStats`, `ServerStats` and `ClusterStats` to the
+/// module: the `TypedDict`s of the dicts above, with the same names (`_native.pyi`
+/// spells them out for type checkers; a test compares the two).
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let typing = py.import("typing")?;
@@ -94,8 +98,15 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .get_type::<PyList>()
         .call_method1("__class_getitem__", (m.getattr("PeerStats")?,))?;
 
+    let server = PyDict::new(py);
+    for (name, _) in ServerStats::default().fields() {
+        server.set_item(name, &int)?;
+    }
+    typed_dict("ServerStats", &server)?;
+
     let cluster = PyDict::new(py);
     cluster.set_item(NODE, &str_)?;
     cluster.set_item(PEERS, peer_list)?;
+    cluster.set_item(SERVER, m.getattr("ServerStats")?)?;
     typed_dict("ClusterStats", &cluster)
 }
