@@ -4,7 +4,8 @@
 # skipped), a debug build of the addon that also regenerates index.js / index.d.ts (a
 # diff against git means they were stale), node --test (fails if it ran no test), tsc
 # --strict on a typed example, then `npm pack` installed into an empty project, where the
-# README's example runs.
+# README's examples run. The TLS tests make their certificates with $$MESHCACHE_GENCERT
+# (`make gencert`, exported by the Makefile) in a temp dir.
 NODE_DIR := node
 NODE_TGZ := $(NODE_DIR)/meshcache-0.1.0.tgz
 
@@ -20,7 +21,7 @@ node-build:
 	@git diff --exit-code -- $(NODE_DIR)/index.js $(NODE_DIR)/index.d.ts \
 	  || { echo "node/index.js or node/index.d.ts is stale: commit the regenerated files" >&2; exit 1; }
 
-test-node: deps node-build
+test-node: deps gencert node-build
 	cd $(NODE_DIR) && node --test test/*.test.mjs 2>&1 | tee ../target/node-test.log
 	@n=$$(grep -Eo '^# pass [0-9]+' target/node-test.log | awk '{print $$3}'); f=$$(grep -Eo '^# fail [0-9]+' target/node-test.log | awk '{print $$3}'); \
 	  echo "node --test: $${n:-0} passed, $${f:-?} failed"; \
@@ -31,7 +32,7 @@ test-node: deps node-build
 	@proj=$$(mktemp -d) && trap 'rm -rf "$$proj"' EXIT && cd "$$proj" && npm init -y >/dev/null \
 	  && npm install --no-audit --no-fund --loglevel=error "$(CURDIR)/$(NODE_TGZ)" \
 	  && cd "$(CURDIR)/$(NODE_DIR)" && MESHCACHE_README_PROJECT="$$proj" node --test test/readme.test.mjs >/dev/null \
-	  && echo "npm pack: the tarball installs into an empty project and the README example runs"
+	  && echo "npm pack: the tarball installs into an empty project and the README examples run"
 	rm -f $(NODE_TGZ)
 
 # Release addon; bench.mjs: hits vs lru-cache; remote.mjs: remote get vs ioredis GET against

@@ -27,3 +27,26 @@ export type ErrorCode =
   | 'MESHCACHE_INVALID_ARGUMENT'
   | 'MESHCACHE_CLOSED'
   | 'MESHCACHE_PANIC'
+
+/**
+ * `cluster.stats().server`: counters of this node's peer server, named as core's
+ * `ServerStats::fields()` in every language.
+ */
+export interface ServerStats {
+  /** Peer calls refused for a missing or wrong token. */
+  rejected_unauthenticated: number
+  /** Peer calls refused because `maxPeerRequests` were in progress. */
+  rejected_overloaded: number
+  /** `getMany` calls refused for carrying too many keys. */
+  rejected_too_many_keys: number
+  /** Connections the listener failed to accept. */
+  accept_errors: number
+  /** Connections closed for sending nothing within `handshakeTimeoutMs`. */
+  handshake_timeouts: number
+  /** Connections closed after `idleTimeoutMs` without a request. */
+  idle_closed: number
+  /** Connections still open when the shutdown grace period ended, closed by shutdown. */
+  closed_at_shutdown: number
+  /** Connections refused for speaking plaintext to TLS (or the reverse). */
+  rejected_protocol_mismatch: number
+}

@@ -29,6 +29,29 @@ export type ErrorCode =
   | 'MESHCACHE_PANIC'
 
 /**
+ * `cluster.stats().server`: counters of this node's peer server, named as core's
+ * `ServerStats::fields()` in every language.
+ */
+export interface ServerStats {
+  /** Peer calls refused for a missing or wrong token. */
+  rejected_unauthenticated: number
+  /** Peer calls refused because `maxPeerRequests` were in progress. */
+  rejected_overloaded: number
+  /** `getMany` calls refused for carrying too many keys. */
+  rejected_too_many_keys: number
+  /** Connections the listener failed to accept. */
+  accept_errors: number
+  /** Connections closed for sending nothing within `handshakeTimeoutMs`. */
+  handshake_timeouts: number
+  /** Connections closed after `idleTimeoutMs` without a request. */
+  idle_closed: number
+  /** Connections still open when the shutdown grace period ended, closed by shutdown. */
+  closed_at_shutdown: number
+  /** Connections refused for speaking plaintext to TLS (or the reverse). */
+  rejected_protocol_mismatch: number
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -58,7 +81,11 @@ export declare class Cluster {
   members(): Array<string>
   /** The node that owns `key` now. */
   ownerOf(key: string): string
-  /** Peer counters and breaker states. */
+  /**
+   * Peer counters and breaker states, and the peer server's counters. After `close()`
+   * has resolved: the counters as the node stopped (`server.closed_at_shutdown` is how
+   * many connections shutdown cut).
+   */
   stats(): ClusterStats
   /** The address the peer server is bound to (`host:port`, with the real port). */
   get localAddr(): string
@@ -67,10 +94,11 @@ export declare class Cluster {
   /** Whether `close()` was called. */
   get closed(): boolean
   /**
-   * Shuts the node down gracefully: stops serving peers, lets calls in flight finish,
-   * closes every group (their calls then reject with `MESHCACHE_CLOSED`) and stops the
-   * runtime. Afterwards the addon holds nothing that keeps the process alive.
-   * Idempotent.
+   * Shuts the node down gracefully: stops serving peers, lets calls in flight finish
+   * for up to `shutdownGraceMs`, then closes every connection still open (whatever the
+   * peers do: it always ends), closes every group (their calls then reject with
+   * `MESHCACHE_CLOSED`) and stops the runtime. Afterwards the addon holds nothing that
+   * keeps the process alive. Idempotent.
    */
   close(): Promise<void>
 }
@@ -156,6 +184,49 @@ export interface ClusterOptions {
    * the JS thread), at least 1. Default 2.
    */
   workerThreads?: number
+  /**
+   * The cluster token, the same on every node: sent on every peer call, and required
+   * of every call from a peer. Printable ASCII without spaces. Default: none, and then
+   * whoever reaches the port can read, write and load any key.
+   */
+  token?: string
+  /**
+   * A file holding the token (its first line, trimmed), read at start. Overrides
+   * `token`.
+   */
+  tokenFile?: string
+  /** A token accepted besides the current one, while rotating (needs a token). */
+  previousToken?: string
+  /**
+   * TLS on peer traffic: this node's certificate chain (PEM file). `tlsCert`, `tlsKey`
+   * and `tlsCa` go together; every node of a cluster uses TLS or none.
+   */
+  tlsCert?: string
+  /** This node's private key (PEM file). */
+  tlsKey?: string
+  /** The CA (PEM file) that signed every node's certificate. */
+  tlsCa?: string
+  /** Whether peers must present a certificate from `tlsCa` (mutual TLS). Default true. */
+  tlsClientAuth?: boolean
+  /**
+   * The name peers' certificates are checked against, when it is not the host part of
+   * their addresses. Default: that host.
+   */
+  tlsServerName?: string
+  /**
+   * How long `close()` lets peer calls in flight finish before it closes every
+   * connection, in ms. Default 5000.
+   */
+  shutdownGraceMs?: number
+  /** Time a new connection has to send its first bytes, in ms. Default 10000. */
+  handshakeTimeoutMs?: number
+  /** Time a connection may serve no request before it is closed, in ms. Default 300000. */
+  idleTimeoutMs?: number
+  /**
+   * Peer requests this node works on at once; more are refused (the peer loads the key
+   * itself). Default 1024.
+   */
+  maxPeerRequests?: number
 }
 
 /** `cluster.stats()`. */
@@ -163,6 +234,8 @@ export interface ClusterStats {
   /** This node's advertised address. */
   node: string
   peers: Array<PeerStats>
+  /** This node's peer server: refused requests and connection events. */
+  server: ServerStats
 }
 
 /** Options of `cluster.group()`. */

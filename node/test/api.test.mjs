@@ -227,13 +227,18 @@ test('bad input: TypeErrors and RangeErrors with MESHCACHE_INVALID_ARGUMENT', as
 test('after close: MESHCACHE_CLOSED', async () => {
   const { cluster, group } = fixture()
   await group.get('a')
+  const addr = cluster.localAddr
   await cluster.close()
   const isClosed = (e) => e.code === 'MESHCACHE_CLOSED'
   await assert.rejects(group.get('a'), isClosed)
   assert.throws(() => group.peek('a'), isClosed)
   await assert.rejects(group.set('a', 'b'), isClosed)
   assert.throws(() => cluster.group('x'), isClosed)
+  assert.throws(() => cluster.localAddr, isClosed)
   assert.equal(group.closed, true)
+  // stats() still answers: the counters as the node stopped
+  assert.equal(cluster.stats().node, addr)
+  assert.equal(cluster.stats().server.closed_at_shutdown, 0)
 })
 
 test('a get in flight when the cluster closes rejects with MESHCACHE_CLOSED', { timeout: 20_000 }, async () => {
@@ -335,13 +340,16 @@ test('peek and get hits: fresh Buffers from the pool, large values, many pools',
   }
 })
 
-// The names of core's `GroupStats::counters()`, `TierStats::fields()` and
-// `PeerStats::fields()`, in order: every language shows exactly these (snake_case).
+// The names of core's `GroupStats::counters()`, `TierStats::fields()`,
+// `PeerStats::fields()` and `ServerStats::fields()`, in order: every language shows
+// exactly these (snake_case).
 const GROUP_COUNTERS = ['gets', 'hits', 'hot_hits', 'deduplicated', 'loads', 'load_errors', 'not_found',
   'remote_fetches', 'remote_not_found', 'remote_errors', 'fallback_loads', 'hot_inserts', 'served',
   'invalidation_errors', 'capacity']
 const TIER_FIELDS = ['items', 'bytes', 'gets', 'hits', 'evictions', 'expirations']
 const PEER_FIELDS = ['requests', 'successes', 'failures', 'timeouts', 'retries', 'rejected', 'breaker_opened']
+const SERVER_FIELDS = ['rejected_unauthenticated', 'rejected_overloaded', 'rejected_too_many_keys', 'accept_errors',
+  'handshake_timeouts', 'idle_closed', 'closed_at_shutdown', 'rejected_protocol_mismatch']
 
 /** The names a core function lists as `("name", self.name)`, read from its source. */
 function coreNames(file, fn) {
@@ -363,6 +371,14 @@ test("the lists above are core's", () => {
   assert.deepEqual(coreNames('group/stats.rs', 'counters'), GROUP_COUNTERS)
   assert.deepEqual(coreNames('store/mod.rs', 'fields'), TIER_FIELDS)
   assert.deepEqual(coreNames('peer/client.rs', 'fields'), PEER_FIELDS)
+  assert.deepEqual(coreNames('peer/server.rs', 'fields'), SERVER_FIELDS)
+})
+
+test("the ServerStats type in index.d.ts names core's server counters", () => {
+  const dts = readFileSync(new URL('../index.d.ts', import.meta.url), 'utf8')
+  const start = dts.indexOf('export interface ServerStats {')
+  const body = dts.slice(start, dts.indexOf('\n}', start))
+  assert.deepEqual([...body.matchAll(/^  ([a-z_]+): number$/gm)].map((m) => m[1]), SERVER_FIELDS)
 })
 
 test('stats: the keys are core\'s names, snake_case, in core\'s order', async () => {
@@ -378,7 +394,9 @@ test('stats: the keys are core\'s names, snake_case, in core\'s order', async ()
     assert.equal(s.main.items, 1)
     cluster.setPeers([cluster.localAddr, '127.0.0.1:1'])
     const c = cluster.stats()
-    assert.deepEqual(Object.keys(c), ['node', 'peers'])
+    assert.deepEqual(Object.keys(c), ['node', 'peers', 'server'])
+    assert.deepEqual(Object.keys(c.server), SERVER_FIELDS)
+    for (const k of SERVER_FIELDS) assert.equal(c.server[k], 0, k)
     assert.equal(c.peers.length, 1)
     assert.deepEqual(Object.keys(c.peers[0]), ['addr', 'breaker', ...PEER_FIELDS])
     assert.equal(c.peers[0].addr, '127.0.0.1:1')

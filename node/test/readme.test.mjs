@@ -1,5 +1,5 @@
-// The README's Node example, run as its own program from an empty project that depends on
-// this package: it must print what it says and exit by itself.
+// The README's Node examples, each run as its own program from an empty project that
+// depends on this package: each must print what it says and exit by itself.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -9,22 +9,40 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const pkg = fileURLToPath(new URL('..', import.meta.url))
+const readme = readFileSync(join(pkg, '..', 'README.md'), 'utf8')
+// `## Node.js` up to the next `## `: the example, then `### Security` and its example.
+const [main, security] = readme.split('## Node.js')[1].split('\n## ')[0].split('\n### Security\n')
+const firstJs = (text) => text.match(/```js\n([\s\S]*?)```/)[1]
 
-test("README's Node.js example runs and exits", () => {
-  const readme = readFileSync(join(pkg, '..', 'README.md'), 'utf8')
-  const section = readme.split('## Node.js')[1].split('\n## ')[0]
-  const code = section.match(/```js\n([\s\S]*?)```/)[1]
-  // MESHCACHE_README_PROJECT: an empty project where the packed tarball was installed
-  // (make test); otherwise a project whose node_modules links to this package.
-  let dir = process.env.MESHCACHE_README_PROJECT
-  if (!dir) {
-    dir = mkdtempSync(join(tmpdir(), 'meshcache-readme-'))
-    mkdirSync(join(dir, 'node_modules'))
-    symlinkSync(pkg, join(dir, 'node_modules', 'meshcache'))
+// MESHCACHE_README_PROJECT: an empty project where the packed tarball was installed
+// (make test); otherwise a project whose node_modules links to this package.
+let project
+function projectDir() {
+  project ??= process.env.MESHCACHE_README_PROJECT
+  if (!project) {
+    project = mkdtempSync(join(tmpdir(), 'meshcache-readme-'))
+    mkdirSync(join(project, 'node_modules'))
+    symlinkSync(pkg, join(project, 'node_modules', 'meshcache'))
   }
-  writeFileSync(join(dir, 'example.mjs'), code)
-  const r = spawnSync(process.execPath, ['example.mjs'], { cwd: dir, timeout: 20_000, encoding: 'utf8' })
+  return project
+}
+
+function run(file, code) {
+  const dir = projectDir()
+  writeFileSync(join(dir, file), code)
+  const r = spawnSync(process.execPath, [file], { cwd: dir, timeout: 20_000, encoding: 'utf8' })
   assert.equal(r.error, undefined, 'did not exit within 20 s')
   assert.equal(r.status, 0, r.stderr)
-  assert.match(r.stdout, /^user 42\n<Buffer 75 73 65 72 20 34 32>\n$/)
+  return r.stdout
+}
+
+test("README's Node.js example runs and exits", () => {
+  assert.match(run('example.mjs', firstJs(main)), /^user 42\n<Buffer 75 73 65 72 20 34 32>\n$/)
+})
+
+test("README's Node.js Security example runs and exits", () => {
+  assert.ok(security, 'README `## Node.js` has a `### Security` subsection')
+  const code = firstJs(security)
+  assert.match(code, /token: '/)
+  assert.equal(run('security.mjs', code), '0\n')
 })

@@ -1,5 +1,5 @@
 // Type-checked (tsc --noEmit --strict) against index.d.ts; not run.
-import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats } from 'meshcache'
+import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats, type ServerStats } from 'meshcache'
 
 const loader: Loader = async (key: string) => {
   if (key === '') throw new NotFoundError('empty', { ttlMs: 1000 })
@@ -20,14 +20,22 @@ async function main(): Promise<void> {
   const n: number = s.main.items + s.loads + s.hot_hits + s.hot.evictions
   const breakers: Array<'closed' | 'open' | 'half_open'> = cluster.stats().peers.map((x) => x.breaker)
   const addr: string = cluster.localAddr
+  const secured = new Cluster({
+    token: 's3cret', tokenFile: '/run/secrets/meshcache', previousToken: 'old',
+    tlsCert: 'node.pem', tlsKey: 'node.key', tlsCa: 'ca.pem', tlsClientAuth: false, tlsServerName: 'localhost',
+    shutdownGraceMs: 300, handshakeTimeoutMs: 10_000, idleTimeoutMs: 300_000, maxPeerRequests: 1024,
+  })
+  const server: ServerStats = secured.stats().server
+  const refused: number = server.rejected_unauthenticated + server.rejected_protocol_mismatch + server.closed_at_shutdown
   try {
     await users.get('x')
   } catch (e) {
     const code = (e as { code?: ErrorCode }).code
     if (code === 'MESHCACHE_LOAD') console.log((e as Error).cause)
   }
-  console.log(p, m.size, n, addr, breakers, cluster.stats().peers.map((x) => x.breaker_opened))
+  console.log(p, m.size, n, addr, breakers, cluster.stats().peers.map((x) => x.breaker_opened), refused)
   await cluster.close()
+  await secured.close()
 }
 
 void main()

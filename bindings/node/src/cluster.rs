@@ -46,12 +46,45 @@ pub struct ClusterOptions {
     /// Threads of the cluster's own runtime (network and loads; JS loaders still run on
     /// the JS thread), at least 1. Default 2.
     pub worker_threads: Option<u32>,
+    /// The cluster token, the same on every node: sent on every peer call, and required
+    /// of every call from a peer. Printable ASCII without spaces. Default: none, and then
+    /// whoever reaches the port can read, write and load any key.
+    pub token: Option<String>,
+    /// A file holding the token (its first line, trimmed), read at start. Overrides
+    /// `token`.
+    pub token_file: Option<String>,
+    /// A token accepted besides the current one, while rotating (needs a token).
+    pub previous_token: Option<String>,
+    /// TLS on peer traffic: this node's certificate chain (PEM file). `tlsCert`, `tlsKey`
+    /// and `tlsCa` go together; every node of a cluster uses TLS or none.
+    pub tls_cert: Option<String>,
+    /// This node's private key (PEM file).
+    pub tls_key: Option<String>,
+    /// The CA (PEM file) that signed every node's certificate.
+    pub tls_ca: Option<String>,
+    /// Whether peers must present a certificate from `tlsCa` (mutual TLS). Default true.
+    pub tls_client_auth: Option<bool>,
+    /// The name peers' certificates are checked against, when it is not the host part of
+    /// their addresses. Default: that host.
+    pub tls_server_name: Option<String>,
+    /// How long `close()` lets peer calls in flight finish before it closes every
+    /// connection, in ms. Default 5000.
+    pub shutdown_grace_ms: Option<f64>,
+    /// Time a new connection has to send its first bytes, in ms. Default 10000.
+    pub handshake_timeout_ms: Option<f64>,
+    /// Time a connection may serve no request before it is closed, in ms. Default 300000.
+    pub idle_timeout_ms: Option<f64>,
+    /// Peer requests this node works on at once; more are refused (the peer loads the key
+    /// itself). Default 1024.
+    pub max_peer_requests: Option<u32>,
 }
 
 /// The core cluster shared by the JS `Cluster` and its groups, until `close()`.
 pub(crate) struct Node {
     /// Guards the cluster handle; `None` once closed.
     cluster: Mutex<Option<meshcache::Cluster>>,
+    /// The counters as the node stopped, once `close()` has shut it down.
+    last_stats: Mutex<Option<meshcache::ClusterStats>>,
     pub(crate) rt: Handle,
 }
 
@@ -131,11 +164,43 @@ impl Cluster {
         if let Some(w) = o.worker_threads {
             b = b.worker_threads(w as usize);
         }
+        // Tokens go to core as given: core checks them, and no message says what they are.
+        if let Some(t) = o.token {
+            b = b.token(t);
+        }
+        if let Some(f) = o.token_file {
+            b = b.token_file(f);
+        }
+        if let Some(t) = o.previous_token {
+            b = b.previous_token(t);
+        }
+        b = tls(
+            &env,
+            b,
+            o.tls_cert,
+            o.tls_key,
+            o.tls_ca,
+            o.tls_client_auth,
+            o.tls_server_name,
+        )?;
+        if let Some(t) = o.shutdown_grace_ms {
+            b = b.shutdown_grace(millis(&env, t, "shutdownGraceMs")?);
+        }
+        if let Some(t) = o.handshake_timeout_ms {
+            b = b.handshake_timeout(millis(&env, t, "handshakeTimeoutMs")?);
+        }
+        if let Some(t) = o.idle_timeout_ms {
+            b = b.idle_timeout(millis(&env, t, "idleTimeoutMs")?);
+        }
+        if let Some(n) = o.max_peer_requests {
+            b = b.max_peer_requests(n as usize);
+        }
         let cluster = b.build().map_err(|e| map_error(&env, &e))?;
         let rt = cluster.runtime().clone();
         Ok(Cluster {
             node: Arc::new(Node {
                 cluster: Mutex::new(Some(cluster)),
+                last_stats: Mutex::new(None),
                 rt,
             }),
         })
@@ -218,10 +283,25 @@ impl Cluster {
         Ok(self.open(&env)?.owner_of(key.as_bytes()))
     }
 
-    /// Peer counters and breaker states.
+    /// Peer counters and breaker states, and the peer server's counters. After `close()`
+    /// has resolved: the counters as the node stopped (`server.closed_at_shutdown` is how
+    /// many connections shutdown cut).
     #[napi]
     pub fn stats(&self, env: Env) -> Result<ClusterStats> {
-        Ok(self.open(&env)?.stats().into())
+        if let Some(c) = self.node.cluster() {
+            return Ok(c.stats().into());
+        }
+        let last = self
+            .node
+            .last_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match last {
+            Some(s) => Ok(s.into()),
+            // closing: MESHCACHE_CLOSED until the shutdown is over
+            None => self.open(&env).map(|c| c.stats().into()),
+        }
     }
 
     /// The address the peer server is bound to (`host:port`, with the real port).
@@ -242,10 +322,11 @@ impl Cluster {
         self.node.cluster().is_none()
     }
 
-    /// Shuts the node down gracefully: stops serving peers, lets calls in flight finish,
-    /// closes every group (their calls then reject with `MESHCACHE_CLOSED`) and stops the
-    /// runtime. Afterwards the addon holds nothing that keeps the process alive.
-    /// Idempotent.
+    /// Shuts the node down gracefully: stops serving peers, lets calls in flight finish
+    /// for up to `shutdownGraceMs`, then closes every connection still open (whatever the
+    /// peers do: it always ends), closes every group (their calls then reject with
+    /// `MESHCACHE_CLOSED`) and stops the runtime. Afterwards the addon holds nothing that
+    /// keeps the process alive. Idempotent.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
         let taken = self.node.cluster.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -253,8 +334,10 @@ impl Cluster {
             return Ok(PromiseRaw::resolve(env, Out::Undefined)?.to_unknown());
         };
         let (deferred, promise) = env.create_deferred()?;
+        let node = self.node.clone();
         self.node.rt.spawn(async move {
             let result = cluster.shutdown().await;
+            *node.last_stats.lock().unwrap_or_else(|p| p.into_inner()) = Some(cluster.stats());
             // The last handle owns the runtime: drop it outside the runtime.
             std::thread::spawn(move || drop(cluster));
             deferred.resolve(move |env| match result {
@@ -264,4 +347,54 @@ impl Cluster {
         });
         Ok(promise.to_unknown())
     }
+}
+
+/// The TLS options: `tlsCert`, `tlsKey` and `tlsCa` all or none, and `tlsClientAuth` or
+/// `tlsServerName` only with them (core's builder takes the three files in one call, and
+/// would silently ignore the other two without them).
+fn tls(
+    env: &Env,
+    mut b: meshcache::ClusterBuilder,
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    client_auth: Option<bool>,
+    server_name: Option<String>,
+) -> Result<meshcache::ClusterBuilder> {
+    match (cert, key, ca) {
+        (Some(cert), Some(key), Some(ca)) => b = b.tls(cert, key, ca),
+        (None, None, None) => {
+            if client_auth.is_some() || server_name.is_some() {
+                return Err(range_error(
+                    env,
+                    "tlsClientAuth and tlsServerName need tlsCert, tlsKey and tlsCa",
+                ));
+            }
+            return Ok(b);
+        }
+        (cert, key, ca) => {
+            let missing: Vec<&str> = [
+                ("tlsCert", cert.is_none()),
+                ("tlsKey", key.is_none()),
+                ("tlsCa", ca.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(name, missing)| missing.then_some(name))
+            .collect();
+            return Err(range_error(
+                env,
+                format!(
+                    "tlsCert, tlsKey and tlsCa go together: {} missing",
+                    missing.join(" and ")
+                ),
+            ));
+        }
+    }
+    if let Some(required) = client_auth {
+        b = b.tls_client_auth(required);
+    }
+    if let Some(name) = server_name {
+        b = b.tls_server_name(name);
+    }
+    Ok(b)
 }

@@ -49,4 +49,4 @@ mod stats;
 pub use cluster::{Cluster, ClusterOptions};
 pub use group::{Group, GroupOptions, SetOptions};
 pub use loader::LoaderReply;
-pub use stats::{ClusterStats, GroupStats, PeerStats, TierStats};
+pub use stats::{ClusterStats, GroupStats, PeerStats, ServerStats, TierStats};

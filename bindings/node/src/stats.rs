@@ -1,11 +1,14 @@
 //! Stats objects: the plain JS objects of `cluster.stats()` and `group.stats()`.
 //!
 //! One shape and one spelling in every language, defined by the core: the keys are
-//! snake_case, named exactly as `GroupStats::counters()`, `TierStats::fields()` and
-//! `PeerStats::fields()` (they are data, like the JSON a status page serves), in the
-//! same order. Hence the `js_name`s: napi would camelCase the field names. The package's
-//! tests compare the keys with the core's lists.
+//! snake_case, named exactly as `GroupStats::counters()`, `TierStats::fields()`,
+//! `PeerStats::fields()` and `ServerStats::fields()` (they are data, like the JSON a
+//! status page serves), in the same order. Hence the `js_name`s: napi would camelCase the
+//! field names. The server's counters are built from `ServerStats::fields()` itself (their
+//! TypeScript interface is in `node/dts-header.d.ts`). The package's tests compare the
+//! keys with the core's lists.
 
+use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 /// Counters of one peer, as this node sees it.
@@ -40,6 +43,25 @@ pub struct ClusterStats {
     /// This node's advertised address.
     pub node: String,
     pub peers: Vec<PeerStats>,
+    /// This node's peer server: refused requests and connection events.
+    #[napi(ts_type = "ServerStats")]
+    pub server: ServerStats,
+}
+
+/// The server's counters, as a plain object whose keys are core's `ServerStats::fields()`
+/// names, in their order.
+pub struct ServerStats(meshcache::ServerStats);
+
+impl ToNapiValue for ServerStats {
+    unsafe fn to_napi_value(raw_env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        let env = Env::from_raw(raw_env);
+        let mut obj = Object::new(&env)?;
+        for (name, n) in val.0.fields() {
+            obj.set_named_property(name, n as f64)?;
+        }
+        // SAFETY: JS thread (ToNapiValue contract), and `obj` was made with this env.
+        unsafe { Object::to_napi_value(raw_env, obj) }
+    }
 }
 
 /// Counters of one store tier.
@@ -126,6 +148,7 @@ impl From<meshcache::ClusterStats> for ClusterStats {
                     breaker_opened: p.breaker_opened as f64,
                 })
                 .collect(),
+            server: ServerStats(s.server),
         }
     }
 }
