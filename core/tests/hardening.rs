@@ -528,3 +528,62 @@ async fn sixty_thousand_one_kib_keys_come_back_whole() {
     assert_eq!(got.len(), keys.len());
     assert_eq!(gb.stats().fallback_loads, 0);
 }
+
+/// A node out of file descriptors (a child process under `prlimit`) pauses its accept
+/// loop instead of spinning, keeps serving the connections it has, counts the errors,
+/// and accepts again once descriptors are free.
+#[test]
+fn out_of_file_descriptors_the_server_backs_off_and_keeps_serving() {
+    if std::env::var_os(node::ENV).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let mut command = std::process::Command::new("prlimit");
+    command.arg("--nofile=128:128").arg(&exe).args([
+        "--exact",
+        "child_node",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    let mut child = Node::spawn_with(&mut command, 1);
+    let addr: std::net::SocketAddr = child.addr.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let demo = |k: &str| pb::GetRequest {
+        group: "demo".into(),
+        key: Bytes::copy_from_slice(k.as_bytes()),
+        forwarded: true,
+    };
+    let (mut client, flood) = rt.block_on(async {
+        let mut client = raw(addr).await;
+        client.get(demo("before")).await.unwrap();
+        // More connections than the child has descriptors for (but fewer than the
+        // kernel's accept queue holds): the kernel queues them, and the child's accepts
+        // fail with EMFILE.
+        let mut flood = Vec::new();
+        for _ in 0..200 {
+            flood.push(TcpStream::connect(addr).await.unwrap());
+        }
+        (client, flood)
+    });
+    let deadline = Instant::now() + BOUND;
+    let errors = loop {
+        let n = child.stats()["accept_errors"];
+        if n >= 4 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "no accept error counted");
+    };
+    // Backing off, four errors take at least 75 ms; a spinning loop makes thousands.
+    assert!(errors < 100, "{errors} accept errors: the accept loop spins");
+    rt.block_on(async {
+        let answer = client.get(demo("during")).await.unwrap().into_inner();
+        assert!(answer.found, "an existing connection is still served");
+    });
+    drop(flood);
+    rt.block_on(async {
+        // Once descriptors are free again, new connections are accepted.
+        let mut fresh = tokio::time::timeout(BOUND, raw(addr)).await.unwrap();
+        fresh.get(demo("after")).await.unwrap();
+    });
+    child.quit();
+}

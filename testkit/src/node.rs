@@ -9,7 +9,7 @@
 //! | `peers a,b,c` | `ok` |
 //! | `get <key>` | `ok <value>` or `err <KIND>` |
 //! | `load <gets> <keys> <zipf_s> <tasks> <seed>` | `started` after 1% of the gets, then `done <gets> <failures> <ms>` |
-//! | `stats` | `stats gets=.. hits=.. hot_hits=.. remote_fetches=.. loads=.. fallback_loads=.. remote_errors=..` |
+//! | `stats` | `stats gets=.. hits=.. hot_hits=.. remote_fetches=.. loads=.. fallback_loads=.. remote_errors=.. accept_errors=..` |
 //! | `loaded` | `loaded <key> <key> ...`: every key this node's loader was called for |
 //! | `quit` (or end of input) | `bye`, then the node shuts down |
 //!
@@ -128,9 +128,17 @@ pub fn child_main() {
             }
             Some("stats") => {
                 let s = group.stats();
+                let server = cluster.stats().server;
                 say(format!(
-                    "stats gets={} hits={} hot_hits={} remote_fetches={} loads={} fallback_loads={} remote_errors={}",
-                    s.gets, s.hits, s.hot_hits, s.remote_fetches, s.loads, s.fallback_loads, s.remote_errors
+                    "stats gets={} hits={} hot_hits={} remote_fetches={} loads={} fallback_loads={} remote_errors={} accept_errors={}",
+                    s.gets,
+                    s.hits,
+                    s.hot_hits,
+                    s.remote_fetches,
+                    s.loads,
+                    s.fallback_loads,
+                    s.remote_errors,
+                    server.accept_errors
                 ));
             }
             Some("loaded") => {
@@ -162,8 +170,12 @@ pub struct Node {
 impl Node {
     /// Spawns `exe args...` with [`ENV`] set and waits for its address.
     pub fn spawn(exe: &std::path::Path, args: &[&str], delay_ms: u64) -> Node {
-        let mut child = Command::new(exe)
-            .args(args)
+        Self::spawn_with(Command::new(exe).args(args), delay_ms)
+    }
+
+    /// [`Node::spawn`] of a command already prepared (say, run under `prlimit`).
+    pub fn spawn_with(command: &mut Command, delay_ms: u64) -> Node {
+        let mut child = command
             .env(ENV, "1")
             .env("MESHCACHE_LOAD_DELAY_MS", delay_ms.to_string())
             .stdin(Stdio::piped())

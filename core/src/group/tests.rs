@@ -398,6 +398,7 @@ enum Owner {
 struct FakePeer {
     addr: String,
     owner: Owner,
+    timeout: Option<Duration>,
     gate: Semaphore,
     gets: AtomicUsize,
     get_manys: AtomicUsize,
@@ -408,9 +409,14 @@ struct FakePeer {
 
 impl FakePeer {
     fn new(owner: Owner) -> Arc<Self> {
+        Self::with_timeout(owner, None)
+    }
+
+    fn with_timeout(owner: Owner, timeout: Option<Duration>) -> Arc<Self> {
         Arc::new(FakePeer {
             addr: "fake:1".into(),
             owner,
+            timeout,
             gate: Semaphore::new(0),
             gets: AtomicUsize::new(0),
             get_manys: AtomicUsize::new(0),
@@ -427,7 +433,15 @@ impl FakePeer {
             Owner::NotFound => Ok(Entry::not_found(0)),
             Owner::Unreachable => Err(Error::new(ErrorKind::Peer, "connection refused")),
             Owner::Slow => {
-                let _permit = self.gate.acquire().await.expect("gate open");
+                // Like the real client, each call has its own deadline, if any.
+                let wait = self.gate.acquire();
+                let _permit = match self.timeout {
+                    None => wait.await.expect("gate open"),
+                    Some(t) => match tokio::time::timeout(t, wait).await {
+                        Ok(p) => p.expect("gate open"),
+                        Err(_) => return Err(Error::new(ErrorKind::Timeout, "no answer in time")),
+                    },
+                };
                 Ok(Entry::value([b"owner:", &key[..]].concat().into(), 0))
             }
         }
@@ -437,6 +451,10 @@ impl FakePeer {
 impl Remote for FakePeer {
     fn addr(&self) -> &str {
         &self.addr
+    }
+
+    fn call_timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     fn get<'a>(&'a self, _group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Entry>> {
@@ -508,7 +526,10 @@ impl Router for FakeRouter {
 }
 
 fn routed(owner: Owner, calls: Arc<AtomicUsize>) -> (Group, Arc<FakePeer>, Arc<FakeRouter>) {
-    let peer = FakePeer::new(owner);
+    routed_to(FakePeer::new(owner), calls)
+}
+
+fn routed_to(peer: Arc<FakePeer>, calls: Arc<AtomicUsize>) -> (Group, Arc<FakePeer>, Arc<FakeRouter>) {
     let router = Arc::new(FakeRouter {
         peer: peer.clone(),
         closed: AtomicBool::new(false),
@@ -667,4 +688,34 @@ async fn get_now_answers_hits_at_once_and_defers_misses() {
     );
     assert_eq!(g.get_now(b"").unwrap_err().kind(), ErrorKind::InvalidArgument);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A get queued behind calls to a hung owner gives up after one peer timeout in all
+/// (and loads locally), not after waiting for a call slot and then its own call.
+#[tokio::test(start_paused = true)]
+async fn a_get_queued_behind_a_hung_owner_waits_one_timeout_not_two() {
+    let timeout = Duration::from_secs(1);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, peer, _) = routed_to(FakePeer::with_timeout(Owner::Slow, Some(timeout)), calls.clone());
+    let started = tokio::time::Instant::now();
+    let gets: Vec<_> = (0..MAX_IN_FLIGHT + 3)
+        .map(|i| {
+            let g = g.clone();
+            tokio::spawn(async move { g.get(format!("r{i}").as_bytes()).await })
+        })
+        .collect();
+    for (i, t) in gets.into_iter().enumerate() {
+        assert_eq!(
+            t.await.unwrap().unwrap(),
+            format!("v:r{i}"),
+            "fell back to a local load"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took < timeout * 3 / 2,
+        "queued gets waited {took:?}: more than one timeout of {timeout:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), MAX_IN_FLIGHT + 3);
+    assert!(peer.keys_asked.load(Ordering::SeqCst) >= MAX_IN_FLIGHT);
 }
