@@ -92,17 +92,21 @@ typedef struct meshcache_cluster meshcache_cluster;
  * Options for `meshcache_cluster_new`. Create with `meshcache_cluster_options_new`,
  * free with `meshcache_cluster_options_free`; may be freed right after use.
  *
- * The setters only record values: options that can never work (a zero timeout, message
- * size, vnode count, breaker threshold or worker thread count) are refused by
- * `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
+ * The setters only record values (they check for NULL and UTF-8, nothing else): options
+ * that can never work (a zero timeout, message size, vnode count, breaker threshold,
+ * worker thread count or peer request limit, a bad token, an unreadable token or TLS
+ * file) are refused by `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
+ * Setters may be called in any order; a later call of a setter replaces an earlier one
+ * (`meshcache_cluster_options_add_peer` adds).
  */
 typedef struct meshcache_cluster_options meshcache_cluster_options;
 
 /**
  * A snapshot of a cluster's stats, from `meshcache_cluster_stats_get`: this node's
- * advertised address (`meshcache_cluster_stats_node`) and one `meshcache_peer_stats` per
+ * advertised address (`meshcache_cluster_stats_node`), one `meshcache_peer_stats` per
  * other node (`meshcache_cluster_stats_peers_len`, `meshcache_cluster_stats_peer`), in
- * address order. Free with `meshcache_cluster_stats_free`.
+ * address order, and this node's server counters (`meshcache_cluster_stats_server`).
+ * Free with `meshcache_cluster_stats_free`.
  */
 typedef struct meshcache_cluster_stats meshcache_cluster_stats;
 
@@ -178,6 +182,48 @@ typedef struct meshcache_peer_stats {
    */
   uint64_t breaker_opened;
 } meshcache_peer_stats;
+
+/**
+ * The counters of a node's peer server, from `meshcache_cluster_stats_server`: calls
+ * and connections it refused or closed. The field names are the core's
+ * (`ServerStats::fields()`), the same in every language.
+ */
+typedef struct meshcache_server_stats {
+  /**
+   * Calls refused for a missing or wrong cluster token.
+   */
+  uint64_t rejected_unauthenticated;
+  /**
+   * Calls refused because the node had as many peer requests in flight as it allows
+   * (`meshcache_cluster_options_set_max_peer_requests`).
+   */
+  uint64_t rejected_overloaded;
+  /**
+   * Batched gets refused for carrying more keys (or key bytes) than one answer may.
+   */
+  uint64_t rejected_too_many_keys;
+  /**
+   * Accept errors (such as running out of file descriptors), each followed by a pause.
+   */
+  uint64_t accept_errors;
+  /**
+   * Connections closed for not sending their first bytes within the handshake timeout.
+   */
+  uint64_t handshake_timeouts;
+  /**
+   * Connections closed after serving no request for the idle timeout.
+   */
+  uint64_t idle_closed;
+  /**
+   * Connections still open when shutdown's grace period ended, then closed.
+   */
+  uint64_t closed_at_shutdown;
+  /**
+   * Connections refused for speaking plaintext to a TLS port, or TLS to a plaintext
+   * one.
+   */
+  uint64_t rejected_protocol_mismatch;
+} meshcache_server_stats;
 
 /**
  * A loader: called on a miss, for a key this node owns (or any key while its owner is
@@ -392,7 +438,10 @@ void meshcache_clock_free(struct meshcache_clock *clock);
 /**
  * New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), no
  * peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after 10 ms, breaker
- * opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads.
+ * opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads; no token and
+ * no TLS (keep the port private then: see the README's Security section), shutdown
+ * grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer requests
+ * at once.
  */
 enum meshcache_result meshcache_cluster_options_new(struct meshcache_cluster_options **out);
 
@@ -474,13 +523,118 @@ enum meshcache_result meshcache_cluster_options_set_worker_threads(struct meshca
                                                                    size_t threads);
 
 /**
+ * The cluster token, a secret shared by every node of the cluster: sent on every call
+ * to a peer, and required of every call from one (health checks excepted); calls
+ * without it, or with a wrong one, are refused and counted in
+ * `meshcache_server_stats.rejected_unauthenticated`. Default: none, and then anyone who
+ * can reach the port can read, write and load any key.
+ *
+ * Printable ASCII without spaces: an empty token or one with a space or a control
+ * character is refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+ * meshcache never prints or logs it (error messages do not contain it); `token` is
+ * copied and may be freed (or wiped) when this returns.
+ */
+enum meshcache_result meshcache_cluster_options_set_token(struct meshcache_cluster_options *options,
+                                                          const char *token);
+
+/**
+ * The cluster token from a file, read by `meshcache_cluster_new`: its first line,
+ * surrounding white space removed. Overrides `meshcache_cluster_options_set_token`.
+ * Default: none. A file that cannot be read, or holds a bad token, is refused by
+ * `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+ */
+enum meshcache_result meshcache_cluster_options_set_token_file(struct meshcache_cluster_options *options,
+                                                               const char *path);
+
+/**
+ * A token accepted besides the current one, for rotation: restart every node with the
+ * new token and the old one as previous; once every node runs the new token, drop the
+ * previous one. A secret too, with the rules of `meshcache_cluster_options_set_token`.
+ * Default: none. Without a current token (`_set_token` or `_set_token_file`) it is
+ * refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+ */
+enum meshcache_result meshcache_cluster_options_set_previous_token(struct meshcache_cluster_options *options,
+                                                                   const char *token);
+
+/**
+ * TLS on peer traffic: this node's certificate chain (`cert`), its private key (`key`)
+ * and the CA that signed every node's certificate (`ca`), paths of PEM files read by
+ * `meshcache_cluster_new`. The node's certificate is also its client certificate, and
+ * peers must present one from `ca` (mutual TLS) unless
+ * `meshcache_cluster_options_set_tls_client_auth` says otherwise. Every node of a
+ * cluster must use TLS or none: a plaintext peer is refused and counted in
+ * `meshcache_server_stats.rejected_protocol_mismatch`. Default: no TLS. A file that
+ * cannot be read is refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+ */
+enum meshcache_result meshcache_cluster_options_set_tls(struct meshcache_cluster_options *options,
+                                                        const char *cert,
+                                                        const char *key,
+                                                        const char *ca);
+
+/**
+ * Whether peers must present a client certificate signed by the CA (mutual TLS).
+ * Default `true`. With `false`, any client that completes the TLS handshake is served
+ * and the token is what keeps strangers out. Only used with
+ * `meshcache_cluster_options_set_tls` (before or after it).
+ */
+enum meshcache_result meshcache_cluster_options_set_tls_client_auth(struct meshcache_cluster_options *options,
+                                                                    bool required);
+
+/**
+ * The name peers' certificates are checked against when it is not the host part of
+ * their addresses (say, every node's certificate names `meshcache.internal`). Default:
+ * the host of each peer's address. Only used with `meshcache_cluster_options_set_tls`
+ * (before or after it).
+ */
+enum meshcache_result meshcache_cluster_options_set_tls_server_name(struct meshcache_cluster_options *options,
+                                                                    const char *name);
+
+/**
+ * How long shutdown (`meshcache_cluster_shutdown`, `meshcache_cluster_free`) lets calls
+ * in flight finish, in milliseconds, before it closes every connection still open.
+ * Default 5000. Shutdown always returns within about this plus a second, whatever the
+ * peers do (idle or silent connections, stopped processes); 0 closes at once.
+ */
+enum meshcache_result meshcache_cluster_options_set_shutdown_grace_ms(struct meshcache_cluster_options *options,
+                                                                      uint64_t ms);
+
+/**
+ * How long a new connection has to send its first bytes (TLS hello or HTTP/2 preface),
+ * in milliseconds, before it is closed. Default 10000 (> 0; 0 is refused by
+ * `meshcache_cluster_new`).
+ */
+enum meshcache_result meshcache_cluster_options_set_handshake_timeout_ms(struct meshcache_cluster_options *options,
+                                                                         uint64_t ms);
+
+/**
+ * How long a connection may serve no request, in milliseconds, before it is closed.
+ * Default 300000 (> 0; 0 is refused by `meshcache_cluster_new`).
+ */
+enum meshcache_result meshcache_cluster_options_set_idle_timeout_ms(struct meshcache_cluster_options *options,
+                                                                    uint64_t ms);
+
+/**
+ * Peer requests this node works on at once; more are refused (counted in
+ * `meshcache_server_stats.rejected_overloaded`) and their callers load locally instead.
+ * Default 1024 (> 0; 0 is refused by `meshcache_cluster_new`).
+ */
+enum meshcache_result meshcache_cluster_options_set_max_peer_requests(struct meshcache_cluster_options *options,
+                                                                      size_t n);
+
+/**
  * Starts a cluster node into `*out`: creates its runtime, binds the listener and starts
  * serving peers. `options` may be NULL for the defaults, and is not taken (free it).
  *
+ * The runtime's threads (which also run loaders) block SIGPIPE, so that a peer closing
+ * a connection cannot end the process; the process's handling of SIGPIPE is not
+ * changed.
+ *
  * Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
  * bound, a wildcard listen address without an advertise address, an option that can
- * never work (a zero timeout, message size, vnode count, breaker threshold or worker
- * thread count), or a NULL `out`.
+ * never work (a zero timeout, message size, vnode count, breaker threshold, worker
+ * thread count or peer request limit), a bad token (empty, or not printable ASCII
+ * without spaces), a previous token without a current one, a token file or TLS file
+ * that cannot be read, or a NULL `out`.
  */
 enum meshcache_result meshcache_cluster_new(const struct meshcache_cluster_options *options,
                                             struct meshcache_cluster **out);
@@ -519,8 +673,9 @@ enum meshcache_result meshcache_cluster_advertise_addr(const struct meshcache_cl
 
 /**
  * A snapshot of the cluster's stats into `*out` (free it with
- * `meshcache_cluster_stats_free`): this node's address and, for each other node, its
- * address, breaker state and call counters. Works after shutdown too.
+ * `meshcache_cluster_stats_free`): this node's address; for each other node, its
+ * address, breaker state and call counters; and this node's server counters. Works
+ * after shutdown too (`closed_at_shutdown` is read there).
  */
 enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster *cluster,
                                                   struct meshcache_cluster_stats **out);
@@ -546,21 +701,34 @@ enum meshcache_result meshcache_cluster_stats_peer(const struct meshcache_cluste
                                                    struct meshcache_peer_stats *out);
 
 /**
+ * This node's server counters in `stats` into `*out` (see `meshcache_server_stats`).
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers.
+ */
+enum meshcache_result meshcache_cluster_stats_server(const struct meshcache_cluster_stats *stats,
+                                                     struct meshcache_server_stats *out);
+
+/**
  * Frees `stats`. Does nothing for NULL.
  */
 void meshcache_cluster_stats_free(struct meshcache_cluster_stats *stats);
 
 /**
- * Shuts the node down gracefully: stops serving peers, lets calls in flight finish,
- * closes every group. Every later call on the cluster or its groups returns
- * `MESHCACHE_CLOSED`. Idempotent. Blocks until done; must not be called from a loader
- * (returns `MESHCACHE_INVALID_ARGUMENT` there).
+ * Shuts the node down gracefully: stops serving peers, lets calls in flight finish for
+ * up to the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`,
+ * default 5000 ms), then closes every connection still open, and closes every group.
+ * Always returns within about the grace period plus a second, whatever the peers do.
+ * Every later call on the cluster or its groups returns `MESHCACHE_CLOSED`. Idempotent.
+ * Blocks until done; must not be called from a loader (returns
+ * `MESHCACHE_INVALID_ARGUMENT` there).
  */
 enum meshcache_result meshcache_cluster_shutdown(const struct meshcache_cluster *cluster);
 
 /**
- * Shuts the node down (if not done yet), stops its threads (every one has exited when
- * this returns) and frees it. Groups of the cluster stay valid handles but return
+ * Shuts the node down (if not done yet, as `meshcache_cluster_shutdown`: within about
+ * the shutdown grace period plus a second, even with idle or silent connections open),
+ * stops its threads (every one has exited when this returns, so it also waits for a
+ * loader callback still running) and frees it. Groups of the cluster stay valid handles but return
  * `MESHCACHE_CLOSED`; free them too. Values already returned stay readable. Does nothing
  * for NULL. Must not be called from a loader. Using `cluster` afterwards is the
  * caller's bug.
@@ -828,6 +996,15 @@ const char *meshcache_test_group_stats_names(void);
  * fields of `meshcache_peer_stats`. A static string.
  */
 const char *meshcache_test_peer_stats_names(void);
+#endif
+
+#if defined(MESHCACHE_TEST_HOOKS)
+/**
+ * Test hook: the core's names of a node's server stats (`ServerStats::fields()`), in
+ * its order, comma-separated. The C tests compare it with the fields of
+ * `meshcache_server_stats`. A static string.
+ */
+const char *meshcache_test_server_stats_names(void);
 #endif
 
 /**

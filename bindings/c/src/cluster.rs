@@ -3,7 +3,7 @@
 use std::ffi::{CString, c_char};
 use std::time::Duration;
 
-use meshcache::{Cluster, ClusterBuilder, DEFAULT_WORKER_THREADS, Error, ErrorKind, PeerStats};
+use meshcache::{Cluster, ClusterBuilder, DEFAULT_WORKER_THREADS, Error, ErrorKind, PeerStats, ServerStats};
 use tokio::runtime::Runtime;
 
 use crate::error::{Fail, arg, arg_mut, ffi, ffi_infallible, invalid, out_arg, str_arg, write_str};
@@ -12,14 +12,29 @@ use crate::meshcache_result;
 /// Options for `meshcache_cluster_new`. Create with `meshcache_cluster_options_new`,
 /// free with `meshcache_cluster_options_free`; may be freed right after use.
 ///
-/// The setters only record values: options that can never work (a zero timeout, message
-/// size, vnode count, breaker threshold or worker thread count) are refused by
-/// `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
-#[derive(Debug)]
+/// The setters only record values (they check for NULL and UTF-8, nothing else): options
+/// that can never work (a zero timeout, message size, vnode count, breaker threshold,
+/// worker thread count or peer request limit, a bad token, an unreadable token or TLS
+/// file) are refused by `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
+/// Setters may be called in any order; a later call of a setter replaces an earlier one
+/// (`meshcache_cluster_options_add_peer` adds).
 pub struct meshcache_cluster_options {
     builder: ClusterBuilder,
     peers: Vec<String>,
     worker_threads: usize,
+    /// TLS, handed to the builder by `meshcache_cluster_new`, so that
+    /// `_set_tls_client_auth` and `_set_tls_server_name` work before `_set_tls` too.
+    tls: Option<TlsFiles>,
+    tls_client_auth: bool,
+    tls_server_name: Option<String>,
+}
+
+/// The PEM files of `meshcache_cluster_options_set_tls`.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    cert: String,
+    key: String,
+    ca: String,
 }
 
 impl Default for meshcache_cluster_options {
@@ -28,7 +43,39 @@ impl Default for meshcache_cluster_options {
             builder: Cluster::builder(),
             peers: Vec::new(),
             worker_threads: DEFAULT_WORKER_THREADS,
+            tls: None,
+            tls_client_auth: true,
+            tls_server_name: None,
         }
+    }
+}
+
+impl std::fmt::Debug for meshcache_cluster_options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The builder holds the token, a secret: it is never printed.
+        f.debug_struct("meshcache_cluster_options")
+            .field("peers", &self.peers)
+            .field("worker_threads", &self.worker_threads)
+            .field("tls", &self.tls)
+            .field("tls_client_auth", &self.tls_client_auth)
+            .field("tls_server_name", &self.tls_server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl meshcache_cluster_options {
+    /// The core's builder with every option of these options.
+    fn to_builder(&self) -> ClusterBuilder {
+        let mut b = self.builder.clone().peers(self.peers.clone());
+        if let Some(t) = &self.tls {
+            b = b
+                .tls(&t.cert, &t.key, &t.ca)
+                .tls_client_auth(self.tls_client_auth);
+            if let Some(name) = &self.tls_server_name {
+                b = b.tls_server_name(name.clone());
+            }
+        }
+        b
     }
 }
 
@@ -59,14 +106,68 @@ pub struct meshcache_peer_stats {
     pub breaker_opened: u64,
 }
 
+/// The counters of a node's peer server, from `meshcache_cluster_stats_server`: calls
+/// and connections it refused or closed. The field names are the core's
+/// (`ServerStats::fields()`), the same in every language.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct meshcache_server_stats {
+    /// Calls refused for a missing or wrong cluster token.
+    pub rejected_unauthenticated: u64,
+    /// Calls refused because the node had as many peer requests in flight as it allows
+    /// (`meshcache_cluster_options_set_max_peer_requests`).
+    pub rejected_overloaded: u64,
+    /// Batched gets refused for carrying more keys (or key bytes) than one answer may.
+    pub rejected_too_many_keys: u64,
+    /// Accept errors (such as running out of file descriptors), each followed by a pause.
+    pub accept_errors: u64,
+    /// Connections closed for not sending their first bytes within the handshake timeout.
+    pub handshake_timeouts: u64,
+    /// Connections closed after serving no request for the idle timeout.
+    pub idle_closed: u64,
+    /// Connections still open when shutdown's grace period ended, then closed.
+    pub closed_at_shutdown: u64,
+    /// Connections refused for speaking plaintext to a TLS port, or TLS to a plaintext
+    /// one.
+    pub rejected_protocol_mismatch: u64,
+}
+
+impl From<ServerStats> for meshcache_server_stats {
+    fn from(s: ServerStats) -> Self {
+        // Every field by name: a counter added to the core fails to compile here.
+        let ServerStats {
+            rejected_unauthenticated,
+            rejected_overloaded,
+            rejected_too_many_keys,
+            accept_errors,
+            handshake_timeouts,
+            idle_closed,
+            closed_at_shutdown,
+            rejected_protocol_mismatch,
+        } = s;
+        meshcache_server_stats {
+            rejected_unauthenticated,
+            rejected_overloaded,
+            rejected_too_many_keys,
+            accept_errors,
+            handshake_timeouts,
+            idle_closed,
+            closed_at_shutdown,
+            rejected_protocol_mismatch,
+        }
+    }
+}
+
 /// A snapshot of a cluster's stats, from `meshcache_cluster_stats_get`: this node's
-/// advertised address (`meshcache_cluster_stats_node`) and one `meshcache_peer_stats` per
+/// advertised address (`meshcache_cluster_stats_node`), one `meshcache_peer_stats` per
 /// other node (`meshcache_cluster_stats_peers_len`, `meshcache_cluster_stats_peer`), in
-/// address order. Free with `meshcache_cluster_stats_free`.
+/// address order, and this node's server counters (`meshcache_cluster_stats_server`).
+/// Free with `meshcache_cluster_stats_free`.
 #[derive(Debug)]
 pub struct meshcache_cluster_stats {
     node: CString,
     peers: Vec<PeerSnapshot>,
+    server: ServerStats,
 }
 
 #[derive(Debug)]
@@ -106,7 +207,10 @@ pub struct meshcache_cluster {
 
 /// New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), no
 /// peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after 10 ms, breaker
-/// opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads.
+/// opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads; no token and
+/// no TLS (keep the port private then: see the README's Security section), shutdown
+/// grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer requests
+/// at once.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_new(
     out: *mut *mut meshcache_cluster_options,
@@ -316,13 +420,215 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_worker_threads(
     }
 }
 
+/// The cluster token, a secret shared by every node of the cluster: sent on every call
+/// to a peer, and required of every call from one (health checks excepted); calls
+/// without it, or with a wrong one, are refused and counted in
+/// `meshcache_server_stats.rejected_unauthenticated`. Default: none, and then anyone who
+/// can reach the port can read, write and load any key.
+///
+/// Printable ASCII without spaces: an empty token or one with a space or a control
+/// character is refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+/// meshcache never prints or logs it (error messages do not contain it); `token` is
+/// copied and may be freed (or wiped) when this returns.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_token(
+    options: *mut meshcache_cluster_options,
+    token: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; `token` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            let token = str_arg(token, "token")?.to_string();
+            update(o, |b| b.token(token));
+            Ok(())
+        })
+    }
+}
+
+/// The cluster token from a file, read by `meshcache_cluster_new`: its first line,
+/// surrounding white space removed. Overrides `meshcache_cluster_options_set_token`.
+/// Default: none. A file that cannot be read, or holds a bad token, is refused by
+/// `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_token_file(
+    options: *mut meshcache_cluster_options,
+    path: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; `path` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            let path = str_arg(path, "path")?.to_string();
+            update(o, |b| b.token_file(path));
+            Ok(())
+        })
+    }
+}
+
+/// A token accepted besides the current one, for rotation: restart every node with the
+/// new token and the old one as previous; once every node runs the new token, drop the
+/// previous one. A secret too, with the rules of `meshcache_cluster_options_set_token`.
+/// Default: none. Without a current token (`_set_token` or `_set_token_file`) it is
+/// refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_previous_token(
+    options: *mut meshcache_cluster_options,
+    token: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; `token` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            let token = str_arg(token, "token")?.to_string();
+            update(o, |b| b.previous_token(token));
+            Ok(())
+        })
+    }
+}
+
+/// TLS on peer traffic: this node's certificate chain (`cert`), its private key (`key`)
+/// and the CA that signed every node's certificate (`ca`), paths of PEM files read by
+/// `meshcache_cluster_new`. The node's certificate is also its client certificate, and
+/// peers must present one from `ca` (mutual TLS) unless
+/// `meshcache_cluster_options_set_tls_client_auth` says otherwise. Every node of a
+/// cluster must use TLS or none: a plaintext peer is refused and counted in
+/// `meshcache_server_stats.rejected_protocol_mismatch`. Default: no TLS. A file that
+/// cannot be read is refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_tls(
+    options: *mut meshcache_cluster_options,
+    cert: *const c_char,
+    key: *const c_char,
+    ca: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; the paths are NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            o.tls = Some(TlsFiles {
+                cert: str_arg(cert, "cert")?.to_string(),
+                key: str_arg(key, "key")?.to_string(),
+                ca: str_arg(ca, "ca")?.to_string(),
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Whether peers must present a client certificate signed by the CA (mutual TLS).
+/// Default `true`. With `false`, any client that completes the TLS handshake is served
+/// and the token is what keeps strangers out. Only used with
+/// `meshcache_cluster_options_set_tls` (before or after it).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_tls_client_auth(
+    options: *mut meshcache_cluster_options,
+    required: bool,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.tls_client_auth = required;
+            Ok(())
+        })
+    }
+}
+
+/// The name peers' certificates are checked against when it is not the host part of
+/// their addresses (say, every node's certificate names `meshcache.internal`). Default:
+/// the host of each peer's address. Only used with `meshcache_cluster_options_set_tls`
+/// (before or after it).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_tls_server_name(
+    options: *mut meshcache_cluster_options,
+    name: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; `name` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            o.tls_server_name = Some(str_arg(name, "name")?.to_string());
+            Ok(())
+        })
+    }
+}
+
+/// How long shutdown (`meshcache_cluster_shutdown`, `meshcache_cluster_free`) lets calls
+/// in flight finish, in milliseconds, before it closes every connection still open.
+/// Default 5000. Shutdown always returns within about this plus a second, whatever the
+/// peers do (idle or silent connections, stopped processes); 0 closes at once.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_shutdown_grace_ms(
+    options: *mut meshcache_cluster_options,
+    ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            update(o, |b| b.shutdown_grace(Duration::from_millis(ms)));
+            Ok(())
+        })
+    }
+}
+
+/// How long a new connection has to send its first bytes (TLS hello or HTTP/2 preface),
+/// in milliseconds, before it is closed. Default 10000 (> 0; 0 is refused by
+/// `meshcache_cluster_new`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_handshake_timeout_ms(
+    options: *mut meshcache_cluster_options,
+    ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            update(o, |b| b.handshake_timeout(Duration::from_millis(ms)));
+            Ok(())
+        })
+    }
+}
+
+/// How long a connection may serve no request, in milliseconds, before it is closed.
+/// Default 300000 (> 0; 0 is refused by `meshcache_cluster_new`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_idle_timeout_ms(
+    options: *mut meshcache_cluster_options,
+    ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            update(o, |b| b.idle_timeout(Duration::from_millis(ms)));
+            Ok(())
+        })
+    }
+}
+
+/// Peer requests this node works on at once; more are refused (counted in
+/// `meshcache_server_stats.rejected_overloaded`) and their callers load locally instead.
+/// Default 1024 (> 0; 0 is refused by `meshcache_cluster_new`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_max_peer_requests(
+    options: *mut meshcache_cluster_options,
+    n: usize,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            update(o, |b| b.max_peer_requests(n));
+            Ok(())
+        })
+    }
+}
+
 /// Starts a cluster node into `*out`: creates its runtime, binds the listener and starts
 /// serving peers. `options` may be NULL for the defaults, and is not taken (free it).
 ///
+/// The runtime's threads (which also run loaders) block SIGPIPE, so that a peer closing
+/// a connection cannot end the process; the process's handling of SIGPIPE is not
+/// changed.
+///
 /// Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
 /// bound, a wildcard listen address without an advertise address, an option that can
-/// never work (a zero timeout, message size, vnode count, breaker threshold or worker
-/// thread count), or a NULL `out`.
+/// never work (a zero timeout, message size, vnode count, breaker threshold, worker
+/// thread count or peer request limit), a bad token (empty, or not printable ASCII
+/// without spaces), a previous token without a current one, a token file or TLS file
+/// that cannot be read, or a NULL `out`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_new(
     options: *const meshcache_cluster_options,
@@ -342,10 +648,11 @@ pub unsafe extern "C" fn meshcache_cluster_new(
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(o.worker_threads)
             .thread_name("meshcache")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| Error::new(ErrorKind::Closed, format!("cannot start a runtime: {e}")))?;
-        let builder = o.builder.clone().peers(o.peers.clone());
+        let builder = o.to_builder();
         // On failure (the core refused an option, or could not bind), `runtime` is dropped
         // here, on the caller's thread, and its threads are joined.
         let cluster = builder.runtime(runtime.handle().clone()).build()?;
@@ -353,6 +660,28 @@ pub unsafe extern "C" fn meshcache_cluster_new(
         unsafe { *out = Box::into_raw(Box::new(meshcache_cluster { cluster, runtime })) };
         Ok(())
     })
+}
+
+/// Blocks SIGPIPE on the calling thread, one of the cluster's runtime (`on_thread_start`).
+///
+/// A write to a connection its peer has closed (a node that refused this one's TLS
+/// certificate, a node shutting down) raises SIGPIPE on the writing thread, and the
+/// default action of SIGPIPE ends the process. Rust programs, Python and Node ignore
+/// SIGPIPE when they start; a C program usually does not, so without this a peer could
+/// kill it (`test_tls` in the C tests did). Blocked, the signal stays pending on that
+/// thread and the write fails with `EPIPE`, which the peer client handles. Only
+/// meshcache's own threads are changed (threads they create inherit the mask, as C
+/// loaders would see), never the process's disposition of SIGPIPE.
+fn block_sigpipe() {
+    #[cfg(unix)]
+    // Safety: `set` is initialised by sigemptyset before use; pthread_sigmask only
+    // changes the calling thread's mask, and a NULL old set is allowed.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
 }
 
 /// Replaces the peer list with the `n_peers` addresses at `peers` (`"host:port"` each;
@@ -422,8 +751,9 @@ pub unsafe extern "C" fn meshcache_cluster_advertise_addr(
 }
 
 /// A snapshot of the cluster's stats into `*out` (free it with
-/// `meshcache_cluster_stats_free`): this node's address and, for each other node, its
-/// address, breaker state and call counters. Works after shutdown too.
+/// `meshcache_cluster_stats_free`): this node's address; for each other node, its
+/// address, breaker state and call counters; and this node's server counters. Works
+/// after shutdown too (`closed_at_shutdown` is read there).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_stats_get(
     cluster: *const meshcache_cluster,
@@ -445,6 +775,7 @@ pub unsafe extern "C" fn meshcache_cluster_stats_get(
                     stats,
                 })
                 .collect(),
+            server: s.server,
         };
         // Safety: `out` is non-NULL and writable by contract.
         unsafe { *out = Box::into_raw(Box::new(stats)) };
@@ -517,6 +848,24 @@ pub unsafe extern "C" fn meshcache_cluster_stats_peer(
     })
 }
 
+/// This node's server counters in `stats` into `*out` (see `meshcache_server_stats`).
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_stats_server(
+    stats: *const meshcache_cluster_stats,
+    out: *mut meshcache_server_stats,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `stats` is live by contract.
+        let s = unsafe { arg(stats, "stats") }?;
+        out_arg(out, "out")?;
+        // Safety: `out` is non-NULL and writable by contract.
+        unsafe { *out = s.server.into() };
+        Ok(())
+    })
+}
+
 /// Frees `stats`. Does nothing for NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_stats_free(stats: *mut meshcache_cluster_stats) {
@@ -529,10 +878,13 @@ pub unsafe extern "C" fn meshcache_cluster_stats_free(stats: *mut meshcache_clus
     })
 }
 
-/// Shuts the node down gracefully: stops serving peers, lets calls in flight finish,
-/// closes every group. Every later call on the cluster or its groups returns
-/// `MESHCACHE_CLOSED`. Idempotent. Blocks until done; must not be called from a loader
-/// (returns `MESHCACHE_INVALID_ARGUMENT` there).
+/// Shuts the node down gracefully: stops serving peers, lets calls in flight finish for
+/// up to the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`,
+/// default 5000 ms), then closes every connection still open, and closes every group.
+/// Always returns within about the grace period plus a second, whatever the peers do.
+/// Every later call on the cluster or its groups returns `MESHCACHE_CLOSED`. Idempotent.
+/// Blocks until done; must not be called from a loader (returns
+/// `MESHCACHE_INVALID_ARGUMENT` there).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_shutdown(cluster: *const meshcache_cluster) -> meshcache_result {
     ffi(|| {
@@ -543,8 +895,10 @@ pub unsafe extern "C" fn meshcache_cluster_shutdown(cluster: *const meshcache_cl
     })
 }
 
-/// Shuts the node down (if not done yet), stops its threads (every one has exited when
-/// this returns) and frees it. Groups of the cluster stay valid handles but return
+/// Shuts the node down (if not done yet, as `meshcache_cluster_shutdown`: within about
+/// the shutdown grace period plus a second, even with idle or silent connections open),
+/// stops its threads (every one has exited when this returns, so it also waits for a
+/// loader callback still running) and frees it. Groups of the cluster stay valid handles but return
 /// `MESHCACHE_CLOSED`; free them too. Values already returned stay readable. Does nothing
 /// for NULL. Must not be called from a loader. Using `cluster` afterwards is the
 /// caller's bug.

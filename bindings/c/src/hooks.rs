@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use meshcache::{GroupStats, Now, PeerStats};
+use meshcache::{GroupStats, Now, PeerStats, ServerStats};
 
 use crate::error::{arg, arg_mut, bytes_arg, ffi, ffi_infallible, invalid, out_arg};
 use crate::{meshcache_group, meshcache_loader_out, meshcache_result};
@@ -123,6 +123,23 @@ pub extern "C" fn meshcache_test_peer_stats_names() -> *const c_char {
             let mut names = vec!["addr".to_string(), "breaker".to_string()];
             names.extend(PeerStats::default().fields().iter().map(|(n, _)| n.to_string()));
             names
+        })
+    })
+}
+
+/// Test hook: the core's names of a node's server stats (`ServerStats::fields()`), in
+/// its order, comma-separated. The C tests compare it with the fields of
+/// `meshcache_server_stats`. A static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn meshcache_test_server_stats_names() -> *const c_char {
+    static NAMES: OnceLock<CString> = OnceLock::new();
+    ffi_infallible(c"".as_ptr(), || {
+        joined(&NAMES, || {
+            ServerStats::default()
+                .fields()
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect()
         })
     })
 }

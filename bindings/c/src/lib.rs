@@ -36,6 +36,7 @@ pub mod value;
 pub use clock::meshcache_clock;
 pub use cluster::{
     meshcache_cluster, meshcache_cluster_options, meshcache_cluster_stats, meshcache_peer_stats,
+    meshcache_server_stats,
 };
 pub use error::meshcache_result;
 pub use group::{meshcache_group, meshcache_group_options, meshcache_group_stats, meshcache_tier_stats};

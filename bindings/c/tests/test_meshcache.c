@@ -1,16 +1,25 @@
 /* C tests of the meshcache C ABI. Built with -std=c11 -Wall -Wextra -Werror -pedantic,
  * run natively and under valgrind by `make test-c` (mk/c.mk). No test sleeps to wait for
- * something: TTLs are driven by a manual clock, and threads start together on a barrier. */
+ * something: TTLs are driven by a manual clock, threads start together on a barrier, and
+ * waits on another thread or a socket are bounded (BOUND_MS).
+ *
+ * The TLS test needs test certificates: `make test-c` builds `gencert` and exports its
+ * path as MESHCACHE_GENCERT; run by hand, export it too (`make gencert` builds it). */
 #define _POSIX_C_SOURCE 200809L
 #define MESHCACHE_TEST_HOOKS 1
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "meshcache.h"
 
@@ -680,11 +689,37 @@ static void test_null_and_bad_arguments(void) {
   CHECK_RC(meshcache_cluster_options_set_max_message_size(NULL, 1), INV);
   CHECK_RC(meshcache_cluster_options_set_vnodes(NULL, 1), INV);
   CHECK_RC(meshcache_cluster_options_set_worker_threads(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_token(NULL, "t"), INV);
+  CHECK_RC(meshcache_cluster_options_set_token_file(NULL, "/t"), INV);
+  CHECK_RC(meshcache_cluster_options_set_previous_token(NULL, "t"), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls(NULL, "c", "k", "ca"), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls_client_auth(NULL, true), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls_server_name(NULL, "n"), INV);
+  CHECK_RC(meshcache_cluster_options_set_shutdown_grace_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_handshake_timeout_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_idle_timeout_ms(NULL, 1), INV);
+  CHECK_RC(meshcache_cluster_options_set_max_peer_requests(NULL, 1), INV);
   OK(meshcache_cluster_options_new(&co));
   CHECK_RC(meshcache_cluster_options_set_listen(co, NULL), INV);
   CHECK_RC(meshcache_cluster_options_set_listen(co, "\xff\xfe"), INV); /* not UTF-8 */
   CHECK_RC(meshcache_cluster_options_set_advertise(co, NULL), INV);
   CHECK_RC(meshcache_cluster_options_add_peer(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_token(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_token(co, "\xff"), INV);
+  CHECK_RC(meshcache_cluster_options_set_token_file(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_token_file(co, "\xff"), INV);
+  CHECK_RC(meshcache_cluster_options_set_previous_token(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_previous_token(co, "\xff"), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls(co, NULL, "k", "ca"), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls(co, "c", NULL, "ca"), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls(co, "c", "k", NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls(co, "c", "k", "\xff"), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls_server_name(co, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_tls_server_name(co, "\xff"), INV);
+  /* a failed setter records nothing: these options still start a node */
+  OK(meshcache_cluster_new(co, &c));
+  meshcache_cluster_free(c);
+  c = NULL;
   meshcache_cluster_options_free(co);
   meshcache_cluster_options_free(NULL);
   /* cluster */
@@ -709,6 +744,9 @@ static void test_null_and_bad_arguments(void) {
   OK(meshcache_cluster_stats_get(f.cluster, &cs));
   CHECK_RC(meshcache_cluster_stats_peer(cs, 0, &ps), INV); /* no peers */
   CHECK_RC(meshcache_cluster_stats_peer(cs, 0, NULL), INV);
+  meshcache_server_stats ss;
+  CHECK_RC(meshcache_cluster_stats_server(NULL, &ss), INV);
+  CHECK_RC(meshcache_cluster_stats_server(cs, NULL), INV);
   meshcache_cluster_stats_free(cs);
   meshcache_cluster_stats_free(NULL);
   CHECK_RC(meshcache_cluster_shutdown(NULL), INV);
@@ -821,13 +859,17 @@ typedef enum zero_option {
   ZERO_VNODES,
   ZERO_BREAKER_THRESHOLD,
   ZERO_WORKER_THREADS,
+  ZERO_HANDSHAKE_TIMEOUT,
+  ZERO_IDLE_TIMEOUT,
+  ZERO_MAX_PEER_REQUESTS,
   ZERO_OPTIONS
 } zero_option;
 
 /* The setters take any value; meshcache_cluster_new refuses a zero. */
 static void test_options_refused_by_meshcache_cluster_new(void) {
-  static const char *const what[ZERO_OPTIONS] = {"timeout", "timeout", "max_message_size",
-                                                 "vnodes", "threshold", "worker_threads"};
+  static const char *const what[ZERO_OPTIONS] = {
+      "timeout", "timeout", "max_message_size", "vnodes", "threshold", "worker_threads",
+      "handshake_timeout", "idle_timeout", "max_peer_requests"};
   for (int z = 0; z < ZERO_OPTIONS; z++) {
     meshcache_cluster_options *o = NULL;
     meshcache_cluster *c = NULL;
@@ -839,6 +881,9 @@ static void test_options_refused_by_meshcache_cluster_new(void) {
       case ZERO_VNODES: OK(meshcache_cluster_options_set_vnodes(o, 0)); break;
       case ZERO_BREAKER_THRESHOLD: OK(meshcache_cluster_options_set_breaker(o, 0, 100)); break;
       case ZERO_WORKER_THREADS: OK(meshcache_cluster_options_set_worker_threads(o, 0)); break;
+      case ZERO_HANDSHAKE_TIMEOUT: OK(meshcache_cluster_options_set_handshake_timeout_ms(o, 0)); break;
+      case ZERO_IDLE_TIMEOUT: OK(meshcache_cluster_options_set_idle_timeout_ms(o, 0)); break;
+      case ZERO_MAX_PEER_REQUESTS: OK(meshcache_cluster_options_set_max_peer_requests(o, 0)); break;
       case ZERO_OPTIONS: break;
     }
     meshcache_result rc = meshcache_cluster_new(o, &c);
@@ -990,6 +1035,7 @@ typedef struct field {
 #define FIELD(type, member) {#member, offsetof(type, member), sizeof(((type *)0)->member)}
 #define GS(member) FIELD(meshcache_group_stats, member)
 #define PS(member) FIELD(meshcache_peer_stats, member)
+#define SS(member) FIELD(meshcache_server_stats, member)
 
 /* Every field, by its C name: this list does not compile if a field is renamed, and the
  * layout check below fails if a field is added that it does not name. */
@@ -1013,6 +1059,12 @@ static const field GROUP_STATS_FIELDS[] = {
 static const field PEER_STATS_FIELDS[] = {
     PS(addr),    PS(breaker), PS(requests), PS(successes),     PS(failures),
     PS(timeouts), PS(retries), PS(rejected), PS(breaker_opened),
+};
+
+static const field SERVER_STATS_FIELDS[] = {
+    SS(rejected_unauthenticated), SS(rejected_overloaded), SS(rejected_too_many_keys),
+    SS(accept_errors),            SS(handshake_timeouts),  SS(idle_closed),
+    SS(closed_at_shutdown),       SS(rejected_protocol_mismatch),
 };
 
 /* The fields' names, comma-separated, into `out`; 0 unless the fields tile the struct in
@@ -1039,6 +1091,499 @@ static void test_stats_field_names_are_the_cores(void) {
                     sizeof(meshcache_peer_stats), names, sizeof names));
   printf("     meshcache_peer_stats: %s\n", names);
   CHECK(strcmp(names, meshcache_test_peer_stats_names()) == 0);
+  CHECK(field_names(SERVER_STATS_FIELDS,
+                    sizeof SERVER_STATS_FIELDS / sizeof SERVER_STATS_FIELDS[0],
+                    sizeof(meshcache_server_stats), names, sizeof names));
+  printf("     meshcache_server_stats: %s\n", names);
+  CHECK(strcmp(names, meshcache_test_server_stats_names()) == 0);
+}
+
+/* ---- security: a cluster token, TLS, a shutdown that always ends ------------------- */
+
+/* The bound on every wait of these tests: generous, for valgrind; nothing sleeps. */
+#define BOUND_MS 20000
+#define SECURE_KEYS 20
+
+/* A node of the security tests: a cluster, a group "sec" with the counting loader. */
+typedef struct node {
+  meshcache_cluster *cluster;
+  meshcache_group *group;
+  counting_loader loader;
+  char addr[64];
+} node;
+
+/* New cluster options with deadlines generous enough for a slow run (valgrind, TLS
+ * handshakes in a debug build), so that only a refusal makes a get fall back. */
+static meshcache_cluster_options *slow_run_options(void) {
+  meshcache_cluster_options *o = NULL;
+  if (meshcache_cluster_options_new(&o) != MESHCACHE_OK) return NULL;
+  meshcache_cluster_options_set_peer_timeout_ms(o, 30000);
+  meshcache_cluster_options_set_connect_timeout_ms(o, 30000);
+  return o;
+}
+
+/* Starts `n` with `o` (then freed); 0 on failure (the last error says why). */
+static int node_open(node *n, meshcache_cluster_options *o) {
+  memset(n, 0, sizeof *n);
+  meshcache_group_options *go = NULL;
+  size_t len = 0;
+  meshcache_result rc = meshcache_cluster_new(o, &n->cluster);
+  meshcache_cluster_options_free(o);
+  if (rc != MESHCACHE_OK) return 0;
+  if (meshcache_cluster_advertise_addr(n->cluster, n->addr, sizeof n->addr, &len) != MESHCACHE_OK)
+    return 0;
+  if (meshcache_group_options_new(&go) != MESHCACHE_OK) return 0;
+  meshcache_group_options_set_loader(go, count_loader, &n->loader, NULL);
+  rc = meshcache_group_new(n->cluster, "sec", go, &n->group);
+  meshcache_group_options_free(go);
+  return rc == MESHCACHE_OK;
+}
+
+static void node_close(node *n) {
+  meshcache_group_free(n->group);
+  meshcache_cluster_free(n->cluster);
+}
+
+/* `caller`'s ring becomes {owner, caller}: about half the keys are the owner's. */
+static meshcache_result join(node *caller, const node *owner) {
+  const char *peers[2] = {owner->addr, caller->addr};
+  return meshcache_cluster_set_peers(caller->cluster, peers, 2);
+}
+
+/* `n` gets SECURE_KEYS keys ("<prefix>-<i>"); the number of gets that failed. */
+static int get_keys(node *n, const char *prefix) {
+  int failed = 0;
+  for (int k = 0; k < SECURE_KEYS; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "%s-%d", prefix, k);
+    meshcache_value v = {0};
+    failed += meshcache_group_get(n->group, K(key), &v) != MESHCACHE_OK;
+    meshcache_value_free(&v);
+  }
+  return failed;
+}
+
+static meshcache_result server_stats(const node *n, meshcache_server_stats *out) {
+  meshcache_cluster_stats *s = NULL;
+  meshcache_result rc = meshcache_cluster_stats_get(n->cluster, &s);
+  if (rc == MESHCACHE_OK) rc = meshcache_cluster_stats_server(s, out);
+  meshcache_cluster_stats_free(s);
+  return rc;
+}
+
+/* Whether `caller`'s gets of keys `owner` owns were served by `owner` (a remote get
+ * works): the owner loaded each of them, the caller fetched them all and fell back on
+ * none. */
+static int fetched_remotely(const node *caller, int owner_loads_before, const node *owner) {
+  meshcache_group_stats s;
+  if (meshcache_group_stats_get(caller->group, &s) != MESHCACHE_OK) return 0;
+  int owner_loads = atomic_load(&owner->loader.calls) - owner_loads_before;
+  return owner_loads > 0 && s.remote_fetches == (uint64_t)owner_loads && s.fallback_loads == 0 &&
+         s.remote_errors == 0;
+}
+
+/* Whether `caller`'s gets of the owner's keys were refused, so loaded locally. */
+static int fell_back(const node *caller, int owner_loads_before, const node *owner) {
+  meshcache_group_stats s;
+  if (meshcache_group_stats_get(caller->group, &s) != MESHCACHE_OK) return 0;
+  return s.fallback_loads > 0 && s.remote_fetches == 0 &&
+         atomic_load(&owner->loader.calls) == owner_loads_before &&
+         atomic_load(&caller->loader.calls) == SECURE_KEYS;
+}
+
+/* Options with a token (and a previous one, unless NULL). */
+static meshcache_cluster_options *with_token(const char *token, const char *previous) {
+  meshcache_cluster_options *o = slow_run_options();
+  if (o == NULL) return NULL;
+  meshcache_cluster_options_set_token(o, token);
+  if (previous != NULL) meshcache_cluster_options_set_previous_token(o, previous);
+  return o;
+}
+
+/* A fresh temporary directory into `dir`; 0 on failure. */
+static int temp_dir(char *dir, size_t len, const char *name) {
+  snprintf(dir, len, "/tmp/meshcache-c-%s-XXXXXX", name);
+  return mkdtemp(dir) != NULL;
+}
+
+static void remove_files(const char *dir, const char *const *names, size_t n) {
+  char path[256];
+  for (size_t i = 0; i < n; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    unlink(path);
+  }
+  rmdir(dir);
+}
+
+static void test_token(void) {
+  node a, same, rotating, wrong;
+  /* a: the new token, and the old one while the cluster rotates */
+  CHECK(node_open(&a, with_token("new-token", "old-token")));
+  CHECK(node_open(&same, with_token("new-token", NULL)));
+  CHECK(node_open(&rotating, with_token("old-token", NULL)));
+  CHECK(node_open(&wrong, with_token("not-our-token", NULL)));
+  meshcache_server_stats before, after;
+  OK(server_stats(&a, &before));
+  CHECK(before.rejected_unauthenticated == 0);
+  /* the same token: a remote get works */
+  int loads = atomic_load(&a.loader.calls);
+  OK(join(&same, &a));
+  CHECK(get_keys(&same, "same") == 0);
+  CHECK(fetched_remotely(&same, loads, &a));
+  /* the previous token is accepted during a rotation */
+  loads = atomic_load(&a.loader.calls);
+  OK(join(&rotating, &a));
+  CHECK(get_keys(&rotating, "rotating") == 0);
+  CHECK(fetched_remotely(&rotating, loads, &a));
+  /* a wrong token: refused, counted, and the caller loads locally */
+  loads = atomic_load(&a.loader.calls);
+  OK(join(&wrong, &a));
+  CHECK(get_keys(&wrong, "wrong") == 0);
+  CHECK(fell_back(&wrong, loads, &a));
+  OK(server_stats(&a, &after));
+  printf("     refused %llu calls with a wrong token\n",
+         (unsigned long long)after.rejected_unauthenticated);
+  CHECK(after.rejected_unauthenticated > before.rejected_unauthenticated);
+  node_close(&wrong);
+  node_close(&rotating);
+  node_close(&same);
+  node_close(&a);
+}
+
+static void test_token_file_and_bad_tokens(void) {
+  static const char *const files[] = {"token"};
+  char dir[64], path[128];
+  CHECK(temp_dir(dir, sizeof dir, "token"));
+  snprintf(path, sizeof path, "%s/token", dir);
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs("  from-a-file  \nsecond line\n", f);
+  fclose(f);
+  /* the file's first line, trimmed, overrides a token given too */
+  node t, u;
+  meshcache_cluster_options *o = with_token("overridden", NULL);
+  CHECK(o != NULL);
+  OK(meshcache_cluster_options_set_token_file(o, path));
+  CHECK(node_open(&t, o));
+  CHECK(node_open(&u, with_token("from-a-file", NULL)));
+  OK(join(&u, &t));
+  CHECK(get_keys(&u, "file") == 0);
+  CHECK(fetched_remotely(&u, 0, &t));
+  node_close(&u);
+  node_close(&t);
+
+  /* refused by meshcache_cluster_new, and the message never shows the token */
+  static const char *const bad[] = {"two words", "", "tab\tbed"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    meshcache_cluster *c = NULL;
+    o = with_token(bad[i], NULL);
+    CHECK(o != NULL);
+    meshcache_result rc = meshcache_cluster_new(o, &c);
+    meshcache_cluster_options_free(o);
+    CHECK_RC(rc, MESHCACHE_INVALID_ARGUMENT);
+    CHECK(c == NULL);
+    CHECK(strstr(meshcache_last_error_message(), "token") != NULL);
+    CHECK(bad[i][0] == 0 || strstr(meshcache_last_error_message(), bad[i]) == NULL);
+  }
+  /* a previous token without a current one; a token file that does not exist */
+  for (int i = 0; i < 2; i++) {
+    meshcache_cluster *c = NULL;
+    o = slow_run_options();
+    CHECK(o != NULL);
+    if (i == 0) OK(meshcache_cluster_options_set_previous_token(o, "old-token"));
+    if (i == 1) {
+      snprintf(path, sizeof path, "%s/missing", dir);
+      OK(meshcache_cluster_options_set_token_file(o, path));
+    }
+    meshcache_result rc = meshcache_cluster_new(o, &c);
+    meshcache_cluster_options_free(o);
+    CHECK_RC(rc, MESHCACHE_INVALID_ARGUMENT);
+    CHECK(c == NULL);
+  }
+  remove_files(dir, files, sizeof files / sizeof files[0]);
+}
+
+static const char *const CERT_FILES[] = {"ca.pem",       "node.pem",      "node.key",
+                                         "stranger.pem", "stranger.key", "stranger-ca.pem"};
+
+/* Test certificates into a fresh directory `dir`, by $MESHCACHE_GENCERT; 0 (saying why)
+ * when they could not be made. */
+static int gen_certs(char *dir, size_t len) {
+  const char *gencert = getenv("MESHCACHE_GENCERT");
+  if (gencert == NULL || gencert[0] == 0) {
+    fprintf(stderr, "  MESHCACHE_GENCERT is not set: run the C tests with `make test-c` (it "
+                    "builds gencert and exports its path), or export it (`make gencert`)\n");
+    return 0;
+  }
+  if (!temp_dir(dir, len, "tls")) return 0;
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "'%s' '%s' > /dev/null", gencert, dir);
+  if (system(cmd) != 0) {
+    fprintf(stderr, "  %s failed\n", cmd);
+    return 0;
+  }
+  return 1;
+}
+
+/* Options with TLS from the files `cert`, `key` and `ca` of `dir`. */
+static meshcache_cluster_options *with_tls(const char *dir, const char *cert, const char *key,
+                                           const char *ca) {
+  char c[256], k[256], a[256];
+  meshcache_cluster_options *o = slow_run_options();
+  if (o == NULL) return NULL;
+  snprintf(c, sizeof c, "%s/%s", dir, cert);
+  snprintf(k, sizeof k, "%s/%s", dir, key);
+  snprintf(a, sizeof a, "%s/%s", dir, ca);
+  meshcache_cluster_options_set_tls(o, c, k, a);
+  return o;
+}
+
+static void test_tls(void) {
+  char dir[64];
+  CHECK(gen_certs(dir, sizeof dir));
+  node a, b, plain, stranger, lenient, misnamed;
+  CHECK(node_open(&a, with_tls(dir, "node.pem", "node.key", "ca.pem")));
+  /* mutual TLS (the default): a member gets from a member. The TLS options of b are
+   * given before meshcache_cluster_options_set_tls, and count all the same. */
+  meshcache_cluster_options *o = slow_run_options();
+  CHECK(o != NULL);
+  OK(meshcache_cluster_options_set_tls_server_name(o, "localhost"));
+  OK(meshcache_cluster_options_set_tls_client_auth(o, true));
+  char cert[128], key[128], ca[128];
+  snprintf(cert, sizeof cert, "%s/node.pem", dir);
+  snprintf(key, sizeof key, "%s/node.key", dir);
+  snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+  OK(meshcache_cluster_options_set_tls(o, cert, key, ca));
+  CHECK(node_open(&b, o));
+  int loads = atomic_load(&a.loader.calls);
+  OK(join(&b, &a));
+  CHECK(get_keys(&b, "member") == 0);
+  CHECK(fetched_remotely(&b, loads, &a));
+  /* a plaintext node: refused, counted as a protocol mismatch, loads locally */
+  meshcache_server_stats before, after;
+  OK(server_stats(&a, &before));
+  CHECK(node_open(&plain, slow_run_options()));
+  loads = atomic_load(&a.loader.calls);
+  OK(join(&plain, &a));
+  CHECK(get_keys(&plain, "plain") == 0);
+  CHECK(fell_back(&plain, loads, &a));
+  OK(server_stats(&a, &after));
+  printf("     refused %llu plaintext connections\n",
+         (unsigned long long)after.rejected_protocol_mismatch);
+  CHECK(after.rejected_protocol_mismatch > before.rejected_protocol_mismatch);
+  /* a certificate from another CA: refused by a (mutual TLS)... */
+  CHECK(node_open(&stranger, with_tls(dir, "stranger.pem", "stranger.key", "ca.pem")));
+  loads = atomic_load(&a.loader.calls);
+  OK(join(&stranger, &a));
+  CHECK(get_keys(&stranger, "stranger") == 0);
+  CHECK(fell_back(&stranger, loads, &a));
+  /* ...served by a node that does not ask for client certificates */
+  o = with_tls(dir, "node.pem", "node.key", "ca.pem");
+  CHECK(o != NULL);
+  OK(meshcache_cluster_options_set_tls_client_auth(o, false));
+  CHECK(node_open(&lenient, o));
+  meshcache_group_stats gs;
+  OK(meshcache_group_stats_get(stranger.group, &gs));
+  uint64_t fetched = gs.remote_fetches;
+  OK(join(&stranger, &lenient));
+  CHECK(get_keys(&stranger, "lenient") == 0);
+  OK(meshcache_group_stats_get(stranger.group, &gs));
+  CHECK(atomic_load(&lenient.loader.calls) > 0 &&
+        gs.remote_fetches - fetched == (uint64_t)atomic_load(&lenient.loader.calls));
+  /* a server name the certificates do not have: the caller refuses a, loads locally */
+  o = with_tls(dir, "node.pem", "node.key", "ca.pem");
+  CHECK(o != NULL);
+  OK(meshcache_cluster_options_set_tls_server_name(o, "not-a-member.example"));
+  CHECK(node_open(&misnamed, o));
+  loads = atomic_load(&a.loader.calls);
+  OK(join(&misnamed, &a));
+  CHECK(get_keys(&misnamed, "misnamed") == 0);
+  CHECK(fell_back(&misnamed, loads, &a));
+  node_close(&misnamed);
+  node_close(&lenient);
+  node_close(&stranger);
+  node_close(&plain);
+  node_close(&b);
+  node_close(&a);
+  /* a file that cannot be read: refused at start */
+  for (int i = 0; i < 3; i++) {
+    meshcache_cluster *c = NULL;
+    o = with_tls(dir, i == 0 ? "missing.pem" : "node.pem", i == 1 ? "missing.key" : "node.key",
+                 i == 2 ? "missing-ca.pem" : "ca.pem");
+    CHECK(o != NULL);
+    meshcache_result rc = meshcache_cluster_new(o, &c);
+    meshcache_cluster_options_free(o);
+    CHECK_RC(rc, MESHCACHE_INVALID_ARGUMENT);
+    CHECK(c == NULL && strstr(meshcache_last_error_message(), "missing") != NULL);
+  }
+  remove_files(dir, CERT_FILES, sizeof CERT_FILES / sizeof CERT_FILES[0]);
+}
+
+/* ---- shutdown always ends --------------------------------------------------------- */
+
+#define IDLE_CONNECTIONS 200
+#define GRACE_MS 300
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The port the cluster's server is bound to; 0 on failure. */
+static int port_of(meshcache_cluster *c) {
+  char addr[64];
+  size_t n = 0;
+  if (meshcache_cluster_local_addr(c, addr, sizeof addr, &n) != MESHCACHE_OK) return 0;
+  const char *colon = strrchr(addr, ':');
+  return colon == NULL ? 0 : atoi(colon + 1);
+}
+
+/* A plain TCP connection to 127.0.0.1:port; -1 on failure. */
+static int connect_to(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Sends the HTTP/2 preface and an empty SETTINGS frame on `fd`, then waits (at most
+ * BOUND_MS) for the server's SETTINGS frame: the server has accepted this connection,
+ * and so every connection opened before it. Never answers after that. */
+static int say_hello_then_nothing(int fd) {
+  static const char hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1)) return 0;
+  struct timeval t = {BOUND_MS / 1000, 0};
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t) != 0) return 0;
+  char frame[9];
+  size_t got = 0;
+  while (got < sizeof frame) {
+    ssize_t n = read(fd, frame + got, sizeof frame - got);
+    if (n <= 0) return 0;
+    got += (size_t)n;
+  }
+  return frame[3] == 0x04; /* a SETTINGS frame */
+}
+
+/* meshcache_cluster_shutdown (free_it = 0) or meshcache_cluster_free (1) on a thread of
+ * its own, so that the test can bound its wait. */
+typedef struct closer {
+  meshcache_cluster *cluster;
+  int free_it;
+  meshcache_result rc;
+  int done;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} closer;
+
+static void *run_closer(void *p) {
+  closer *c = (closer *)p;
+  meshcache_result rc = MESHCACHE_OK;
+  if (c->free_it) {
+    meshcache_cluster_free(c->cluster);
+  } else {
+    rc = meshcache_cluster_shutdown(c->cluster);
+  }
+  pthread_mutex_lock(&c->mu);
+  c->rc = rc;
+  c->done = 1;
+  pthread_cond_signal(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+/* Runs the closer and waits for it at most BOUND_MS: the milliseconds it took, or -1 if
+ * it did not return in time (its thread is then left behind). */
+static double close_within_bound(meshcache_cluster *cluster, int free_it, meshcache_result *rc) {
+  closer c;
+  memset(&c, 0, sizeof c);
+  c.cluster = cluster;
+  c.free_it = free_it;
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_mutex_init(&c.mu, NULL);
+  pthread_cond_init(&c.cv, &attr);
+  pthread_condattr_destroy(&attr);
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += BOUND_MS / 1000;
+  double started = now_ms();
+  pthread_t t;
+  if (pthread_create(&t, NULL, run_closer, &c) != 0) return -1;
+  pthread_mutex_lock(&c.mu);
+  while (!c.done) {
+    if (pthread_cond_timedwait(&c.cv, &c.mu, &deadline) != 0 && !c.done) break;
+  }
+  int done = c.done;
+  pthread_mutex_unlock(&c.mu);
+  if (!done) {
+    /* `c` lives on this stack: the stuck thread must not touch it later. */
+    fprintf(stderr, "  %s did not return within %d ms\n",
+            free_it ? "meshcache_cluster_free" : "meshcache_cluster_shutdown", BOUND_MS);
+    fflush(stderr);
+    _exit(1);
+  }
+  double took = now_ms() - started;
+  pthread_join(t, NULL);
+  pthread_cond_destroy(&c.cv);
+  pthread_mutex_destroy(&c.mu);
+  *rc = c.rc;
+  return took;
+}
+
+/* A node with a short grace period, 200 idle TCP connections and one that said hello and
+ * then nothing: meshcache_cluster_shutdown returns once the grace period is over and
+ * counts the connections it closed; meshcache_cluster_free (without a shutdown first)
+ * returns too. */
+static void test_shutdown_ends_with_idle_connections(void) {
+  for (int free_it = 0; free_it < 2; free_it++) {
+    meshcache_cluster_options *o = NULL;
+    meshcache_cluster *c = NULL;
+    OK(meshcache_cluster_options_new(&o));
+    OK(meshcache_cluster_options_set_shutdown_grace_ms(o, GRACE_MS));
+    meshcache_result rc = meshcache_cluster_new(o, &c);
+    meshcache_cluster_options_free(o);
+    OK(rc);
+    int port = port_of(c);
+    CHECK(port > 0);
+    int fds[IDLE_CONNECTIONS + 1];
+    for (int i = 0; i < IDLE_CONNECTIONS; i++) {
+      fds[i] = connect_to(port);
+      CHECK(fds[i] >= 0);
+    }
+    fds[IDLE_CONNECTIONS] = connect_to(port);
+    CHECK(fds[IDLE_CONNECTIONS] >= 0);
+    CHECK(say_hello_then_nothing(fds[IDLE_CONNECTIONS]));
+    double took = close_within_bound(c, free_it, &rc);
+    printf("     %s with %d idle connections and a silent one: %.0f ms (grace %d ms)\n",
+           free_it ? "meshcache_cluster_free" : "meshcache_cluster_shutdown",
+           IDLE_CONNECTIONS, took, GRACE_MS);
+    OK(rc);
+    /* the silent connection held it for the grace period, no longer than the bound */
+    CHECK(took + 1 >= GRACE_MS && took < BOUND_MS);
+    if (!free_it) {
+      meshcache_cluster_stats *s = NULL;
+      meshcache_server_stats server;
+      OK(meshcache_cluster_stats_get(c, &s));
+      OK(meshcache_cluster_stats_server(s, &server));
+      meshcache_cluster_stats_free(s);
+      printf("     closed at shutdown: %llu connections\n",
+             (unsigned long long)server.closed_at_shutdown);
+      CHECK(server.closed_at_shutdown >= 1);
+      took = close_within_bound(c, 1, &rc);
+      CHECK(took < BOUND_MS);
+    }
+    for (int i = 0; i <= IDLE_CONNECTIONS; i++) close(fds[i]);
+  }
 }
 
 /* ---- runner ----------------------------------------------------------------------- */
@@ -1059,6 +1604,8 @@ static const test_case TESTS[] = {
     T(test_options_refused_by_meshcache_cluster_new),
     T(test_breaker_opens_on_a_dead_peer),
     T(test_stats_field_names_are_the_cores), T(test_free_waits_for_a_running_loader),
+    T(test_token),                  T(test_token_file_and_bad_tokens), T(test_tls),
+    T(test_shutdown_ends_with_idle_connections),
 };
 
 int main(int argc, char **argv) {
