@@ -69,7 +69,7 @@ struct TlsFiles {
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 
 /// Builds a [`Cluster`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterBuilder {
     listen: String,
     advertise: Option<String>,
@@ -87,6 +87,22 @@ pub struct ClusterBuilder {
     conn: ConnLimits,
     max_peer_requests: usize,
     max_streams_per_connection: u32,
+}
+
+impl std::fmt::Debug for ClusterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a token: only whether one is set.
+        let set = |t: bool| if t { "<set>" } else { "<none>" };
+        f.debug_struct("ClusterBuilder")
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("peers", &self.peers)
+            .field("token", &set(self.token.is_some() || self.token_file.is_some()))
+            .field("previous_token", &set(self.previous_token.is_some()))
+            .field("tls", &self.tls)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClusterBuilder {

@@ -243,6 +243,14 @@ mod tests {
     }
 
     #[test]
+    fn a_builder_never_prints_its_tokens() {
+        let b = Cluster::builder().token("s3cret-a").previous_token("s3cret-b");
+        let text = format!("{b:?}");
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(text.contains("<set>"));
+    }
+
+    #[test]
     fn build_with_a_bad_address_is_an_error_not_a_panic() {
         let err = Cluster::builder().listen("not an address").build().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);

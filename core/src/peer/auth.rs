@@ -97,9 +97,17 @@ impl Tokens {
 }
 
 /// Adds the token to a client's calls.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Attach {
     header: Option<MetadataValue<Ascii>>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach")
+            .field("token", &self.header.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl Interceptor for Attach {
@@ -180,6 +188,8 @@ mod tests {
         assert!(Tokens::new(Some("has space".into()), None).is_err());
         assert!(Tokens::new(Some(String::new()), None).is_err());
         assert!(Tokens::new(None, Some("x".into())).is_err());
-        assert!(!format!("{:?}", Tokens::new(Some("s3cret".into()), None).unwrap()).contains("s3cret"));
+        let tokens = Tokens::new(Some("s3cret".into()), None).unwrap();
+        assert!(!format!("{tokens:?}").contains("s3cret"));
+        assert!(!format!("{:?}", tokens.attach()).contains("s3cret"));
     }
 }
