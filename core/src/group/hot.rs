@@ -47,7 +47,12 @@ impl Group {
                 bump(&c.remote_fetches);
                 if self.inner.hot.pick() {
                     bump(&c.hot_inserts);
-                    self.cache_if_unchanged(Tier::Hot, key, Some(value.clone()), found.deadline, epoch);
+                    // A fetched value is a slice of the answer it came in, which for a
+                    // GetMany holds many values: the mirror gets its own bytes so that it
+                    // does not keep the whole answer alive (the store counts only this
+                    // value).
+                    let own = Bytes::copy_from_slice(value);
+                    self.cache_if_unchanged(Tier::Hot, key, Some(own), found.deadline, epoch);
                 }
             }
             None => bump(&c.remote_not_found),

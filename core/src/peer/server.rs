@@ -373,7 +373,9 @@ impl Peer for PeerService {
         let _serving = self.admit(&request)?;
         let req = request.into_inner();
         let group = self.group(&req.group)?;
-        let entry = group.serve_get(req.key).await.map_err(|e| super::to_status(&e))?;
+        // Its own bytes: a cached key must not keep the request buffer alive.
+        let key = Bytes::copy_from_slice(&req.key);
+        let entry = group.serve_get(key).await.map_err(|e| super::to_status(&e))?;
         Ok(Response::new(pb::GetResponse {
             found: entry.value.is_some(),
             value: entry.value.unwrap_or_default(),
@@ -413,7 +415,9 @@ impl Peer for PeerService {
             .iter()
             .map(|k| {
                 *first.entry(k).or_insert_with(|| {
-                    distinct.push(k.clone());
+                    // A key cached here must not hold on to the whole request buffer it
+                    // was decoded from (a slice of it would): it gets its own bytes.
+                    distinct.push(Bytes::copy_from_slice(k));
                     distinct.len() - 1
                 })
             })
@@ -440,8 +444,13 @@ impl Peer for PeerService {
         let _serving = self.admit(&request)?;
         let req = request.into_inner();
         let group = self.group(&req.group)?;
+        // Own bytes for what is cached (the request buffer may be larger than both).
         group
-            .serve_set(req.key, req.value, req.expire_at_ms)
+            .serve_set(
+                Bytes::copy_from_slice(&req.key),
+                Bytes::copy_from_slice(&req.value),
+                req.expire_at_ms,
+            )
             .map_err(|e| super::to_status(&e))?;
         Ok(Response::new(pb::SetResponse {}))
     }
