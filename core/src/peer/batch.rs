@@ -107,23 +107,10 @@ impl Batcher {
     /// counted from now, queueing included, so a get behind calls to a hung owner falls
     /// back after one timeout, not two.
     pub(crate) async fn get(&self, key: Bytes) -> Result<Entry> {
-        match self.peer.call_timeout() {
-            None => self.get_unbounded(key).await,
-            Some(t) => tokio::time::timeout(t, self.get_unbounded(key))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("peer {}: no answer within {t:?}", self.peer.addr()),
-                    ))
-                }),
-        }
-    }
-
-    async fn get_unbounded(&self, key: Bytes) -> Result<Entry> {
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.permits.clone().try_acquire_owned()
         {
+            // Sent at once: the call's own deadline bounds it.
             let r = self.peer.get(&self.group, key).await;
             drop(permit);
             return r;
@@ -134,7 +121,17 @@ impl Batcher {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::closed());
         }
-        rx.await.unwrap_or_else(|_| Err(Error::closed()))
+        let answer = async { rx.await.unwrap_or_else(|_| Err(Error::closed())) };
+        // Queued: the wait for a call slot counts against the same deadline.
+        match self.peer.call_timeout() {
+            None => answer.await,
+            Some(t) => tokio::time::timeout(t, answer).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("peer {}: no answer within {t:?}", self.peer.addr()),
+                ))
+            }),
+        }
     }
 }
 

@@ -110,6 +110,10 @@ pub(crate) struct Guarded {
     io: TcpStream,
     info: ConnInfo,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Checked (one atomic load) on every read and write; `killed` and `deadline` are
+    /// polled only when the connection is about to wait, so busy connections pay for
+    /// neither a timer nor a lock.
+    kill: CancellationToken,
     deadline: Pin<Box<Sleep>>,
     limits: ConnLimits,
     read: u64,
@@ -131,7 +135,10 @@ impl Guarded {
                 activity: Arc::new(Activity::new()),
                 remote,
             },
-            killed: Box::pin(kill.clone().cancelled_owned()),
+            // A child token per connection: waiting on it never contends with other
+            // connections, and cancelling the parent reaches every child.
+            killed: Box::pin(kill.child_token().cancelled_owned()),
+            kill: kill.clone(),
             deadline: Box::pin(tokio::time::sleep(limits.handshake_timeout)),
             limits,
             read: 0,
@@ -192,12 +199,38 @@ impl Guarded {
     }
 }
 
+impl Guarded {
+    /// The kill switch, cheaply: one atomic load.
+    fn alive(&mut self) -> io::Result<()> {
+        if self.dead || self.kill.is_cancelled() {
+            if !self.dead {
+                self.dead = true;
+                self.counters.killed.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(closed(io::ErrorKind::ConnectionAborted, "the server shut down"));
+        }
+        Ok(())
+    }
+
+    /// The inner IO is about to wait: arm the kill switch and the deadline (or fail now
+    /// if either has passed).
+    fn waiting<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.check(cx) {
+            Ok(()) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
 impl AsyncRead for Guarded {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.check(cx)?;
+        this.alive()?;
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending => return this.waiting(cx),
+            Poll::Ready(r) => r?,
+        }
         let n = (buf.filled().len() - before) as u64;
         if this.read == 0 && n > 0 {
             this.check_protocol(buf.filled()[before])?;
@@ -215,19 +248,25 @@ impl AsyncRead for Guarded {
 impl AsyncWrite for Guarded {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.check(cx)?;
-        Pin::new(&mut this.io).poll_write(cx, buf)
+        this.alive()?;
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Pending => this.waiting(cx),
+            ready => ready,
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.check(cx)?;
-        Pin::new(&mut this.io).poll_flush(cx)
+        this.alive()?;
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending => this.waiting(cx),
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.killed.as_mut().poll(cx).is_ready() {
+        if this.dead || this.kill.is_cancelled() {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_shutdown(cx)
@@ -239,8 +278,11 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.check(cx)?;
-        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
+        this.alive()?;
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.waiting(cx),
+            ready => ready,
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
