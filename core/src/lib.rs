@@ -72,8 +72,8 @@ pub use cluster::{
 pub use entry::Entry;
 pub use error::{BoxError, Error, ErrorKind, Result, panic_message};
 pub use group::{
-    DEFAULT_CAPACITY, DEFAULT_HOT_SAMPLE, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN, DEFAULT_NEGATIVE_TTL,
-    GetFuture, Group, GroupBuilder, GroupStats, Limits, Now,
+    DEFAULT_CAPACITY, DEFAULT_HOT_SAMPLE, DEFAULT_HOT_TTL, DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN,
+    DEFAULT_NEGATIVE_TTL, GetFuture, Group, GroupBuilder, GroupStats, Limits, Now,
 };
 pub use housekeeper::REAP_INTERVAL;
 pub use loader::{LoadFuture, Loaded, Loader, NoLoader};

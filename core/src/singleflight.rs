@@ -23,6 +23,7 @@ use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ErrorKind, Result, panic_message};
 
@@ -32,6 +33,8 @@ type Slot<V> = watch::Sender<Option<Result<V>>>;
 pub struct Singleflight<K, V> {
     /// Guards the map of flights in progress: key -> the channel its result is sent on.
     flights: Arc<Mutex<HashMap<K, Arc<Slot<V>>>>>,
+    /// Once cancelled, every waiter (present and future) gets `Closed` at once.
+    closed: CancellationToken,
 }
 
 impl<K, V> fmt::Debug for Singleflight<K, V> {
@@ -46,6 +49,7 @@ impl<K, V> Default for Singleflight<K, V> {
     fn default() -> Self {
         Singleflight {
             flights: Arc::default(),
+            closed: CancellationToken::new(),
         }
     }
 }
@@ -140,10 +144,20 @@ where
                 }
             }
         };
-        match rx.wait_for(Option::is_some).await {
-            Ok(r) => r.as_ref().expect("waited for Some").clone(),
-            Err(_) => Err(Error::closed()),
+        tokio::select! {
+            biased;
+            r = rx.wait_for(Option::is_some) => match r {
+                Ok(r) => r.as_ref().expect("waited for Some").clone(),
+                Err(_) => Err(Error::closed()),
+            },
+            () = self.closed.cancelled() => Err(Error::closed()),
         }
+    }
+
+    /// Releases every caller waiting on a flight, now and later, with
+    /// [`ErrorKind::Closed`]. Loads already running go on; their results are dropped.
+    pub fn close(&self) {
+        self.closed.cancel();
     }
 }
 

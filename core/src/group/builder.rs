@@ -22,6 +22,10 @@ use crate::store::{Store, StoreConfig};
 
 /// Default time a "not found" from the loader is remembered.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Default longest time a mirror of another node's key is kept in the hot tier (never
+/// longer than the owner keeps the key), so that mirrors converge with their owner even
+/// when an invalidation was lost.
+pub const DEFAULT_HOT_TTL: Duration = Duration::from_secs(60);
 /// Default byte budget of a group.
 pub const DEFAULT_CAPACITY: usize = 64 * 1024 * 1024;
 
@@ -34,6 +38,8 @@ pub struct GroupBuilder {
     default_ttl: Option<Duration>,
     negative_ttl: Duration,
     hot_sample: u32,
+    hot_ttl: Duration,
+    load_timeout: Option<Duration>,
     limits: Limits,
     clock: Arc<dyn Clock>,
     loader: Option<Arc<dyn Loader>>,
@@ -60,6 +66,8 @@ impl GroupBuilder {
             default_ttl: None,
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             hot_sample: DEFAULT_HOT_SAMPLE,
+            hot_ttl: DEFAULT_HOT_TTL,
+            load_timeout: None,
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
             loader: None,
@@ -104,6 +112,22 @@ impl GroupBuilder {
     /// key read often here gets mirrored after about `n` reads.
     pub fn hot_sample(mut self, n: u32) -> Self {
         self.hot_sample = n;
+        self
+    }
+
+    /// Longest time a mirror of another node's key stays in this node's hot tier (the
+    /// owner's own expiry still applies when it is sooner). Default [`DEFAULT_HOT_TTL`].
+    pub fn hot_ttl(mut self, ttl: Duration) -> Self {
+        self.hot_ttl = ttl;
+        self
+    }
+
+    /// How long a load may take: callers waiting on a loader that has not answered by
+    /// then get [`crate::ErrorKind::Timeout`], the key is free for the next get to load
+    /// again, and whatever the stuck loader returns later is dropped. Default: none
+    /// (a loader may take as long as it takes).
+    pub fn load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = Some(timeout);
         self
     }
 
@@ -174,6 +198,11 @@ impl GroupBuilder {
         if self.capacity == 0 {
             return Err(Error::invalid("capacity must be greater than zero"));
         }
+        if self.load_timeout.is_some_and(|t| t.is_zero()) || self.hot_ttl.is_zero() {
+            return Err(Error::invalid(
+                "load_timeout and hot_ttl must be greater than zero",
+            ));
+        }
         if self.limits.max_key_len == 0 || self.limits.max_value_len == 0 {
             return Err(Error::invalid(
                 "max_key_len and max_value_len must be greater than zero",
@@ -202,6 +231,8 @@ impl GroupBuilder {
                 default_ttl: self.default_ttl,
                 negative_ttl: self.negative_ttl,
                 hot: HotSampler::new(self.hot_sample),
+                hot_ttl: self.hot_ttl,
+                load_timeout: self.load_timeout,
                 limits: self.limits,
                 clock: self.clock,
                 runtime: runtime.clone(),

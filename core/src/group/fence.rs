@@ -69,6 +69,14 @@ impl Group {
         deadline: u64,
         epoch: u64,
     ) {
+        // A mirror lives at most the hot TTL, and never longer than its owner keeps it.
+        let deadline = match tier {
+            Tier::Main => deadline,
+            Tier::Hot => {
+                let cap = crate::clock::deadline(self.inner.clock.now_ms(), Some(self.inner.hot_ttl));
+                if deadline == 0 { cap } else { deadline.min(cap) }
+            }
+        };
         let fence = &self.inner.fence;
         let slot = fence.slot(&key);
         self.inner.store.insert_if(tier, key, value, deadline, || {

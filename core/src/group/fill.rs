@@ -91,8 +91,22 @@ impl Group {
         let epoch = self.inner.fence.read(&key);
         // The load runs in its scope: a get of this key from inside it fails at once
         // instead of waiting for itself (see `scope.rs`).
-        let load = self.inner.loader.load(key.clone());
-        let loaded = match scope::run_in(LoadScope::new(self.id(), key.clone()), load).await {
+        let load = scope::run_in(
+            LoadScope::new(self.id(), key.clone()),
+            self.inner.loader.load(key.clone()),
+        );
+        let loaded = match self.inner.load_timeout {
+            None => load.await,
+            // Timed out: the loader's future is dropped (a blocking loader's thread runs
+            // on, and its answer is dropped), the flight ends, and the next get loads anew.
+            Some(t) => tokio::time::timeout(t, load).await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("the loader did not answer within {t:?}"),
+                ))
+            }),
+        };
+        let loaded = match loaded {
             Ok(l) => l,
             Err(e) => {
                 bump(&c.load_errors);

@@ -43,7 +43,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
-pub use builder::{DEFAULT_CAPACITY, DEFAULT_NEGATIVE_TTL, GroupBuilder};
+pub use builder::{DEFAULT_CAPACITY, DEFAULT_HOT_TTL, DEFAULT_NEGATIVE_TTL, GroupBuilder};
 pub use hot::DEFAULT_HOT_SAMPLE;
 pub use limits::{DEFAULT_MAX_KEY_LEN, DEFAULT_MAX_VALUE_LEN, Limits};
 pub use stats::GroupStats;
@@ -107,6 +107,10 @@ pub(crate) struct GroupInner {
     default_ttl: Option<Duration>,
     negative_ttl: Duration,
     hot: HotSampler,
+    /// Longest life of a hot-tier mirror.
+    hot_ttl: Duration,
+    /// Longest a load may take, if bounded.
+    load_timeout: Option<Duration>,
     limits: Limits,
     clock: Arc<dyn Clock>,
     runtime: Option<Handle>,
@@ -291,13 +295,16 @@ impl Group {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidArgument`] for a bad key or an oversized value;
-    /// [`ErrorKind::Peer`] or [`ErrorKind::Timeout`] if the owner could not be reached
-    /// (nothing is cached then); [`ErrorKind::Closed`] after shutdown.
+    /// [`ErrorKind::InvalidArgument`] for a bad key, a value over `max_value_len`, or a
+    /// value larger than a shard of this group's store can hold (it could never be
+    /// cached; see [`GroupBuilder::capacity`]); [`ErrorKind::Peer`] or
+    /// [`ErrorKind::Timeout`] if the owner could not be reached (nothing is cached then);
+    /// [`ErrorKind::Closed`] after shutdown.
     pub async fn set(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
         self.inner.limits.check_value(&value)?;
+        self.check_storable(key, &value)?;
         let key = Bytes::copy_from_slice(key);
         let deadline = clock::deadline(self.inner.clock.now_ms(), ttl.or(self.inner.default_ttl));
         match self.route(&key)? {
@@ -313,6 +320,21 @@ impl Group {
                 result
             }
         }
+    }
+
+    /// `InvalidArgument` for a value this group's store can never hold: a `set` that
+    /// reports success must have stored what it was given.
+    pub(crate) fn check_storable(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.inner.store.fits(Tier::Main, key.len(), value.len()) {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "a value of {} bytes is larger than a store shard of this group can hold ({} shards \
+             for {} bytes of capacity): raise the capacity or lower the shard count",
+            value.len(),
+            self.inner.store.shard_count(),
+            self.inner.store.capacity()
+        )))
     }
 
     /// Removes `key` on its owner and every mirror of it on every node.
@@ -363,11 +385,16 @@ impl Group {
         self.inner.counters.snapshot(self.inner.store.stats())
     }
 
-    /// Stops the group: every later call returns [`ErrorKind::Closed`], and the store is
-    /// emptied. Loads in flight finish for their waiters. A cluster closes its groups
-    /// when it shuts down.
+    /// Stops the group: every later call returns [`ErrorKind::Closed`], every call still
+    /// waiting for a load or an owner returns [`ErrorKind::Closed`] at once, and the
+    /// store is emptied. Loads already running are not interrupted; what they return is
+    /// dropped. A cluster closes its groups when it shuts down.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        // Callers waiting on a load (or on an owner) are released with Closed; a loader
+        // that is stuck cannot hold them.
+        self.inner.local_flights.close();
+        self.inner.remote_flights.close();
         self.inner.store.clear();
     }
 

@@ -27,6 +27,7 @@ impl Group {
         self.check_open()?;
         self.inner.limits.check_key(&key)?;
         self.inner.limits.check_value(&value)?;
+        self.check_storable(&key, &value)?;
         self.write_local(Tier::Main, key, Some(value), deadline);
         Ok(())
     }

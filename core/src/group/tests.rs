@@ -719,3 +719,127 @@ async fn a_get_queued_behind_a_hung_owner_waits_one_timeout_not_two() {
     assert_eq!(calls.load(Ordering::SeqCst), MAX_IN_FLIGHT + 3);
     assert!(peer.keys_asked.load(Ordering::SeqCst) >= MAX_IN_FLIGHT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_releases_every_caller_waiting_on_a_stuck_loader() {
+    let g = Group::builder("g")
+        .loader(|_k: Bytes| async {
+            std::future::pending::<()>().await;
+            Ok(Loaded::value("never"))
+        })
+        .build()
+        .unwrap();
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let g = g.clone();
+            tokio::spawn(async move { g.get(b"k").await })
+        })
+        .collect();
+    let key = Bytes::from_static(b"k");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while g.inner.local_flights.waiters(&key) < 8 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("8 waiters");
+    g.close();
+    for w in waiters {
+        let r = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("released");
+        assert_eq!(r.unwrap().unwrap_err().kind(), ErrorKind::Closed);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stuck_loader_times_out_and_the_next_get_loads_again() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let g = {
+        let calls = calls.clone();
+        Group::builder("g")
+            .load_timeout(Duration::from_secs(2))
+            .loader(move |_k: Bytes| {
+                let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(Loaded::value("second try"))
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let (a, b) = tokio::join!(g.get(b"k"), g.get(b"k"));
+    for r in [a, b] {
+        assert_eq!(
+            r.unwrap_err().kind(),
+            ErrorKind::Timeout,
+            "every waiter times out"
+        );
+    }
+    assert_eq!(&g.get(b"k").await.unwrap()[..], b"second try");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(g.stats().load_errors, 1);
+    assert_eq!(
+        Group::builder("x")
+            .load_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[tokio::test]
+async fn a_set_that_could_never_be_cached_is_an_error_not_a_silent_success() {
+    // One shard of 1 MiB: a 2 MiB value (under max_value_len) cannot be held.
+    let g = Group::builder("g").capacity(1 << 20).build().unwrap();
+    let e = g
+        .set(b"big", Bytes::from(vec![0u8; 2 << 20]), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(g.peek(b"big").unwrap(), None);
+    // What fits is stored, and reads back.
+    g.set(b"ok", Bytes::from(vec![1u8; 512 << 10]), None)
+        .await
+        .unwrap();
+    assert_eq!(g.peek(b"ok").unwrap().map(|v| v.len()), Some(512 << 10));
+    // Fewer shards hold larger values in the same capacity.
+    let g = Group::builder("g").capacity(64 << 20).shards(4).build().unwrap();
+    g.set(b"4m", Bytes::from(vec![2u8; 4 << 20]), None).await.unwrap();
+    assert_eq!(g.peek(b"4m").unwrap().map(|v| v.len()), Some(4 << 20));
+}
+
+#[tokio::test]
+async fn hot_mirrors_live_no_longer_than_the_hot_ttl() {
+    let clock = ManualClock::default();
+    let peer = FakePeer::new(Owner::Value);
+    let router = Arc::new(FakeRouter {
+        peer: peer.clone(),
+        closed: AtomicBool::new(false),
+    });
+    let g = Group::builder("g")
+        .hot_sample(1)
+        .hot_ttl(Duration::from_secs(10))
+        .clock(Arc::new(clock.clone()))
+        .routed(router, Arc::new(Registry::default()), Handle::current())
+        .build()
+        .unwrap();
+    g.get(b"r1").await.unwrap();
+    assert!(g.peek(b"r1").unwrap().is_some(), "mirrored");
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        g.peek(b"r1").unwrap(),
+        None,
+        "the owner said 'never expires', the mirror still does"
+    );
+    g.get(b"r1").await.unwrap();
+    assert_eq!(
+        peer.gets.load(Ordering::SeqCst),
+        2,
+        "fetched again from the owner"
+    );
+}

@@ -335,6 +335,13 @@ impl Store {
         shard.insert(tier, hash, key, value, deadline, now).stored
     }
 
+    /// Whether an entry with a key of `key_len` and a value of `value_len` bytes can be
+    /// stored in `tier` at all (every shard has the same budget): a larger one is never
+    /// cached.
+    pub fn fits(&self, tier: Tier, key_len: usize, value_len: usize) -> bool {
+        self.shards[0].0.read().fits(tier, key_len, value_len)
+    }
+
     /// Removes `key` from whichever tier holds it. Returns whether it was present.
     pub fn remove(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);

@@ -73,6 +73,12 @@ impl Shard {
         self.policy.used()
     }
 
+    /// Whether an entry of `key_len` + `value_len` bytes can ever be stored in `tier`.
+    pub(super) fn fits(&self, tier: Tier, key_len: usize, value_len: usize) -> bool {
+        let charge = charge(key_len, value_len);
+        charge <= self.policy.limit(tier) && charge <= u32::MAX as usize
+    }
+
     /// Inserts or replaces `key` in `tier`.
     pub(super) fn insert(
         &mut self,
