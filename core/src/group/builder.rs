@@ -238,6 +238,7 @@ impl GroupBuilder {
                 runtime: runtime.clone(),
                 router,
                 fence: Default::default(),
+                retries: Default::default(),
                 batchers: Default::default(),
                 counters: Default::default(),
                 closed: AtomicBool::new(false),

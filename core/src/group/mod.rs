@@ -25,6 +25,7 @@ mod builder;
 mod fence;
 mod fill;
 mod hot;
+mod invalidate;
 mod limits;
 mod many;
 mod serve;
@@ -40,7 +41,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use tokio::runtime::Handle;
 
 pub use builder::{DEFAULT_CAPACITY, DEFAULT_HOT_TTL, DEFAULT_NEGATIVE_TTL, GroupBuilder};
@@ -50,7 +50,7 @@ pub use stats::GroupStats;
 
 use self::fence::Fence;
 use self::hot::HotSampler;
-use self::stats::{Counters, bump};
+use self::stats::Counters;
 use crate::clock::{self, Clock};
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
@@ -117,6 +117,8 @@ pub(crate) struct GroupInner {
     /// How keys reach their owners; `None` for a standalone group (every key is local).
     router: Option<Arc<dyn Router>>,
     fence: Fence,
+    /// Invalidations that did not get through, retried.
+    retries: invalidate::Retries,
     /// Coalesces this group's gets to each peer.
     batchers: Batchers,
     counters: Counters,
@@ -360,22 +362,6 @@ impl Group {
                     self.invalidate_peers(&key, Some(owner.addr()))
                 );
                 result.map(|_| ())
-            }
-        }
-    }
-
-    /// Tells every peer but `except` to drop `key`; failures are counted, not returned.
-    async fn invalidate_peers(&self, key: &Bytes, except: Option<&str>) {
-        let Some(router) = &self.inner.router else { return };
-        let peers = router.peers();
-        let calls = peers
-            .iter()
-            .filter(|p| Some(p.addr()) != except)
-            .map(|p| p.delete(&self.inner.name, key.clone()));
-        for r in join_all(calls).await {
-            if let Err(e) = r {
-                bump(&self.inner.counters.invalidation_errors);
-                tracing::warn!(group = %self.inner.name, error = %e, "could not invalidate a peer's copy");
             }
         }
     }

@@ -37,7 +37,7 @@ pub struct GroupStats {
     pub hot_inserts: u64,
     /// Gets served to other nodes.
     pub served: u64,
-    /// Peers that could not be told to drop a key on `set` or `delete`.
+    /// Peers that could not be told to drop a key on `set` or `delete` (each is retried).
     pub invalidation_errors: u64,
     /// The byte budget of the group's store (both tiers).
     pub capacity: u64,
@@ -90,6 +90,8 @@ pub(super) struct Counters {
     pub(super) hot_inserts: AtomicU64,
     pub(super) served: AtomicU64,
     pub(super) invalidation_errors: AtomicU64,
+    pub(super) invalidations_retried: AtomicU64,
+    pub(super) invalidations_dropped: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64) {

@@ -399,6 +399,8 @@ struct FakePeer {
     addr: String,
     owner: Owner,
     timeout: Option<Duration>,
+    /// While set, deletes fail as if the node could not be reached.
+    down: AtomicBool,
     gate: Semaphore,
     gets: AtomicUsize,
     get_manys: AtomicUsize,
@@ -417,6 +419,7 @@ impl FakePeer {
             addr: "fake:1".into(),
             owner,
             timeout,
+            down: AtomicBool::new(false),
             gate: Semaphore::new(0),
             gets: AtomicUsize::new(0),
             get_manys: AtomicUsize::new(0),
@@ -495,6 +498,9 @@ impl Remote for FakePeer {
 
     fn delete<'a>(&'a self, _group: &'a str, key: Bytes) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::Peer, "connection refused"));
+            }
             self.deletes.lock().push(key);
             Ok(true)
         })
@@ -842,4 +848,37 @@ async fn hot_mirrors_live_no_longer_than_the_hot_ttl() {
         2,
         "fetched again from the owner"
     );
+}
+
+/// An invalidation that could not reach a peer is delivered once the peer is back (and
+/// given up once no mirror could still hold the old value).
+#[tokio::test(start_paused = true)]
+async fn a_lost_invalidation_is_retried_until_the_peer_is_back() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (g, peer, _) = routed(Owner::Value, calls);
+    peer.down.store(true, Ordering::SeqCst);
+    g.delete(b"a").await.unwrap();
+    assert_eq!(g.stats().invalidation_errors, 1);
+    assert_eq!(g.inner.retries.pending(), 1);
+    // Still down for a while: retried, kept.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(peer.deletes.lock().is_empty());
+    assert_eq!(g.inner.retries.pending(), 1);
+    // Back: delivered.
+    peer.down.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while peer.deletes.lock().is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the retry reached the peer");
+    assert_eq!(peer.deletes.lock().as_slice(), &[Bytes::from_static(b"a")]);
+    let retried = g.inner.counters.invalidations_retried.load(Ordering::Relaxed);
+    assert_eq!((retried, g.inner.retries.pending()), (1, 0));
+    // Down for longer than the hot TTL: given up, since the mirror expired anyway.
+    peer.down.store(true, Ordering::SeqCst);
+    g.delete(b"b").await.unwrap();
+    tokio::time::sleep(DEFAULT_HOT_TTL + Duration::from_secs(1)).await;
+    assert_eq!(g.inner.retries.pending(), 0);
 }
