@@ -103,13 +103,17 @@ export declare class Cluster {
   close(): Promise<void>
 }
 
-/** A named cache served by a `Cluster`. Keys are strings; values are Buffers. */
+/**
+ * A named cache served by a `Cluster`. Keys are well-formed strings (a lone surrogate,
+ * which has no UTF-8 form, is a `TypeError`); values are Buffers.
+ */
 export declare class Group {
   /**
    * The value of `key`: from this node, or from the key's owner, which loads it once in
    * the whole cluster. Rejects with `MESHCACHE_NOT_FOUND` if the loader threw
-   * `NotFoundError`, `MESHCACHE_LOAD` (the loader's error is the `cause`) if it failed,
-   * a `TypeError` for a key that is not a string or a loader result of the wrong type.
+   * `NotFoundError`, `MESHCACHE_LOAD` (what the loader threw is the `cause`) if it
+   * failed, a `TypeError` for a key that is not a well-formed string or a loader result
+   * of the wrong type.
    *
    * Inside a loader, a get of the key it is loading rejects with
    * `MESHCACHE_INVALID_ARGUMENT` (it would wait for itself).
@@ -264,7 +268,9 @@ export interface GroupOptions {
    * Called on the JS thread for a key this node owns and nobody has cached: once per
    * key at a time in the whole cluster. May be async. Returns a Buffer, Uint8Array or
    * string, or `{ value, ttlMs }`; throws `NotFoundError` for a key that does not
-   * exist. Default: none (every miss is NotFound; fill the group with `set`).
+   * exist. Whatever else it throws (any value) is the `cause` of the get's error; a
+   * `ttlMs` that is no duration rejects the get with a `RangeError`. Default: none
+   * (every miss is NotFound; fill the group with `set`).
    */
   loader?: Loader
 }

@@ -35,18 +35,34 @@ function describe(v) {
 
 const validTtl = (t) => t === undefined || (typeof t === 'number' && Number.isFinite(t) && t >= 0)
 
-/** Normalises a loader's result to `{ value, ttlMs }`, `{ notFound, ttlMs }` or `{ invalid }`. */
+/**
+ * Normalises a loader's result to `{ value, ttlMs }`, `{ notFound, ttlMs }` or `{ invalid }`.
+ * A `ttlMs` that is a number goes to the addon as it is: one that is no duration (negative,
+ * NaN, infinite, too large) rejects there with a RangeError, as `set`'s does.
+ */
 function reply(r) {
   if (r instanceof Uint8Array) return { value: r }
   if (typeof r === 'string') return { value: Buffer.from(r) }
   if (r !== null && typeof r === 'object' && 'value' in r) {
-    if (!validTtl(r.ttlMs)) return { invalid: `loader returned ttlMs ${describe(r.ttlMs)}: want a number >= 0` }
+    if (r.ttlMs !== undefined && typeof r.ttlMs !== 'number') {
+      return { invalid: `loader returned ttlMs ${describe(r.ttlMs)}: want a number of ms >= 0` }
+    }
     const v = r.value
     if (v instanceof Uint8Array) return { value: v, ttlMs: r.ttlMs }
     if (typeof v === 'string') return { value: Buffer.from(v), ttlMs: r.ttlMs }
     return { invalid: `loader returned { value: ${describe(v)} }: want a Buffer, Uint8Array or string` }
   }
   return { invalid: `loader returned ${describe(r)}: want a Buffer, Uint8Array, string or { value, ttlMs }` }
+}
+
+// `instanceof` runs the thrown value's prototype lookup, which a Proxy can make throw: then
+// it is not a NotFoundError, and is rethrown as it is.
+function isNotFound(e) {
+  try {
+    return e instanceof NotFoundError
+  } catch {
+    return false
+  }
 }
 
 function adapt(loader) {
@@ -69,10 +85,12 @@ function adapt(loader) {
         }
       }
     } catch (e) {
-      if (e instanceof NotFoundError) {
+      if (isNotFound(e)) {
         return validTtl(e.ttlMs) ? { notFound: true, ttlMs: e.ttlMs } : { notFound: true }
       }
-      throw e // reaches every waiting caller as the `cause` of a MESHCACHE_LOAD error
+      // Whatever it is (a Symbol, undefined, a revoked Proxy...): it reaches every waiting
+      // caller, untouched, as the `cause` of a MESHCACHE_LOAD error.
+      throw e
     }
     return reply(r)
   }

@@ -8,10 +8,11 @@ use napi::{JsValue, Unknown};
 use napi_derive::napi;
 use tokio::runtime::Handle;
 
-use crate::convert::{Out, convert, millis, options};
+use crate::convert::{Out, convert, key_bytes, millis, options};
 use crate::errors::{map_error, range_error};
 use crate::group::{Group, GroupOptions};
 use crate::loader::js_loader;
+use crate::promise::Gets;
 use crate::stats::ClusterStats;
 
 /// Options of `new Cluster()`. Every node of a cluster must agree on `vnodes`.
@@ -86,6 +87,8 @@ pub(crate) struct Node {
     /// The counters as the node stopped, once `close()` has shut it down.
     last_stats: Mutex<Option<meshcache::ClusterStats>>,
     pub(crate) rt: Handle,
+    /// The pending gets that missed: how they settle, whether they keep the process alive.
+    pub(crate) gets: Gets,
 }
 
 impl Node {
@@ -195,6 +198,8 @@ impl Cluster {
         if let Some(n) = o.max_peer_requests {
             b = b.max_peer_requests(n as usize);
         }
+        // Before the cluster: a cluster dropped here would stop its runtime on the JS thread.
+        let gets = Gets::new(&env)?;
         let cluster = b.build().map_err(|e| map_error(&env, &e))?;
         let rt = cluster.runtime().clone();
         Ok(Cluster {
@@ -202,6 +207,7 @@ impl Cluster {
                 cluster: Mutex::new(Some(cluster)),
                 last_stats: Mutex::new(None),
                 rt,
+                gets,
             }),
         })
     }
@@ -256,11 +262,12 @@ impl Cluster {
         if let Some(n) = o.shards {
             b = b.shards(n as usize);
         }
+        let id = self.node.gets.group_id();
         if let Some(l) = o.loader {
-            b = b.loader(js_loader(l));
+            b = b.loader(js_loader(l, self.node.gets.clone(), id));
         }
         let group = b.build().map_err(|e| map_error(env, &e))?;
-        Ok(Group::new(group, self.node.clone()))
+        Ok(Group::new(group, id, self.node.clone()))
     }
 
     /// Replaces the peer list; the ring is swapped at once.
@@ -279,8 +286,8 @@ impl Cluster {
     /// The node that owns `key` now.
     #[napi(ts_args_type = "key: string")]
     pub fn owner_of(&self, env: Env, key: Unknown<'_>) -> Result<String> {
-        let key: String = convert(&env, &key, "key")?;
-        Ok(self.open(&env)?.owner_of(key.as_bytes()))
+        let key = key_bytes(&env, &key)?;
+        Ok(self.open(&env)?.owner_of(&key))
     }
 
     /// Peer counters and breaker states, and the peer server's counters. After `close()`

@@ -14,7 +14,9 @@ use crate::errors::{range_error, type_error};
 const KEY_BUF: usize = 1024 + 16;
 
 /// Reads a string key into a stack buffer (no allocation for keys that fit) and runs `f`
-/// on its UTF-8 bytes.
+/// on its UTF-8 bytes. A string with a lone surrogate (`'\ud800'`) has no UTF-8 form:
+/// napi would read each one as U+FFFD, making `'\ud800'`, `'\udbff'` and `'\ufffd'` one
+/// key, so it is refused (see [`well_formed`]).
 pub(crate) fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
     // Uninitialised: zeroing 1 KiB on every call would cost more than reading the key.
     let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); KEY_BUF];
@@ -30,8 +32,9 @@ pub(crate) fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) ->
     // napi stops short of a character that would not fit: near the end, it may be cut.
     if len + 4 < KEY_BUF - 1 {
         // SAFETY: napi initialised the first `len` bytes (len < buf.len()).
-        let key = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
-        return Ok(f(key));
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        well_formed(env, key, bytes)?;
+        return Ok(f(bytes));
     }
     let mut full = 0usize;
     // SAFETY: as above; a null buffer asks for the length only.
@@ -47,7 +50,40 @@ pub(crate) fn with_key<R>(env: &Env, key: &Unknown<'_>, f: impl FnOnce(&[u8]) ->
             &mut len,
         )
     };
+    well_formed(env, key, &long[..len])?;
     Ok(f(&long[..len]))
+}
+
+/// `Err` (a `TypeError`, `MESHCACHE_INVALID_ARGUMENT`) if the JS string `key`, read as the
+/// UTF-8 `bytes`, has a lone surrogate. Only a key whose UTF-8 has a U+FFFD (what napi
+/// made of each lone surrogate, and rare in keys) is read again, as UTF-16; for every
+/// other key this is one scan for the byte 0xEF.
+fn well_formed(env: &Env, key: &Unknown<'_>, bytes: &[u8]) -> Result<()> {
+    if !bytes.contains(&0xEF) || !bytes.windows(3).any(|w| w == "\u{FFFD}".as_bytes()) {
+        return Ok(());
+    }
+    let mut units = 0usize;
+    // SAFETY: JS thread, live env and value (a string: it was just read as one); a null
+    // buffer asks for the length only.
+    let status = unsafe {
+        sys::napi_get_value_string_utf16(env.raw(), key.raw(), std::ptr::null_mut(), 0, &mut units)
+    };
+    if status != sys::Status::napi_ok {
+        return Err(type_error(env, "key must be a string"));
+    }
+    let mut utf16 = vec![0u16; units + 1];
+    // SAFETY: as above, with a buffer of `units + 1` code units (NUL included).
+    unsafe {
+        sys::napi_get_value_string_utf16(env.raw(), key.raw(), utf16.as_mut_ptr(), utf16.len(), &mut units)
+    };
+    if char::decode_utf16(utf16[..units].iter().copied()).any(|c| c.is_err()) {
+        return Err(type_error(
+            env,
+            "key has a lone surrogate (half of a UTF-16 pair), which has no UTF-8 form: \
+             keys must be well-formed strings",
+        ));
+    }
+    Ok(())
 }
 
 /// The load scope `lib.cjs` passes along from its `AsyncLocalStorage` (an External the
@@ -66,6 +102,33 @@ pub(crate) fn scope_arg<'v>(env: &Env, v: &'v Unknown<'_>) -> Result<Option<&'v 
 
 pub(crate) fn key_bytes(env: &Env, key: &Unknown<'_>) -> Result<Bytes> {
     with_key(env, key, Bytes::copy_from_slice)
+}
+
+/// The keys of `getMany`: an array of strings, each read as [`with_key`] reads one.
+pub(crate) fn key_list(env: &Env, keys: &Unknown<'_>) -> Result<Vec<Bytes>> {
+    let not_strings = || type_error(env, "keys must be an array of strings");
+    let mut is_array = false;
+    // SAFETY: JS thread, live env and value; `is_array` is a local.
+    check_status!(unsafe { sys::napi_is_array(env.raw(), keys.raw(), &mut is_array) })?;
+    if !is_array {
+        return Err(not_strings());
+    }
+    let mut len = 0u32;
+    // SAFETY: as above; the value is an array.
+    check_status!(unsafe { sys::napi_get_array_length(env.raw(), keys.raw(), &mut len) })?;
+    let mut out = Vec::with_capacity(len as usize);
+    for i in 0..len {
+        let mut item = std::ptr::null_mut();
+        // SAFETY: as above; `item` is a local (a getter may run, and may throw).
+        check_status!(unsafe { sys::napi_get_element(env.raw(), keys.raw(), i, &mut item) })?;
+        // SAFETY: `item` was just read on this env.
+        let item = unsafe { Unknown::from_raw_unchecked(env.raw(), item) };
+        if item.get_type()? != ValueType::String {
+            return Err(not_strings());
+        }
+        out.push(key_bytes(env, &item)?);
+    }
+    Ok(out)
 }
 
 /// A value to cache: a Buffer, any Uint8Array, or a string (stored as UTF-8).
@@ -113,13 +176,28 @@ pub(crate) fn millis(env: &Env, ms: f64, what: &str) -> Result<Duration> {
     if !ms.is_finite() || ms < 0.0 {
         return Err(range_error(
             env,
-            format!("{what} must be a finite number >= 0, not {ms}"),
+            format!("{what} must be a finite number >= 0, not {}", JsNumber(ms)),
         ));
     }
     // `try_`: a finite but astronomically large number would make `from_secs_f64` panic,
     // and a panic here would abort the process.
     Duration::try_from_secs_f64(ms / 1000.0)
-        .map_err(|_| range_error(env, format!("{what} is too large: {ms}")))
+        .map_err(|_| range_error(env, format!("{what} is too large: {}", JsNumber(ms))))
+}
+
+/// A number in a message as JS would print it: `Infinity`, `1e+300`, not `inf` or 301
+/// digits.
+pub(crate) struct JsNumber(pub(crate) f64);
+
+impl std::fmt::Display for JsNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            n if n.is_nan() => f.write_str("NaN"),
+            n if n.is_infinite() => f.write_str(if n > 0.0 { "Infinity" } else { "-Infinity" }),
+            n if n.abs() >= 1e21 => f.write_str(&format!("{n:e}").replace('e', "e+")),
+            n => write!(f, "{n}"),
+        }
+    }
 }
 
 /// What a promise of this addon resolves to; built on the JS thread.

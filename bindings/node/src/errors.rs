@@ -6,6 +6,7 @@
 
 use meshcache::ErrorKind;
 use napi::bindgen_prelude::*;
+use napi::sys;
 
 /// The JS error for a core error: `code` is `MESHCACHE_<KIND>`; a loader's own error is
 /// the `cause`; bad arguments are `RangeError`s. Must run on the JS thread.
@@ -23,7 +24,8 @@ pub(crate) fn map_error(env: &Env, e: &meshcache::Error) -> napi::Error {
         _ => Class::Error,
     };
     let message = match &cause {
-        Some(c) => format!("loader failed: {}", c.reason),
+        Some(c) if !c.reason.is_empty() => format!("loader failed: {}", c.reason),
+        Some(c) => format!("loader failed: it threw {}", thrown(env, c)),
         None => e.message().to_string(),
     };
     js_error(env, class, e.kind(), &message, cause)
@@ -68,8 +70,42 @@ enum Class {
     Range,
 }
 
+/// What a loader threw that has no message (a JS `throw` takes any value): its type,
+/// found without running any JS (no `toString`, no getter).
+fn thrown(env: &Env, cause: &napi::Error) -> &'static str {
+    let Ok(copy) = cause.try_clone() else {
+        return "a value";
+    };
+    // SAFETY: JS thread, live env; the error refers to the thrown value, made on this env.
+    let Ok(value) = (unsafe { ToNapiValue::to_napi_value(env.raw(), copy) }) else {
+        return "a value";
+    };
+    let mut t = -1;
+    // SAFETY: as above; `t` is a local.
+    if unsafe { sys::napi_typeof(env.raw(), value, &mut t) } != sys::Status::napi_ok {
+        return "a value";
+    }
+    match t {
+        sys::ValueType::napi_undefined => "undefined",
+        sys::ValueType::napi_null => "null",
+        sys::ValueType::napi_boolean => "a boolean",
+        sys::ValueType::napi_number => "a number",
+        sys::ValueType::napi_bigint => "a bigint",
+        sys::ValueType::napi_string => "an empty string",
+        sys::ValueType::napi_symbol => "a symbol",
+        sys::ValueType::napi_function => "a function",
+        _ => "an object (not an Error with a message)",
+    }
+}
+
 /// Builds the JS object now and returns an error that refers to it, so that throwing or
 /// rejecting with it hands JS exactly this object.
+///
+/// The reference is taken without coercion: napi's `From<Unknown>` would coerce the
+/// error and, recursively, its `cause` (the value a loader threw) to strings, which
+/// throws on a Symbol or an object without `toString` (that exception then stayed
+/// pending, and the promise it was meant for never settled), runs the thrown object's
+/// getters, and recurses forever on a cyclic `cause` chain.
 fn js_error(
     env: &Env,
     class: Class,
@@ -86,7 +122,7 @@ fn js_error(
         Class::Type => JsTypeError::from(e).into_unknown(*env),
         Class::Range => JsRangeError::from(e).into_unknown(*env),
     };
-    napi::Error::from(value)
+    napi::Error::from_unknown_without_coercion(value)
 }
 
 /// The JS error (`MESHCACHE_PANIC`) for a panic of the addon caught before it reached

@@ -29,24 +29,28 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use meshcache::{GetFuture, LoadScope, Now};
+use bytes::Bytes;
+use meshcache::{GetFuture, LoadScope};
 use napi::bindgen_prelude::*;
 use napi::{JsValue, Unknown, sys};
 
 use crate::cluster::Node;
 use crate::convert::{Out, buffer, scope_arg, with_key};
 use crate::errors::{map_error, panic_error};
-use crate::promise::{rejected, spawn};
+use crate::group::Got;
+use crate::promise::rejected;
 
 /// `group._fast()`: `{ peek, get, miss, pool }`, the fast functions of `group` and their
 /// (empty) pool.
 pub(crate) fn handles<'env>(
     env: &'env Env,
     group: &meshcache::Group,
+    id: u64,
     node: &Arc<Node>,
 ) -> Result<Unknown<'env>> {
     let fast = Rc::new(Fast {
         group: group.clone(),
+        id,
         node: node.clone(),
         pool: RefCell::new(Pool {
             buf: std::ptr::null_mut(),
@@ -80,11 +84,14 @@ pub(crate) fn handles<'env>(
 /// The data of a group's fast functions (shared by all three; JS thread only).
 struct Fast {
     group: meshcache::Group,
+    /// The group's id in `node.gets`.
+    id: u64,
     node: Arc<Node>,
     pool: RefCell<Pool>,
-    /// The rest of the last `get` that missed, not started: `miss` spawns it (or drops
-    /// it). Only ever set between a `get` and the `miss` that `lib.cjs` calls right after.
-    missed: RefCell<Option<GetFuture>>,
+    /// The rest of the last `get` that missed, not started, and its key: `miss` spawns it
+    /// (or drops it). Only ever set between a `get` and the `miss` that `lib.cjs` calls
+    /// right after.
+    missed: RefCell<Option<(GetFuture, Bytes)>>,
 }
 
 /// Bytes of one pool ArrayBuffer.
@@ -254,17 +261,18 @@ unsafe extern "C" fn fast_get(env: sys::napi_env, info: sys::napi_callback_info)
     unsafe {
         fast_call(env, info, |f, env, this, [key]| {
             let now = match with_key(env, &key, |k| {
-                f.group.get_now_with(k, |v| f.copy_out(env, this, v))
+                let now = f.group.get_now_with(k, |v| f.copy_out(env, this, v));
+                now.map(|n| Got::new(n, k))
             }) {
                 Ok(now) => now,
                 Err(e) => return Ok(rejected(env, e)?.raw()),
             };
             match now {
-                Ok(Now::Ready(Ok(Copied::Pooled(v)))) => Ok(v),
-                Ok(Now::Ready(Ok(Copied::Buffer(v)))) => resolved(env, v),
-                Ok(Now::Ready(Err(e))) => Err(e),
-                Ok(Now::Pending(rest)) => {
-                    *f.missed.borrow_mut() = Some(rest);
+                Ok(Got::Hit(Ok(Copied::Pooled(v)))) => Ok(v),
+                Ok(Got::Hit(Ok(Copied::Buffer(v)))) => resolved(env, v),
+                Ok(Got::Hit(Err(e))) => Err(e),
+                Ok(Got::Miss(rest, k)) => {
+                    *f.missed.borrow_mut() = Some((rest, k));
                     undefined(env)
                 }
                 Err(e) => Ok(rejected(env, map_error(env, &e))?.raw()),
@@ -282,20 +290,20 @@ unsafe extern "C" fn fast_miss(env: sys::napi_env, info: sys::napi_callback_info
             let missed = f.missed.borrow_mut().take();
             let scope: Option<&LoadScope> = scope_arg(env, &scope)?;
             let now = match (missed, scope) {
-                (Some(rest), None) => Ok(Now::Pending(rest)),
+                (Some((rest, k)), None) => Ok(Got::Miss(rest, k)),
                 // Inside a loader: ask again with its scope entered, so that the core
                 // refuses a get of the very key being loaded.
                 (_, scope) => match with_key(env, &key, |k| {
                     let _entered = scope.map(LoadScope::enter);
-                    f.group.get_now(k)
+                    f.group.get_now(k).map(|n| Got::new(n, k))
                 }) {
                     Ok(now) => now,
                     Err(e) => return Ok(rejected(env, e)?.raw()),
                 },
             };
             let promise = match now {
-                Ok(Now::Ready(v)) => PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown(),
-                Ok(Now::Pending(rest)) => spawn(env, &f.node.rt, rest, Out::Buf)?,
+                Ok(Got::Hit(v)) => PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown(),
+                Ok(Got::Miss(rest, k)) => f.node.gets.spawn(env, &f.node.rt, (f.id, k), rest)?,
                 Err(e) => rejected(env, map_error(env, &e))?,
             };
             Ok(promise.raw())

@@ -2,15 +2,15 @@
 
 use std::sync::Arc;
 
-use meshcache::Now;
+use bytes::Bytes;
+use meshcache::{GetFuture, Now};
 use napi::bindgen_prelude::*;
 use napi::{JsValue, Unknown, sys};
 use napi_derive::napi;
-use tokio::runtime::Handle;
 
 use crate::cluster::Node;
-use crate::convert::{Out, buffer, key_bytes, millis, options, scope_arg, value_bytes, with_key};
-use crate::errors::{map_error, type_error};
+use crate::convert::{Out, buffer, key_bytes, key_list, millis, options, scope_arg, value_bytes, with_key};
+use crate::errors::map_error;
 use crate::fast;
 use crate::loader::JsLoader;
 use crate::promise::{or_reject, rejected, spawn};
@@ -39,7 +39,9 @@ pub struct GroupOptions {
     /// Called on the JS thread for a key this node owns and nobody has cached: once per
     /// key at a time in the whole cluster. May be async. Returns a Buffer, Uint8Array or
     /// string, or `{ value, ttlMs }`; throws `NotFoundError` for a key that does not
-    /// exist. Default: none (every miss is NotFound; fill the group with `set`).
+    /// exist. Whatever else it throws (any value) is the `cause` of the get's error; a
+    /// `ttlMs` that is no duration rejects the get with a `RangeError`. Default: none
+    /// (every miss is NotFound; fill the group with `set`).
     #[napi(ts_type = "Loader")]
     pub loader: Option<JsLoader>,
 }
@@ -51,17 +53,20 @@ pub struct SetOptions {
     pub ttl_ms: Option<f64>,
 }
 
-/// A named cache served by a `Cluster`. Keys are strings; values are Buffers.
+/// A named cache served by a `Cluster`. Keys are well-formed strings (a lone surrogate,
+/// which has no UTF-8 form, is a `TypeError`); values are Buffers.
 #[napi]
 pub struct Group {
     group: meshcache::Group,
+    /// Its id in `node.gets`.
+    id: u64,
     /// Keeps the cluster running while this group is reachable from JS.
     node: Arc<Node>,
 }
 
 impl Group {
-    pub(crate) fn new(group: meshcache::Group, node: Arc<Node>) -> Self {
-        Group { group, node }
+    pub(crate) fn new(group: meshcache::Group, id: u64, node: Arc<Node>) -> Self {
+        Group { group, id, node }
     }
 }
 
@@ -69,8 +74,9 @@ impl Group {
 impl Group {
     /// The value of `key`: from this node, or from the key's owner, which loads it once in
     /// the whole cluster. Rejects with `MESHCACHE_NOT_FOUND` if the loader threw
-    /// `NotFoundError`, `MESHCACHE_LOAD` (the loader's error is the `cause`) if it failed,
-    /// a `TypeError` for a key that is not a string or a loader result of the wrong type.
+    /// `NotFoundError`, `MESHCACHE_LOAD` (what the loader threw is the `cause`) if it
+    /// failed, a `TypeError` for a key that is not a well-formed string or a loader result
+    /// of the wrong type.
     ///
     /// Inside a loader, a get of the key it is loading rejects with
     /// `MESHCACHE_INVALID_ARGUMENT` (it would wait for itself).
@@ -82,7 +88,7 @@ impl Group {
         // The loader's load scope, from `lib.cjs`: hidden from the typings.
         scope: Option<Unknown<'env>>,
     ) -> Result<Unknown<'env>> {
-        get_promise(&self.group, &self.node.rt, env, &key, scope.as_ref())
+        get_promise(&self.group, self.id, &self.node, env, &key, scope.as_ref())
     }
 
     /// The cached value of `key` if it is on this node, else `undefined`. Synchronous;
@@ -101,7 +107,7 @@ impl Group {
     /// anything else as `peek` / `get` do.
     #[napi(js_name = "_fast", skip_typescript)]
     pub fn fast<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
-        fast::handles(env, &self.group, &self.node)
+        fast::handles(env, &self.group, self.id, &self.node)
     }
 
     /// The values of the keys that exist (missing ones are absent from the Map), loading
@@ -118,10 +124,9 @@ impl Group {
         // The loader's load scope, from `lib.cjs`: hidden from the typings.
         scope: Option<Unknown<'env>>,
     ) -> Result<Unknown<'env>> {
-        // SAFETY: JS thread, live env and value.
-        let keys = match unsafe { Vec::<String>::from_napi_value(env.raw(), keys.raw()) } {
+        let keys = match key_list(env, &keys) {
             Ok(k) => k,
-            Err(_) => return rejected(env, type_error(env, "keys must be an array of strings")),
+            Err(e) => return rejected(env, e),
         };
         let scope = match scope.as_ref().map(|s| scope_arg(env, s)).transpose() {
             Ok(s) => s.flatten().cloned(),
@@ -212,7 +217,8 @@ impl Group {
 /// loader's get of its own key.
 fn get_promise<'env>(
     group: &meshcache::Group,
-    rt: &Handle,
+    id: u64,
+    node: &Node,
     env: &'env Env,
     key: &Unknown<'env>,
     scope: Option<&Unknown<'env>>,
@@ -221,21 +227,39 @@ fn get_promise<'env>(
         Ok(s) => s.flatten(),
         Err(e) => return rejected(env, e),
     };
-    let now = with_key(env, key, |k| match (group.get_now(k), scope) {
-        (Ok(Now::Pending(_)), Some(scope)) => {
-            let _entered = scope.enter();
-            group.get_now(k)
-        }
-        (now, _) => now,
+    let now = with_key(env, key, |k| {
+        let now = match (group.get_now(k), scope) {
+            (Ok(Now::Pending(_)), Some(scope)) => {
+                let _entered = scope.enter();
+                group.get_now(k)
+            }
+            (now, _) => now,
+        };
+        now.map(|n| Got::new(n, k))
     });
     let now = match now {
         Ok(now) => now,
         Err(e) => return rejected(env, e),
     };
     match now {
-        Ok(Now::Ready(v)) => Ok(PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown()),
-        Ok(Now::Pending(rest)) => spawn(env, rt, rest, Out::Buf),
+        Ok(Got::Hit(v)) => Ok(PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown()),
+        Ok(Got::Miss(rest, k)) => node.gets.spawn(env, &node.rt, (id, k), rest),
         Err(e) => rejected(env, map_error(env, &e)),
+    }
+}
+
+/// A core `Now`, with a miss's key kept (a copy, made for misses only) for `node.gets`.
+pub(crate) enum Got<T> {
+    Hit(T),
+    Miss(GetFuture, Bytes),
+}
+
+impl<T> Got<T> {
+    pub(crate) fn new(now: Now<T>, key: &[u8]) -> Self {
+        match now {
+            Now::Ready(v) => Got::Hit(v),
+            Now::Pending(rest) => Got::Miss(rest, Bytes::copy_from_slice(key)),
+        }
     }
 }
 

@@ -7,8 +7,12 @@
 //!
 //! Each `Cluster` runs on its own tokio runtime (created by the core). JS code runs only
 //! on the JS thread: a loader is called through a *weak* thread-safe function, which
-//! never keeps the event loop alive by itself; a pending `get` holds its promise's
-//! (ref'd) deferred, so the process waits for answers it is owed and for nothing else.
+//! never keeps the event loop alive by itself. A pending `get` keeps it alive only while
+//! it waits for Rust work (a peer, the core), not while it waits for a JS loader that
+//! has not settled (see `promise::Gets`): a loader that is doing something keeps the
+//! process alive by itself, and one that never settles does not hang it. Other pending
+//! calls (`set`, `delete`, `getMany`, `close`) hold their promise's (ref'd) deferred. So
+//! the process waits for answers it is owed and for nothing else.
 //!
 //! `get` asks the core's `Group::get_now` on the JS thread: a hit (or an error known at
 //! once) settles the promise there and then, without a trip through the runtime; a miss
@@ -25,7 +29,8 @@
 //! - `fast.rs`: the hit fast path of `group.peek` / `group.get` (`group._fast()`), and
 //!   the miss of a `get` made inside a loader;
 //! - `loader.rs`: a JS loader as a core loader, through a thread-safe function;
-//! - `promise.rs`: how an async method's promise is settled;
+//! - `promise.rs`: how an async method's promise is settled, and when a pending `get`
+//!   keeps the process alive;
 //! - `convert.rs`: keys, values and options from JS, values to JS;
 //! - `errors.rs`: the JS class and `code` of every error;
 //! - `stats.rs`: the objects of `cluster.stats()` and `group.stats()`.
@@ -48,5 +53,5 @@ mod stats;
 
 pub use cluster::{Cluster, ClusterOptions};
 pub use group::{Group, GroupOptions, SetOptions};
-pub use loader::LoaderReply;
+pub use loader::{LoaderReply, Returned};
 pub use stats::{ClusterStats, GroupStats, PeerStats, ServerStats, TierStats};

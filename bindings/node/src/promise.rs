@@ -1,15 +1,21 @@
 //! Promises of the async methods: a hit settles on the JS thread (the core's `get_now`
-//! answered it), everything else from the runtime.
+//! answered it), everything else from the runtime: a `get` that missed through its
+//! cluster's [`Gets`], which keeps the process alive only while Rust work is pending.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use bytes::Bytes;
 use meshcache::ErrorKind;
 use napi::bindgen_prelude::*;
-use napi::{JsValue, Unknown};
+use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{JsValue, Unknown, sys};
 use tokio::runtime::Handle;
 
-use crate::convert::Out;
-use crate::errors::map_error;
+use crate::convert::{Out, buffer};
+use crate::errors::{map_error, panic_error};
 
 /// A promise settled by `fut`, which runs on the runtime.
 pub(crate) fn spawn<'env, T, F>(
@@ -69,5 +75,274 @@ pub(crate) fn or_reject<'env>(env: &'env Env, r: Result<Unknown<'env>>) -> Resul
     match r {
         Ok(p) => Ok(p),
         Err(e) => rejected(env, e),
+    }
+}
+
+/// What a pending get waits for, and what a JS loader may be loading: a group (its
+/// [`Gets::group_id`]) and a key.
+pub(crate) type Track = (u64, Bytes);
+
+/// The promises of a cluster's `get`s that miss, and whether they keep the process alive.
+///
+/// Each settles through one weak thread-safe function per cluster (not a deferred with a
+/// thread-safe function of its own, which would hold the event loop until it settles):
+/// the function is ref'd while some pending get waits for Rust work (a peer, the core),
+/// and unref'd while every pending get waits for a JS loader that has not settled. Such a
+/// loader keeps the process alive by itself if it is doing anything (a timer, a socket);
+/// if it never settles and nothing else is pending, the process exits, as the README
+/// promises. Loader calls report here when they start and when they settle (on the JS
+/// thread, before anything else runs), so the function is ref'd again as soon as a
+/// loader's get waits for the core. The bookkeeping and the ref/unref happen on the JS
+/// thread only.
+#[derive(Clone)]
+pub(crate) struct Gets(Arc<GetsInner>);
+
+type SettleFn = ThreadsafeFunction<Settled, (), (), Status, false, true>;
+
+struct GetsInner {
+    /// Set once, right after creation; holds the only strong reference to the function
+    /// (its callback holds a weak one to this).
+    settle: OnceLock<SettleFn>,
+    state: Mutex<LiveState>,
+    next_group: AtomicU64,
+}
+
+#[derive(Default)]
+struct LiveState {
+    /// Pending gets, by what they wait for.
+    waiting: HashMap<Track, usize>,
+    /// JS loader calls whose promise has not settled, by what they load.
+    loading: HashMap<Track, usize>,
+    /// Pending gets whose key no JS loader of this cluster is loading.
+    unblocked: usize,
+    /// Whether the function is ref'd.
+    held: bool,
+}
+
+/// A get's answer, on its way to the JS thread.
+struct Settled {
+    deferred: RawDeferred,
+    result: meshcache::Result<Bytes>,
+    track: Track,
+}
+
+/// A deferred of `napi_create_promise`: settled exactly once, on the JS thread.
+struct RawDeferred(sys::napi_deferred);
+
+// SAFETY: the pointer is only used on the JS thread (in the settle callback); other
+// threads only move it along.
+unsafe impl Send for RawDeferred {}
+
+impl Gets {
+    /// Made on the JS thread, with the cluster.
+    pub(crate) fn new(env: &Env) -> Result<Gets> {
+        let inner = Arc::new(GetsInner {
+            settle: OnceLock::new(),
+            state: Mutex::new(LiveState::default()),
+            next_group: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&inner);
+        let noop = env.create_function_from_closure::<(), (), _>("meshcacheSettle", |_| Ok(()))?;
+        let settle = noop
+            .build_threadsafe_function::<Settled>()
+            .weak::<true>()
+            .callee_handled::<false>()
+            .build_callback(move |ctx: ThreadsafeCallContext<Settled>| {
+                settle_get(&ctx.env, ctx.value, &weak);
+                Ok(())
+            })?;
+        let _ = inner.settle.set(settle);
+        Ok(Gets(inner))
+    }
+
+    /// A new group's id, for [`Track`].
+    pub(crate) fn group_id(&self) -> u64 {
+        self.0.next_group.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A promise settled by `fut` (the rest of a get that missed, for `track`), which runs
+    /// on the runtime. JS thread.
+    pub(crate) fn spawn<'env, F>(
+        &self,
+        env: &'env Env,
+        rt: &Handle,
+        track: Track,
+        fut: F,
+    ) -> Result<Unknown<'env>>
+    where
+        F: Future<Output = meshcache::Result<Bytes>> + Send + 'static,
+    {
+        let mut deferred = std::ptr::null_mut();
+        let mut promise = std::ptr::null_mut();
+        // SAFETY: JS thread, live env, local out-pointers.
+        check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
+        self.update(env, |s| s.get_started(&track));
+        let mut guard = GetGuard {
+            gets: self.clone(),
+            pending: Some((RawDeferred(deferred), track)),
+        };
+        rt.spawn(async move {
+            let result = fut.await;
+            guard.settle(result);
+        });
+        // SAFETY: `promise` was just made on this env.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
+    }
+
+    /// A JS loader call for `track` returned its promise. JS thread.
+    pub(crate) fn load_started(&self, env: &Env, track: &Track) {
+        self.update(env, |s| s.load_started(track));
+    }
+
+    /// That promise settled. JS thread.
+    pub(crate) fn load_ended(&self, env: &Env, track: &Track) {
+        self.update(env, |s| s.load_ended(track));
+    }
+
+    /// That promise will never be heard of (its callbacks were collected): the counts
+    /// only; the next update refs or unrefs.
+    pub(crate) fn load_dropped(&self, track: &Track) {
+        self.0
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .load_ended(track);
+    }
+
+    /// Runs `f` on the state, then refs or unrefs the function to match. JS thread.
+    fn update(&self, env: &Env, f: impl FnOnce(&mut LiveState)) {
+        let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s);
+        let want = s.unblocked > 0;
+        if want == s.held {
+            return;
+        }
+        let Some(tsfn) = self.0.settle.get() else { return };
+        if tsfn.aborted() {
+            return;
+        }
+        // SAFETY: JS thread, live env; the function is alive (this holds it, and it was
+        // not aborted by the environment's teardown).
+        let status = unsafe {
+            if want {
+                sys::napi_ref_threadsafe_function(env.raw(), tsfn.raw())
+            } else {
+                sys::napi_unref_threadsafe_function(env.raw(), tsfn.raw())
+            }
+        };
+        if status == sys::Status::napi_ok {
+            s.held = want;
+        }
+    }
+}
+
+impl LiveState {
+    fn get_started(&mut self, track: &Track) {
+        *self.waiting.entry(track.clone()).or_default() += 1;
+        if !self.loading.contains_key(track) {
+            self.unblocked += 1;
+        }
+    }
+
+    fn get_settled(&mut self, track: &Track) {
+        if let Some(n) = self.waiting.get_mut(track) {
+            *n -= 1;
+            if *n == 0 {
+                self.waiting.remove(track);
+            }
+            if !self.loading.contains_key(track) {
+                self.unblocked = self.unblocked.saturating_sub(1);
+            }
+        }
+    }
+
+    fn load_started(&mut self, track: &Track) {
+        let n = self.loading.entry(track.clone()).or_default();
+        *n += 1;
+        if *n == 1 {
+            let waiting = self.waiting.get(track).copied().unwrap_or(0);
+            self.unblocked = self.unblocked.saturating_sub(waiting);
+        }
+    }
+
+    fn load_ended(&mut self, track: &Track) {
+        if let Some(n) = self.loading.get_mut(track) {
+            *n -= 1;
+            if *n == 0 {
+                self.loading.remove(track);
+                self.unblocked += self.waiting.get(track).copied().unwrap_or(0);
+            }
+        }
+    }
+}
+
+/// Settles its get's promise with the future's result, or with `MESHCACHE_CLOSED` if the
+/// future is dropped first (the cluster closed, or its runtime stopped, with the call in
+/// flight), so that it never stays pending.
+struct GetGuard {
+    gets: Gets,
+    pending: Option<(RawDeferred, Track)>,
+}
+
+impl GetGuard {
+    fn settle(&mut self, result: meshcache::Result<Bytes>) {
+        let Some((deferred, track)) = self.pending.take() else {
+            return;
+        };
+        if let Some(tsfn) = self.gets.0.settle.get() {
+            // Refused only once the environment is going away: nobody is left to tell.
+            let _ = tsfn.call(
+                Settled {
+                    deferred,
+                    result,
+                    track,
+                },
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
+        }
+    }
+}
+
+impl Drop for GetGuard {
+    fn drop(&mut self) {
+        self.settle(Err(meshcache::Error::new(
+            ErrorKind::Closed,
+            "the cluster was closed before this call finished",
+        )));
+    }
+}
+
+/// The settle function's callback (JS thread): settles the promise, then updates the
+/// bookkeeping (if the cluster is still there).
+fn settle_get(env: &Env, s: Settled, gets: &Weak<GetsInner>) {
+    let Settled {
+        deferred,
+        result,
+        track,
+    } = s;
+    let run = std::panic::AssertUnwindSafe(|| match result {
+        Ok(v) => buffer(env, &v),
+        Err(e) => Err(map_error(env, &e)),
+    });
+    let outcome = match std::panic::catch_unwind(run) {
+        Ok(o) => o,
+        Err(payload) => Err(panic_error(env, &*payload)),
+    };
+    // SAFETY: JS thread, live env; the deferred is settled once, here.
+    unsafe {
+        match outcome {
+            Ok(v) => {
+                sys::napi_resolve_deferred(env.raw(), deferred.0, v);
+            }
+            Err(e) => {
+                let v = JsError::from(e).into_value(env.raw());
+                if !v.is_null() {
+                    sys::napi_reject_deferred(env.raw(), deferred.0, v);
+                }
+            }
+        }
+    }
+    if let Some(inner) = gets.upgrade() {
+        Gets(inner).update(env, |st| st.get_settled(&track));
     }
 }
