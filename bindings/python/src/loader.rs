@@ -20,8 +20,10 @@
 //! # What a loader returns
 //!
 //! `bytes` (or any bytes-like), or `(value, ttl_seconds)`; raising `meshcache.NotFound`
-//! caches the absence for the group's negative TTL. Any other exception is carried as
-//! the source of a core `Load` error and raised again, unchanged, in every caller.
+//! caches the absence for the group's negative TTL. Anything else it raises, any
+//! `BaseException` (`KeyboardInterrupt`, `SystemExit` included), is carried as the source
+//! of a core `Load` error and raised again, unchanged (the same object), in every
+//! caller; an `async def` loader's never escapes into its event loop (see `capture`).
 
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +32,8 @@ use meshcache::{Error, ErrorKind, LoadFuture, LoadScope, Loaded, Loader};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyCFunction, PyDict, PyTuple};
+use pyo3::types::code::PyCodeInput;
+use pyo3::types::{PyCFunction, PyCode, PyCodeMethods, PyDict, PyTuple};
 use tokio::sync::oneshot;
 
 use crate::convert;
@@ -188,20 +191,20 @@ impl PyLoader {
             None => self.fallback.get(py)?,
         };
         let asyncio = py.import("asyncio")?;
-        let coro = if inspect_fn(py, "iscoroutine")?.call1((&awaitable,))?.is_truthy()? {
-            awaitable
-        } else {
-            // run_coroutine_threadsafe takes coroutines only; wrap other awaitables.
-            asyncio.call_method1("wait_for", (awaitable, py.None()))?
-        };
+        // Never the awaitable itself: see `capture`.
+        let coro = capture(py)?.call1((awaitable,))?;
         // The task inherits the context it is scheduled from: schedule it from one that
         // holds this load's scope (set on this thread by `blocking_load`), so that a get
         // of the key being loaded from inside the coroutine is refused (see `scope.rs`).
         let run = asyncio.getattr("run_coroutine_threadsafe")?;
-        let cfut = match LoadScope::current() {
-            Some(scope) => crate::scope::call_in(py, scope, &run, &[&coro, &event_loop])?,
-            None => run.call1((coro, event_loop))?,
+        let scheduled = match LoadScope::current() {
+            Some(scope) => crate::scope::call_in(py, scope, &run, &[&coro, &event_loop]),
+            None => run.call1((&coro, event_loop)),
         };
+        let cfut = scheduled.inspect_err(|_| {
+            // Not scheduled (the loop is closed): no "never awaited" warning for it.
+            let _ = coro.call_method0("close");
+        })?;
         let (tx, rx) = oneshot::channel();
         let tx = Mutex::new(Some(tx));
         let group = self.group.clone();
@@ -213,7 +216,13 @@ impl PyLoader {
                 let py = args.py();
                 let me = Outcome { group: &group };
                 let r = match args.get_item(0)?.call_method0("result") {
-                    Ok(v) => me.loaded(py, &v),
+                    Ok(v) => match v.extract::<(bool, Bound<'_, PyAny>)>() {
+                        Ok((true, v)) => me.loaded(py, &v),
+                        // The very object the loader raised, with its traceback.
+                        Ok((false, e)) => me.failed(py, PyErr::from_value(e)),
+                        Err(e) => me.failed(py, e),
+                    },
+                    // Cancelled before `capture` ran (the loop shut down).
                     Err(e) => me.failed(py, e),
                 };
                 if let Some(tx) = tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -287,6 +296,40 @@ impl Outcome<'_> {
         }
         Err(Error::load(LoaderError::new(py, e)))
     }
+}
+
+/// `capture(awaitable)`: a coroutine that awaits a loader's awaitable and returns
+/// `(True, value)` or `(False, exception)`, whatever it raised, `BaseException`s included.
+///
+/// The loader's coroutine is never run as a task itself: an asyncio task that raises
+/// `KeyboardInterrupt` or `SystemExit` re-raises it out of the loop's `run_forever`,
+/// which would end the cluster's loop thread (every later async load would wait forever)
+/// or the application's own loop, and the result would never reach the callers. Every
+/// other exception would pass, but `CancelledError` would reach them as another object
+/// (`concurrent.futures.CancelledError`). Caught here, each one is handed to the callers
+/// unchanged. `capture` also turns any awaitable into the coroutine
+/// `run_coroutine_threadsafe` requires.
+fn capture(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    const CODE: &std::ffi::CStr = c"
+async def capture(awaitable):
+    try:
+        return True, await awaitable
+    except BaseException as e:
+        return False, e
+";
+    static CAPTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let f = CAPTURE.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        let globals = PyDict::new(py);
+        globals.set_item("__name__", "meshcache")?;
+        PyCode::compile(py, CODE, c"<meshcache: async loader>", PyCodeInput::File)?
+            .run(Some(&globals), None)?;
+        let f = globals.get_item("capture")?;
+        Ok(
+            f.ok_or_else(|| PyRuntimeError::new_err("meshcache: capture was not defined"))?
+                .unbind(),
+        )
+    })?;
+    Ok(f.bind(py).clone())
 }
 
 fn inspect_fn<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
