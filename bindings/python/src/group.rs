@@ -15,6 +15,7 @@ use crate::convert;
 use crate::errors;
 use crate::exit;
 use crate::fork;
+use crate::interrupt;
 use crate::loader::{LoopThread, PyLoader, same_loop_error};
 use crate::scope;
 use crate::stats;
@@ -115,7 +116,8 @@ impl PyGroup {
         Ok(self.group.get_now_with(key, f))
     }
 
-    /// Waits for a get that missed, with the GIL released. Kept out of `get`'s hit path.
+    /// Waits for a get that missed, with the GIL released, interruptible by Ctrl-C. Kept
+    /// out of `get`'s hit path.
     #[inline(never)]
     fn wait<'py>(
         &self,
@@ -131,8 +133,8 @@ impl PyGroup {
             Err(e) => return Err(errors::to_py(py, e, Some(key))),
         };
         self.check_not_on_loader_loop(py)?;
-        let rt = &self.rt;
-        match exit::detach(py, || rt.block_on(pending)) {
+        // Ctrl-C ends the wait with KeyboardInterrupt (see `interrupt.rs`).
+        match interrupt::block_on(py, &self.rt, None, pending)? {
             Ok(v) => Ok(convert::value_to_py(py, &v)),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
@@ -434,12 +436,8 @@ impl PyGroup {
         // Inside an async loader's context, core refuses the key being loaded.
         let in_load = self.context_scope(py)?;
         self.check_not_on_loader_loop(py)?;
-        let (g, rt) = (&self.group, &self.rt);
-        let r = exit::detach(py, || {
-            let _in_load = in_load.as_ref().map(LoadScope::enter);
-            rt.block_on(g.get_many(&raw))
-        });
-        match r {
+        // Ctrl-C ends the wait with KeyboardInterrupt (see `interrupt.rs`).
+        match interrupt::block_on(py, &self.rt, in_load.as_ref(), self.group.get_many(&raw))? {
             Ok(found) => many_out(py, &keys, found),
             Err(e) => Err(errors::to_py(py, e, None)),
         }

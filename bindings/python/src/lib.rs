@@ -10,7 +10,9 @@
 //!   held and without entering the tokio runtime.
 //! - Everything that may wait (a miss, `set`, `delete`, starting and stopping a cluster)
 //!   releases the GIL first (`py.detach`) and then blocks on the cluster's runtime.
-//!   Waiting with the GIL held would deadlock: the loader needs it.
+//!   Waiting with the GIL held would deadlock: the loader needs it. The main thread
+//!   waits in slices and checks for signals between them, so Ctrl-C interrupts a `get`
+//!   (see `interrupt.rs`).
 //! - A Python loader runs on a tokio blocking thread that attaches to the interpreter.
 //!   An `async def` loader is scheduled on an asyncio loop (see `loader.rs`).
 //! - A loader's get of the key it is loading is refused by core (`InvalidArgument`)
@@ -29,6 +31,7 @@ mod errors;
 mod exit;
 mod fork;
 mod group;
+mod interrupt;
 mod loader;
 mod scope;
 mod stats;
@@ -39,6 +42,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     fork::register(m)?;
+    interrupt::register(m)?;
     scope::register(m)?;
     stats::register(m)?;
     m.add_class::<cluster::PyCluster>()?;
