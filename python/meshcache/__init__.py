@@ -22,7 +22,12 @@ Fork: a cluster belongs to the process that created it. After ``os.fork()`` the 
 gets :class:`ClosedError` from the parent's objects and must create its own cluster (for
 gunicorn, in the ``post_fork`` hook).
 
-Errors: a loader's own exception reaches the caller unchanged. meshcache's own are
+Ctrl-C interrupts a sync ``get`` or ``get_many`` waiting on the main thread with
+``KeyboardInterrupt``; only that caller stops waiting. Closing a group or its cluster
+releases the calls waiting on a load with :class:`ClosedError`.
+
+Errors: a loader's own exception (any ``BaseException``) reaches the caller unchanged,
+the same object. meshcache's own are
 :class:`MeshcacheError` subclasses: :class:`NotFound` (also a ``KeyError``),
 :class:`PeerError`, :class:`Timeout` (also a ``TimeoutError``), :class:`InvalidArgument`
 (also a ``ValueError``), :class:`ClosedError`, :class:`LoadError` (a loader failed on
