@@ -143,6 +143,15 @@ test('a get whose loader never settles does not keep the process alive', { timeo
   assert.doesNotMatch(r.out, /stuck/)
 })
 
+for (const what of ['cluster', 'group']) {
+  test(`...and closing the ${what} then rejects those gets with MESHCACHE_CLOSED before the process exits`, { timeout: 30_000 }, async () => {
+    const r = await run(['--close', what])
+    assert.equal(r.code, 0, r.err)
+    assert.match(r.out, /stuck failed: MESHCACHE_CLOSED/)
+    assert.match(r.out, /stuck too failed: MESHCACHE_CLOSED/)
+  })
+}
+
 test('...but a loader on a timer still answers before the process exits', { timeout: 30_000 }, async () => {
   const r = await run(['--with-timer'])
   assert.equal(r.code, 0, r.err)

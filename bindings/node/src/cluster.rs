@@ -340,6 +340,10 @@ impl Cluster {
         let Some(cluster) = taken else {
             return Ok(PromiseRaw::resolve(env, Out::Undefined)?.to_unknown());
         };
+        // Every pending get now waits for its MESHCACHE_CLOSED (sent when the runtime
+        // drops it, maybe after the promise of close() resolved): keep the process alive
+        // for it, even if the get was waiting for a JS loader.
+        self.node.gets.closing(env);
         let (deferred, promise) = env.create_deferred()?;
         let node = self.node.clone();
         self.node.rt.spawn(async move {

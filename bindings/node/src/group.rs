@@ -194,8 +194,9 @@ impl Group {
     /// Stops this group only: later calls fail with `MESHCACHE_CLOSED` and its store is
     /// emptied. `cluster.close()` closes every group.
     #[napi]
-    pub fn close(&self) {
+    pub fn close(&self, env: &Env) {
         self.group.close();
+        self.node.gets.group_closed(env, self.id);
     }
 
     /// The group's name.

@@ -2,7 +2,7 @@
 //! answered it), everything else from the runtime: a `get` that missed through its
 //! cluster's [`Gets`], which keeps the process alive only while Rust work is pending.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -113,7 +113,12 @@ struct LiveState {
     waiting: HashMap<Track, usize>,
     /// JS loader calls whose promise has not settled, by what they load.
     loading: HashMap<Track, usize>,
-    /// Pending gets whose key no JS loader of this cluster is loading.
+    /// Groups closed (`group.close()`), and whether the cluster is closing: their pending
+    /// gets are about to be rejected with `MESHCACHE_CLOSED` by the runtime, whatever
+    /// their loaders do, and the process must wait for that.
+    closed: HashSet<u64>,
+    closing: bool,
+    /// Pending gets that are not blocked (see [`LiveState::blocked`]).
     unblocked: usize,
     /// Whether the function is ref'd.
     held: bool,
@@ -209,6 +214,22 @@ impl Gets {
             .load_ended(track);
     }
 
+    /// `group.close()` was called (`group` is its id). JS thread.
+    pub(crate) fn group_closed(&self, env: &Env, group: u64) {
+        self.update(env, |s| {
+            s.closed.insert(group);
+            s.recount();
+        });
+    }
+
+    /// `cluster.close()` was called. JS thread.
+    pub(crate) fn closing(&self, env: &Env) {
+        self.update(env, |s| {
+            s.closing = true;
+            s.recount();
+        });
+    }
+
     /// Runs `f` on the state, then refs or unrefs the function to match. JS thread.
     fn update(&self, env: &Env, f: impl FnOnce(&mut LiveState)) {
         let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,42 +258,63 @@ impl Gets {
 }
 
 impl LiveState {
+    /// Whether the gets of `track` wait only for a JS loader that has not settled.
+    fn blocked(&self, track: &Track) -> bool {
+        !self.closing && self.loading.contains_key(track) && !self.closed.contains(&track.0)
+    }
+
+    fn waiting(&self, track: &Track) -> usize {
+        self.waiting.get(track).copied().unwrap_or(0)
+    }
+
     fn get_started(&mut self, track: &Track) {
         *self.waiting.entry(track.clone()).or_default() += 1;
-        if !self.loading.contains_key(track) {
+        if !self.blocked(track) {
             self.unblocked += 1;
         }
     }
 
     fn get_settled(&mut self, track: &Track) {
-        if let Some(n) = self.waiting.get_mut(track) {
-            *n -= 1;
-            if *n == 0 {
-                self.waiting.remove(track);
-            }
-            if !self.loading.contains_key(track) {
-                self.unblocked = self.unblocked.saturating_sub(1);
-            }
+        let Some(n) = self.waiting.get_mut(track) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.waiting.remove(track);
+        }
+        if !self.blocked(track) {
+            self.unblocked = self.unblocked.saturating_sub(1);
         }
     }
 
     fn load_started(&mut self, track: &Track) {
-        let n = self.loading.entry(track.clone()).or_default();
-        *n += 1;
-        if *n == 1 {
-            let waiting = self.waiting.get(track).copied().unwrap_or(0);
-            self.unblocked = self.unblocked.saturating_sub(waiting);
+        let was = self.blocked(track);
+        *self.loading.entry(track.clone()).or_default() += 1;
+        if !was && self.blocked(track) {
+            self.unblocked = self.unblocked.saturating_sub(self.waiting(track));
         }
     }
 
     fn load_ended(&mut self, track: &Track) {
-        if let Some(n) = self.loading.get_mut(track) {
-            *n -= 1;
-            if *n == 0 {
-                self.loading.remove(track);
-                self.unblocked += self.waiting.get(track).copied().unwrap_or(0);
-            }
+        let was = self.blocked(track);
+        let Some(n) = self.loading.get_mut(track) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.loading.remove(track);
         }
+        if was && !self.blocked(track) {
+            self.unblocked += self.waiting(track);
+        }
+    }
+
+    /// After `closed` or `closing` changed.
+    fn recount(&mut self) {
+        self.unblocked = (self.waiting.iter())
+            .filter(|(t, _)| !self.blocked(t))
+            .map(|(_, n)| n)
+            .sum();
     }
 }
 
