@@ -392,6 +392,14 @@ typedef struct meshcache_group_stats {
    */
   uint64_t invalidation_errors;
   /**
+   * Invalidations delivered on a retry, after a first attempt failed.
+   */
+  uint64_t invalidations_retried;
+  /**
+   * Invalidations given up because the retry queue was full.
+   */
+  uint64_t invalidations_dropped;
+  /**
    * The byte budget of the store (both tiers).
    */
   uint64_t capacity;

@@ -305,6 +305,10 @@ export interface GroupStats {
   served: number
   /** Peers that could not be told to drop a key on `set` or `delete`. */
   invalidation_errors: number
+  /** Invalidations delivered on a retry, after a first attempt failed. */
+  invalidations_retried: number
+  /** Invalidations given up because the retry queue was full. */
+  invalidations_dropped: number
   /** The byte budget of the store (both tiers). */
   capacity: number
   /** The main tier: keys this node owns. */

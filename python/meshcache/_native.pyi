@@ -49,6 +49,8 @@ class GroupStats(TypedDict):
     hot_inserts: int
     served: int
     invalidation_errors: int
+    invalidations_retried: int
+    invalidations_dropped: int
     capacity: int
     main: TierStats
     hot: TierStats

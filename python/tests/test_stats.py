@@ -25,6 +25,8 @@ GROUP = {
     "hot_inserts",
     "served",
     "invalidation_errors",
+    "invalidations_retried",
+    "invalidations_dropped",
     "capacity",
     "main",
     "hot",

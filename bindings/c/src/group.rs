@@ -112,6 +112,10 @@ pub struct meshcache_group_stats {
     pub served: u64,
     /// Peers that could not be told to drop a key on set or delete.
     pub invalidation_errors: u64,
+    /// Invalidations delivered on a retry, after a first attempt failed.
+    pub invalidations_retried: u64,
+    /// Invalidations given up because the retry queue was full.
+    pub invalidations_dropped: u64,
     /// The byte budget of the store (both tiers).
     pub capacity: u64,
     /// The main tier: keys this node owns.
@@ -138,6 +142,8 @@ impl From<GroupStats> for meshcache_group_stats {
             hot_inserts,
             served,
             invalidation_errors,
+            invalidations_retried,
+            invalidations_dropped,
             capacity,
             main,
             hot,
@@ -157,6 +163,8 @@ impl From<GroupStats> for meshcache_group_stats {
             hot_inserts,
             served,
             invalidation_errors,
+            invalidations_retried,
+            invalidations_dropped,
             capacity,
             main: main.into(),
             hot: hot.into(),

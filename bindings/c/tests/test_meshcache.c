@@ -1047,6 +1047,7 @@ static const field GROUP_STATS_FIELDS[] = {
     GS(remote_not_found), GS(remote_errors),
     GS(fallback_loads), GS(hot_inserts),
     GS(served),         GS(invalidation_errors),
+    GS(invalidations_retried), GS(invalidations_dropped),
     GS(capacity),       GS(main.items),
     GS(main.bytes),     GS(main.gets),
     GS(main.hits),      GS(main.evictions),

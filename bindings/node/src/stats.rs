@@ -121,6 +121,12 @@ pub struct GroupStats {
     /// Peers that could not be told to drop a key on `set` or `delete`.
     #[napi(js_name = "invalidation_errors")]
     pub invalidation_errors: f64,
+    /// Invalidations delivered on a retry, after a first attempt failed.
+    #[napi(js_name = "invalidations_retried")]
+    pub invalidations_retried: f64,
+    /// Invalidations given up because the retry queue was full.
+    #[napi(js_name = "invalidations_dropped")]
+    pub invalidations_dropped: f64,
     /// The byte budget of the store (both tiers).
     pub capacity: f64,
     /// The main tier: keys this node owns.
@@ -170,6 +176,8 @@ impl From<meshcache::GroupStats> for GroupStats {
             hot_inserts: s.hot_inserts as f64,
             served: s.served as f64,
             invalidation_errors: s.invalidation_errors as f64,
+            invalidations_retried: s.invalidations_retried as f64,
+            invalidations_dropped: s.invalidations_dropped as f64,
             capacity: s.capacity as f64,
             main: s.main.into(),
             hot: s.hot.into(),

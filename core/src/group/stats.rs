@@ -39,6 +39,11 @@ pub struct GroupStats {
     pub served: u64,
     /// Peers that could not be told to drop a key on `set` or `delete` (each is retried).
     pub invalidation_errors: u64,
+    /// Invalidations delivered on a retry, after a first attempt failed.
+    pub invalidations_retried: u64,
+    /// Invalidations given up because the retry queue was full (the mirror still
+    /// expires within the hot TTL).
+    pub invalidations_dropped: u64,
     /// The byte budget of the group's store (both tiers).
     pub capacity: u64,
     /// The main tier: keys this node owns.
@@ -49,7 +54,7 @@ pub struct GroupStats {
 
 impl GroupStats {
     /// The top-level counters by name, in the order every language lists them.
-    pub fn counters(&self) -> [(&'static str, u64); 15] {
+    pub fn counters(&self) -> [(&'static str, u64); 17] {
         [
             ("gets", self.gets),
             ("hits", self.hits),
@@ -65,6 +70,8 @@ impl GroupStats {
             ("hot_inserts", self.hot_inserts),
             ("served", self.served),
             ("invalidation_errors", self.invalidation_errors),
+            ("invalidations_retried", self.invalidations_retried),
+            ("invalidations_dropped", self.invalidations_dropped),
             ("capacity", self.capacity),
         ]
     }
@@ -117,6 +124,8 @@ impl Counters {
             hot_inserts: l(&self.hot_inserts),
             served: l(&self.served),
             invalidation_errors: l(&self.invalidation_errors),
+            invalidations_retried: l(&self.invalidations_retried),
+            invalidations_dropped: l(&self.invalidations_dropped),
             capacity: store.capacity,
             main: store.main,
             hot: store.hot,
