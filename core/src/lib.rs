@@ -48,6 +48,7 @@
 
 pub mod clock;
 mod cluster;
+pub mod deadline;
 mod entry;
 mod error;
 mod group;
