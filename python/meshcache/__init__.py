@@ -26,6 +26,11 @@ Ctrl-C interrupts a sync ``get`` or ``get_many`` waiting on the main thread with
 ``KeyboardInterrupt``; only that caller stops waiting. Closing a group or its cluster
 releases the calls waiting on a load with :class:`ClosedError`.
 
+Timeouts (seconds): ``Cluster.group(..., load_timeout=5)`` fails the callers waiting on a
+load that has not answered by then with :class:`Timeout` and frees the key;
+``get(key, timeout=0.5)`` (and ``get_many``, ``aget``, ``aget_many``) bounds one
+caller's wait, while the load goes on for the others.
+
 Errors: a loader's own exception (any ``BaseException``) reaches the caller unchanged,
 the same object. meshcache's own are
 :class:`MeshcacheError` subclasses: :class:`NotFound` (also a ``KeyError``),

@@ -45,6 +45,10 @@ def main() -> int:
         hit: bytes = users["42"]
         present: bool = "42" in users
         many: dict[object, bytes] = dict(users.get_many(["1", "2"]))
+        bounded: bytes = users.get("42", timeout=0.5)
+        bounded_many: dict[object, bytes] = dict(users.get_many(["1"], timeout=2))
+        timed = cluster.group("timed", load_timeout=5, loader=load_user)
+        timed_value: bytes = timed.get("1", timeout=None)
         users.set("k", b"v", ttl=1.5)
         users.delete("k")
         stats: meshcache.GroupStats = users.stats()
@@ -57,7 +61,7 @@ def main() -> int:
         addr: str = cluster.local_addr
 
         async def run() -> bytes:
-            return await other.aget("x")
+            return await other.aget("x", timeout=5.0)
 
         got = asyncio.run(run())
         try:

@@ -260,7 +260,7 @@ impl PyCluster {
     }
 
     /// A group served by this cluster. Every node must create the same groups.
-    #[pyo3(signature = (name, *, capacity=None, ttl=None, negative_ttl=None, loader=None, max_key_len=None, max_value_len=None, hot_sample=None, bytes_keys=false, r#loop=None))]
+    #[pyo3(signature = (name, *, capacity=None, ttl=None, negative_ttl=None, loader=None, max_key_len=None, max_value_len=None, hot_sample=None, bytes_keys=false, r#loop=None, load_timeout=None))]
     #[allow(clippy::too_many_arguments)]
     fn group(
         &self,
@@ -275,6 +275,7 @@ impl PyCluster {
         hot_sample: Option<u32>,
         bytes_keys: bool,
         r#loop: Option<&Bound<'_, PyAny>>,
+        load_timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyGroup> {
         self.check_fork(py)?;
         let name: String = name
@@ -300,6 +301,9 @@ impl PyCluster {
         }
         if let Some(n) = hot_sample {
             b = b.hot_sample(n);
+        }
+        if let Some(t) = convert::timeout(load_timeout, "load_timeout")? {
+            b = b.load_timeout(t);
         }
         let event_loop = r#loop.filter(|l| !l.is_none()).map(|l| l.clone().unbind());
         let loader = match loader.filter(|l| !l.is_none()) {

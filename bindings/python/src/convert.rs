@@ -136,6 +136,31 @@ pub(crate) fn ttl(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option
     })
 }
 
+/// A timeout or deadline in seconds: a positive `int` or `float`, or `None` (none).
+/// Zero, negative, infinite or NaN raise `InvalidArgument` (a `ValueError`).
+pub(crate) fn timeout(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
+    let Some(obj) = obj else { return Ok(None) };
+    if obj.is_none() {
+        return Ok(None);
+    }
+    if obj.is_instance_of::<pyo3::types::PyBool>()
+        || !(obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be a number of seconds (int or float) or None, not {}",
+            type_name(obj)
+        )));
+    }
+    let secs: f64 = obj.extract()?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(errors::invalid(
+            obj.py(),
+            format!("{what} must be a finite number of seconds greater than zero, or None, not {secs}"),
+        )),
+    }
+}
+
 /// A byte size: an `int`, or a string like `"64MiB"` parsed by the core's `parse_size`.
 pub(crate) fn size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<usize> {
     let py = obj.py();

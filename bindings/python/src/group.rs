@@ -3,9 +3,10 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use meshcache::{GetFuture, Group, LoadScope, Now};
+use meshcache::{GetFuture, Group, LoadScope, Now, deadline};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -116,8 +117,8 @@ impl PyGroup {
         Ok(self.group.get_now_with(key, f))
     }
 
-    /// Waits for a get that missed, with the GIL released, interruptible by Ctrl-C. Kept
-    /// out of `get`'s hit path.
+    /// Waits for a get that missed, with the GIL released, interruptible by Ctrl-C and
+    /// bounded by the caller's deadline `limit`. Kept out of `get`'s hit path.
     #[inline(never)]
     fn wait<'py>(
         &self,
@@ -125,6 +126,7 @@ impl PyGroup {
         key: &Bound<'py, PyAny>,
         k: &[u8],
         pending: GetFuture,
+        limit: Option<Duration>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let now = self.rescope(py, k, pending, |v| convert::value_to_py(py, v))?;
         let pending = match now {
@@ -133,8 +135,9 @@ impl PyGroup {
             Err(e) => return Err(errors::to_py(py, e, Some(key))),
         };
         self.check_not_on_loader_loop(py)?;
-        // Ctrl-C ends the wait with KeyboardInterrupt (see `interrupt.rs`).
-        match interrupt::block_on(py, &self.rt, None, pending)? {
+        // Ctrl-C ends the wait with KeyboardInterrupt (see `interrupt.rs`); the deadline
+        // with Timeout, for this caller only (the load goes on).
+        match interrupt::block_on(py, &self.rt, None, deadline::within(limit, pending))? {
             Ok(v) => Ok(convert::value_to_py(py, &v)),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
@@ -385,23 +388,38 @@ impl PyGroup {
         }
     }
 
-    /// The value of `key`, loaded once in the whole cluster on a miss.
-    fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    /// The value of `key`, loaded once in the whole cluster on a miss. `timeout`
+    /// (seconds) bounds this caller's wait on a miss: then `Timeout`, while the load goes on.
+    #[pyo3(signature = (key, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
+        let limit = convert::timeout(timeout, "timeout")?;
         // A hit is copied into the new `bytes` under the store's read lock, as by `peek`.
         match self.group.get_now_with(&k, |v| convert::value_to_py(py, v)) {
             Ok(Now::Ready(v)) => Ok(v),
-            Ok(Now::Pending(pending)) => self.wait(py, key, &k, pending),
+            Ok(Now::Pending(pending)) => self.wait(py, key, &k, pending, limit),
             Err(e) => Err(errors::to_py(py, e, Some(key))),
         }
     }
 
     /// `get` for asyncio: `await group.aget(key)`. A hit (or an error known at once)
-    /// resolves the future before it is returned.
-    fn aget<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// resolves the future before it is returned. `timeout` as for `get`.
+    #[pyo3(signature = (key, timeout=None))]
+    fn aget<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check_fork(py)?;
         let k = convert::key(key)?;
+        let limit = convert::timeout(timeout, "timeout")?;
         let (event_loop, future) = Self::loop_future(py)?;
         let mut now = self.group.get_now_with(&k, |v| convert::value_to_py(py, v));
         if let Ok(Now::Pending(pending)) = now {
@@ -418,7 +436,7 @@ impl PyGroup {
                 self.spawn(
                     event_loop,
                     future.clone(),
-                    pending,
+                    deadline::within(limit, pending),
                     Some(key.clone().unbind()),
                     bytes_out,
                 );
@@ -429,27 +447,43 @@ impl PyGroup {
 
     /// The values of the keys that exist, as a dict keyed by the caller's key objects.
     /// Misses load concurrently; keys owned by other nodes take one call per node.
-    fn get_many<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// `timeout` (seconds) bounds this caller's wait: then `Timeout`, while loads go on.
+    #[pyo3(signature = (keys, timeout=None))]
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check_fork(py)?;
         let keys = many_keys(keys)?;
+        let limit = convert::timeout(timeout, "timeout")?;
         let raw: Vec<&[u8]> = keys.iter().map(|(k, _)| &k[..]).collect();
         // Inside an async loader's context, core refuses the key being loaded.
         let in_load = self.context_scope(py)?;
         self.check_not_on_loader_loop(py)?;
         // Ctrl-C ends the wait with KeyboardInterrupt (see `interrupt.rs`).
-        match interrupt::block_on(py, &self.rt, in_load.as_ref(), self.group.get_many(&raw))? {
+        let get_many = deadline::within(limit, self.group.get_many(&raw));
+        match interrupt::block_on(py, &self.rt, in_load.as_ref(), get_many)? {
             Ok(found) => many_out(py, &keys, found),
             Err(e) => Err(errors::to_py(py, e, None)),
         }
     }
 
     /// `get_many` for asyncio.
-    fn aget_many<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (keys, timeout=None))]
+    fn aget_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check_fork(py)?;
         let keys = many_keys(keys)?;
+        let limit = convert::timeout(timeout, "timeout")?;
         let owned: Vec<Vec<u8>> = keys.iter().map(|(k, _)| k.clone()).collect();
         let g = self.group.clone();
-        let get_many = async move { g.get_many(&owned).await };
+        let get_many = async move { deadline::within(limit, g.get_many(&owned)).await };
         // Inside an async loader's context, core refuses the key being loaded.
         let get_many: ManyFuture = match self.context_scope(py)? {
             Some(s) => Box::pin(s.run(get_many)),
