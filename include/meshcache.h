@@ -832,6 +832,16 @@ enum meshcache_result meshcache_group_options_set_hot_sample(struct meshcache_gr
                                                              uint32_t n);
 
 /**
+ * How long a load may take, in milliseconds (> 0; 0 is refused by `meshcache_group_new`;
+ * default: no limit). Every get waiting on a loader that has not answered by then returns
+ * `MESHCACHE_TIMEOUT`, the key is free for the next get to load again, and what the late
+ * loader sets is dropped. The loader callback itself is not interrupted: it keeps its
+ * thread until it returns (and `meshcache_cluster_free` still waits for it).
+ */
+enum meshcache_result meshcache_group_options_set_load_timeout_ms(struct meshcache_group_options *options,
+                                                                  uint64_t timeout_ms);
+
+/**
  * The loader called on a miss (see `meshcache_loader_fn` for its threads and rules),
  * with `user_data` passed to every call. `free_user_data` (may be NULL) is called once
  * with `user_data` when the loader is no longer used: when the options and every group
@@ -858,7 +868,7 @@ enum meshcache_result meshcache_group_options_set_clock(struct meshcache_group_o
  * creates its groups with the same names. Free with `meshcache_group_free`.
  *
  * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
- * cluster already has, a zero capacity or zero key or value limit; `MESHCACHE_CLOSED`
+ * cluster already has, a zero capacity, key or value limit or load timeout; `MESHCACHE_CLOSED`
  * after shutdown.
  */
 enum meshcache_result meshcache_group_new(const struct meshcache_cluster *cluster,
@@ -894,6 +904,25 @@ enum meshcache_result meshcache_group_get(const struct meshcache_group *group,
                                           struct meshcache_value *out);
 
 /**
+ * As `meshcache_group_get`, but this caller waits at most `timeout_ms` milliseconds
+ * (> 0) for a miss. Blocks the calling thread, like `meshcache_group_get`; a hit
+ * returns at once, whatever the deadline.
+ *
+ * On expiry returns `MESHCACHE_TIMEOUT`: only this caller stops waiting. The load it
+ * waited for (or started) goes on, on the loader's thread, and its value is cached and
+ * returned to every other caller waiting for it. (For a limit on the load itself, see
+ * `meshcache_group_options_set_load_timeout_ms`.)
+ *
+ * Returns what `meshcache_group_get` returns, `MESHCACHE_TIMEOUT`, and
+ * `MESHCACHE_INVALID_ARGUMENT` for a zero `timeout_ms`.
+ */
+enum meshcache_result meshcache_group_get_with_timeout(const struct meshcache_group *group,
+                                                       const uint8_t *key,
+                                                       size_t key_len,
+                                                       uint64_t timeout_ms,
+                                                       struct meshcache_value *out);
+
+/**
  * The value of the key if it is resident on this node, into `*out`, without loading,
  * without asking other nodes and without waiting.
  *
@@ -918,6 +947,23 @@ enum meshcache_result meshcache_group_get_many(const struct meshcache_group *gro
                                                const struct meshcache_bytes *keys,
                                                size_t n_keys,
                                                struct meshcache_entries **out);
+
+/**
+ * As `meshcache_group_get_many`, but this caller waits at most `timeout_ms`
+ * milliseconds (> 0) for all the keys. Blocks the calling thread.
+ *
+ * On expiry returns `MESHCACHE_TIMEOUT` (and no entries, not even the keys already
+ * answered): only this caller stops waiting; the loads and fetches it started or joined
+ * go on, and their values are cached and returned to every other caller waiting.
+ *
+ * Returns what `meshcache_group_get_many` returns, `MESHCACHE_TIMEOUT`, and
+ * `MESHCACHE_INVALID_ARGUMENT` for a zero `timeout_ms`.
+ */
+enum meshcache_result meshcache_group_get_many_with_timeout(const struct meshcache_group *group,
+                                                            const struct meshcache_bytes *keys,
+                                                            size_t n_keys,
+                                                            uint64_t timeout_ms,
+                                                            struct meshcache_entries **out);
 
 /**
  * Caches `(value, value_len)` (copied) for the key for `ttl_ms` milliseconds

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use meshcache::deadline::within;
 use meshcache::{Clock, Group, GroupStats, Now, TierStats};
 use tokio::runtime::Handle;
 
@@ -25,6 +26,7 @@ pub struct meshcache_group_options {
     max_key_len: Option<usize>,
     max_value_len: Option<usize>,
     hot_sample: Option<u32>,
+    load_timeout: Option<Duration>,
     loader: Option<Arc<CLoader>>,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -325,6 +327,25 @@ pub unsafe extern "C" fn meshcache_group_options_set_hot_sample(
     }
 }
 
+/// How long a load may take, in milliseconds (> 0; 0 is refused by `meshcache_group_new`;
+/// default: no limit). Every get waiting on a loader that has not answered by then returns
+/// `MESHCACHE_TIMEOUT`, the key is free for the next get to load again, and what the late
+/// loader sets is dropped. The loader callback itself is not interrupted: it keeps its
+/// thread until it returns (and `meshcache_cluster_free` still waits for it).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_load_timeout_ms(
+    options: *mut meshcache_group_options,
+    timeout_ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.load_timeout = Some(Duration::from_millis(timeout_ms));
+            Ok(())
+        })
+    }
+}
+
 /// The loader called on a miss (see `meshcache_loader_fn` for its threads and rules),
 /// with `user_data` passed to every call. `free_user_data` (may be NULL) is called once
 /// with `user_data` when the loader is no longer used: when the options and every group
@@ -371,7 +392,7 @@ pub unsafe extern "C" fn meshcache_group_options_set_clock(
 /// creates its groups with the same names. Free with `meshcache_group_free`.
 ///
 /// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
-/// cluster already has, a zero capacity or zero key or value limit; `MESHCACHE_CLOSED`
+/// cluster already has, a zero capacity, key or value limit or load timeout; `MESHCACHE_CLOSED`
 /// after shutdown.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_new(
@@ -407,6 +428,9 @@ pub unsafe extern "C" fn meshcache_group_new(
         }
         if let Some(v) = o.hot_sample {
             b = b.hot_sample(v);
+        }
+        if let Some(v) = o.load_timeout {
+            b = b.load_timeout(v);
         }
         if let Some(v) = &o.clock {
             b = b.clock(v.clone());
@@ -459,21 +483,72 @@ pub unsafe extern "C" fn meshcache_group_get(
     out: *mut meshcache_value,
 ) -> meshcache_result {
     ffi(|| {
-        // Safety: a non-NULL `group` is live by contract.
-        let g = unsafe { arg(group, "group") }?;
-        // Safety: `(key, key_len)` is readable by contract.
-        let key = unsafe { bytes_arg(key, key_len, "key") }?;
-        out_arg(out, "out")?;
-        // A hit is answered here, on this thread; only a miss enters the runtime. A
-        // loader's get of its own key is refused by the core (`Err`) instead of waiting.
-        let v = match g.group.get_now(key)? {
-            Now::Ready(v) => v,
-            Now::Pending(rest) => g.rt.block_on(rest)?,
-        };
-        // Safety: `out` is non-NULL and writable by contract.
-        unsafe { meshcache_value::write(out, v) };
-        Ok(())
+        // Safety: by this function's contract.
+        unsafe { get(group, key, key_len, out, None) }
     })
+}
+
+/// As `meshcache_group_get`, but this caller waits at most `timeout_ms` milliseconds
+/// (> 0) for a miss. Blocks the calling thread, like `meshcache_group_get`; a hit
+/// returns at once, whatever the deadline.
+///
+/// On expiry returns `MESHCACHE_TIMEOUT`: only this caller stops waiting. The load it
+/// waited for (or started) goes on, on the loader's thread, and its value is cached and
+/// returned to every other caller waiting for it. (For a limit on the load itself, see
+/// `meshcache_group_options_set_load_timeout_ms`.)
+///
+/// Returns what `meshcache_group_get` returns, `MESHCACHE_TIMEOUT`, and
+/// `MESHCACHE_INVALID_ARGUMENT` for a zero `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_get_with_timeout(
+    group: *const meshcache_group,
+    key: *const u8,
+    key_len: usize,
+    timeout_ms: u64,
+    out: *mut meshcache_value,
+) -> meshcache_result {
+    ffi(|| {
+        let limit = deadline_arg(timeout_ms)?;
+        // Safety: by this function's contract.
+        unsafe { get(group, key, key_len, out, Some(limit)) }
+    })
+}
+
+/// A caller's deadline in milliseconds: zero is refused.
+fn deadline_arg(timeout_ms: u64) -> Result<Duration, Fail> {
+    if timeout_ms == 0 {
+        return Err(invalid("timeout_ms must be greater than zero").into());
+    }
+    Ok(Duration::from_millis(timeout_ms))
+}
+
+/// The body of `meshcache_group_get` and `_with_timeout`; `limit` bounds a miss's wait.
+///
+/// # Safety
+///
+/// As `meshcache_group_get`.
+unsafe fn get(
+    group: *const meshcache_group,
+    key: *const u8,
+    key_len: usize,
+    out: *mut meshcache_value,
+    limit: Option<Duration>,
+) -> Result<(), Fail> {
+    // Safety: a non-NULL `group` is live by contract.
+    let g = unsafe { arg(group, "group") }?;
+    // Safety: `(key, key_len)` is readable by contract.
+    let key = unsafe { bytes_arg(key, key_len, "key") }?;
+    out_arg(out, "out")?;
+    // A hit is answered here, on this thread; only a miss enters the runtime (and only a
+    // miss is bounded by the deadline). A loader's get of its own key is refused by the
+    // core (`Err`) instead of waiting.
+    let v = match g.group.get_now(key)? {
+        Now::Ready(v) => v,
+        Now::Pending(rest) => g.rt.block_on(within(limit, rest))?,
+    };
+    // Safety: `out` is non-NULL and writable by contract.
+    unsafe { meshcache_value::write(out, v) };
+    Ok(())
 }
 
 /// The value of the key if it is resident on this node, into `*out`, without loading,
@@ -516,25 +591,65 @@ pub unsafe extern "C" fn meshcache_group_get_many(
     out: *mut *mut meshcache_entries,
 ) -> meshcache_result {
     ffi(|| {
-        // Safety: a non-NULL `group` is live by contract.
-        let g = unsafe { arg(group, "group") }?;
-        out_arg(out, "out")?;
-        if keys.is_null() && n_keys != 0 {
-            return Err(invalid("keys is NULL").into());
-        }
-        let mut list: Vec<&[u8]> = Vec::with_capacity(n_keys);
-        for i in 0..n_keys {
-            // Safety: `keys` has `n_keys` readable entries by contract, each a readable
-            // buffer (checked for NULL by bytes_arg).
-            let k = unsafe { *keys.add(i) };
-            let k = unsafe { bytes_arg(k.data, k.len, "keys[i]") }?;
-            list.push(k);
-        }
-        let items: Vec<(Bytes, Bytes)> = g.rt.block_on(g.group.get_many(&list))?;
-        // Safety: `out` is non-NULL and writable by contract.
-        unsafe { *out = Box::into_raw(Box::new(meshcache_entries { items })) };
-        Ok(())
+        // Safety: by this function's contract.
+        unsafe { get_many(group, keys, n_keys, out, None) }
     })
+}
+
+/// As `meshcache_group_get_many`, but this caller waits at most `timeout_ms`
+/// milliseconds (> 0) for all the keys. Blocks the calling thread.
+///
+/// On expiry returns `MESHCACHE_TIMEOUT` (and no entries, not even the keys already
+/// answered): only this caller stops waiting; the loads and fetches it started or joined
+/// go on, and their values are cached and returned to every other caller waiting.
+///
+/// Returns what `meshcache_group_get_many` returns, `MESHCACHE_TIMEOUT`, and
+/// `MESHCACHE_INVALID_ARGUMENT` for a zero `timeout_ms`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_get_many_with_timeout(
+    group: *const meshcache_group,
+    keys: *const meshcache_bytes,
+    n_keys: usize,
+    timeout_ms: u64,
+    out: *mut *mut meshcache_entries,
+) -> meshcache_result {
+    ffi(|| {
+        let limit = deadline_arg(timeout_ms)?;
+        // Safety: by this function's contract.
+        unsafe { get_many(group, keys, n_keys, out, Some(limit)) }
+    })
+}
+
+/// The body of `meshcache_group_get_many` and `_with_timeout`; `limit` bounds the wait.
+///
+/// # Safety
+///
+/// As `meshcache_group_get_many`.
+unsafe fn get_many(
+    group: *const meshcache_group,
+    keys: *const meshcache_bytes,
+    n_keys: usize,
+    out: *mut *mut meshcache_entries,
+    limit: Option<Duration>,
+) -> Result<(), Fail> {
+    // Safety: a non-NULL `group` is live by contract.
+    let g = unsafe { arg(group, "group") }?;
+    out_arg(out, "out")?;
+    if keys.is_null() && n_keys != 0 {
+        return Err(invalid("keys is NULL").into());
+    }
+    let mut list: Vec<&[u8]> = Vec::with_capacity(n_keys);
+    for i in 0..n_keys {
+        // Safety: `keys` has `n_keys` readable entries by contract, each a readable
+        // buffer (checked for NULL by bytes_arg).
+        let k = unsafe { *keys.add(i) };
+        let k = unsafe { bytes_arg(k.data, k.len, "keys[i]") }?;
+        list.push(k);
+    }
+    let items: Vec<(Bytes, Bytes)> = g.rt.block_on(within(limit, g.group.get_many(&list)))?;
+    // Safety: `out` is non-NULL and writable by contract.
+    unsafe { *out = Box::into_raw(Box::new(meshcache_entries { items })) };
+    Ok(())
 }
 
 /// Caches `(value, value_len)` (copied) for the key for `ttl_ms` milliseconds

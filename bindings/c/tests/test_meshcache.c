@@ -1587,6 +1587,284 @@ static void test_shutdown_ends_with_idle_connections(void) {
   }
 }
 
+/* ---- deadlines: a load timeout, a caller's timeout, shutdown releasing waiters ------ */
+
+/* A loader whose first `hang_calls` calls wait until released (a condition variable, so
+ * nothing spins under valgrind); later calls answer "v:<key>" at once. Every call and
+ * every finished waiter is signalled on `cv`, and the tests wait on it at most BOUND_MS. */
+typedef struct hung_loader {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int calls;
+  int hang_calls;
+  int released;
+  int waiters_done;
+} hung_loader;
+
+static void hung_init(hung_loader *l, int hang_calls) {
+  memset(l, 0, sizeof *l);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_mutex_init(&l->mu, NULL);
+  pthread_cond_init(&l->cv, &attr);
+  pthread_condattr_destroy(&attr);
+  l->hang_calls = hang_calls;
+}
+
+static void hung_destroy(hung_loader *l) {
+  pthread_cond_destroy(&l->cv);
+  pthread_mutex_destroy(&l->mu);
+}
+
+static void hung_load(void *user_data, const uint8_t *key, size_t key_len,
+                      meshcache_loader_out *out) {
+  hung_loader *l = (hung_loader *)user_data;
+  pthread_mutex_lock(&l->mu);
+  int call = ++l->calls;
+  pthread_cond_broadcast(&l->cv);
+  while (call <= l->hang_calls && !l->released) pthread_cond_wait(&l->cv, &l->mu);
+  pthread_mutex_unlock(&l->mu);
+  char buf[128];
+  int n = snprintf(buf, sizeof buf, "v:%.*s", (int)key_len, (const char *)key);
+  meshcache_loader_out_set_value(out, (const uint8_t *)buf, (size_t)n, MESHCACHE_TTL_DEFAULT);
+}
+
+/* Calls hung so far stay hung (until released); later calls answer. */
+static void hung_answer_from_now(hung_loader *l) {
+  pthread_mutex_lock(&l->mu);
+  l->hang_calls = l->calls;
+  pthread_mutex_unlock(&l->mu);
+}
+
+static void hung_release(hung_loader *l) {
+  pthread_mutex_lock(&l->mu);
+  l->released = 1;
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+}
+
+/* Waits at most BOUND_MS until `*counter >= n` (`counter` is a field of `l`); a test that
+ * got here with threads still blocked cannot return safely, so a missed bound aborts. */
+static void hung_wait(hung_loader *l, const int *counter, int n, const char *what) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += BOUND_MS / 1000;
+  pthread_mutex_lock(&l->mu);
+  while (*counter < n) {
+    if (pthread_cond_timedwait(&l->cv, &l->mu, &deadline) != 0 && *counter < n) {
+      fprintf(stderr, "  %s:%d: %s: %d of %d within %d ms\n", __FILE__, __LINE__, what,
+              *counter, n, BOUND_MS);
+      abort();
+    }
+  }
+  pthread_mutex_unlock(&l->mu);
+}
+
+/* A thread blocked in meshcache_group_get of "k" (no deadline). */
+typedef struct hung_waiter {
+  meshcache_group *group;
+  hung_loader *loader;
+  meshcache_result rc;
+  meshcache_value value;
+} hung_waiter;
+
+static void *hung_wait_get(void *p) {
+  hung_waiter *w = (hung_waiter *)p;
+  w->rc = meshcache_group_get(w->group, K("k"), &w->value);
+  pthread_mutex_lock(&w->loader->mu);
+  w->loader->waiters_done++;
+  pthread_cond_broadcast(&w->loader->cv);
+  pthread_mutex_unlock(&w->loader->mu);
+  return NULL;
+}
+
+#define HUNG_WAITERS 4
+
+/* Starts `n` threads getting "k" (aborts if one cannot be started). */
+static void start_waiters(hung_waiter *w, pthread_t *t, int n, meshcache_group *g, hung_loader *l) {
+  for (int i = 0; i < n; i++) {
+    w[i].group = g;
+    w[i].loader = l;
+    w[i].rc = MESHCACHE_UNKNOWN;
+    memset(&w[i].value, 0, sizeof w[i].value);
+  }
+  for (int i = 0; i < n; i++) {
+    if (pthread_create(&t[i], NULL, hung_wait_get, &w[i]) != 0) {
+      fprintf(stderr, "  pthread_create failed\n");
+      abort();
+    }
+  }
+}
+
+/* Joins the waiters (once all are done, within BOUND_MS); how many returned `want`. */
+static int join_waiters(hung_waiter *w, pthread_t *t, int n, hung_loader *l, meshcache_result want) {
+  hung_wait(l, &l->waiters_done, n, "waiters returned");
+  int got = 0;
+  for (int i = 0; i < n; i++) {
+    pthread_join(t[i], NULL);
+    if (w[i].rc == want) got++;
+    else
+      fprintf(stderr, "  waiter %d returned %s, want %s\n", i, meshcache_result_name((int)w[i].rc),
+              meshcache_result_name((int)want));
+    meshcache_value_free(&w[i].value);
+  }
+  return got;
+}
+
+static meshcache_group *hung_group(meshcache_cluster *c, hung_loader *l, uint64_t load_timeout_ms) {
+  meshcache_group_options *o = NULL;
+  meshcache_group *g = NULL;
+  if (meshcache_group_options_new(&o) != MESHCACHE_OK) return NULL;
+  meshcache_group_options_set_loader(o, hung_load, l, NULL);
+  if (load_timeout_ms != 0) meshcache_group_options_set_load_timeout_ms(o, load_timeout_ms);
+  meshcache_group_new(c, "hung", o, &g);
+  meshcache_group_options_free(o);
+  return g;
+}
+
+/* A loader that never answers in time: every waiting get is MESHCACHE_TIMEOUT, and the
+ * next get loads again (the loader answers from then on). */
+static void test_load_timeout(void) {
+  hung_loader l;
+  hung_init(&l, 1 << 30);
+  meshcache_cluster *c = NULL;
+  meshcache_group_options *o = NULL;
+  meshcache_group *g = NULL;
+  OK(meshcache_cluster_new(NULL, &c));
+  OK(meshcache_group_options_new(&o));
+  CHECK_RC(meshcache_group_options_set_load_timeout_ms(NULL, 100), MESHCACHE_INVALID_ARGUMENT);
+  OK(meshcache_group_options_set_load_timeout_ms(o, 0));
+  CHECK_RC(meshcache_group_new(c, "zero", o, &g), MESHCACHE_INVALID_ARGUMENT);
+  CHECK(g == NULL);
+  meshcache_group_options_free(o);
+  g = hung_group(c, &l, 100);
+  CHECK(g != NULL);
+
+  hung_waiter w[HUNG_WAITERS];
+  pthread_t t[HUNG_WAITERS];
+  start_waiters(w, t, HUNG_WAITERS, g, &l);
+  /* each waiter joined a load or started one: every load hangs past its timeout */
+  int timed_out = join_waiters(w, t, HUNG_WAITERS, &l, MESHCACHE_TIMEOUT);
+  hung_answer_from_now(&l);
+  meshcache_value v = {0};
+  meshcache_result rc = meshcache_group_get(g, K("k"), &v);
+  int loaded = rc == MESHCACHE_OK && value_is(&v, "v:k");
+  meshcache_value_free(&v);
+  meshcache_group_stats s;
+  meshcache_group_stats_get(g, &s);
+  /* the stuck calls return now; what they set is dropped, and free waits for them */
+  hung_release(&l);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+  hung_destroy(&l);
+  CHECK(timed_out == HUNG_WAITERS);
+  CHECK_RC(rc, MESHCACHE_OK);
+  CHECK(loaded);
+  CHECK(s.load_errors >= 1);
+}
+
+/* A caller's deadline: that caller gets MESHCACHE_TIMEOUT while the load goes on, and a
+ * caller without a deadline gets the value once the loader answers. */
+static void test_get_with_timeout(void) {
+  hung_loader l;
+  hung_init(&l, 1);
+  meshcache_cluster *c = NULL;
+  OK(meshcache_cluster_new(NULL, &c));
+  meshcache_group *g = hung_group(c, &l, 0);
+  CHECK(g != NULL);
+  meshcache_value v = {0};
+  meshcache_entries *e = NULL;
+  meshcache_bytes key = {(const uint8_t *)"k", 1};
+  CHECK_RC(meshcache_group_get_with_timeout(g, K("k"), 0, &v), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_with_timeout(NULL, K("k"), 10, &v), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_with_timeout(g, NULL, 1, 10, &v), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_with_timeout(g, K("k"), 10, NULL), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_many_with_timeout(g, &key, 1, 0, &e), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_many_with_timeout(NULL, &key, 1, 10, &e),
+           MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_many_with_timeout(g, NULL, 1, 10, &e), MESHCACHE_INVALID_ARGUMENT);
+  CHECK_RC(meshcache_group_get_many_with_timeout(g, &key, 1, 10, NULL),
+           MESHCACHE_INVALID_ARGUMENT);
+  CHECK(e == NULL && v.data == NULL);
+
+  hung_waiter w[1];
+  pthread_t t[1];
+  start_waiters(w, t, 1, g, &l);
+  hung_wait(&l, &l.calls, 1, "loader calls");
+  meshcache_result one = meshcache_group_get_with_timeout(g, K("k"), 50, &v);
+  meshcache_result many = meshcache_group_get_many_with_timeout(g, &key, 1, 50, &e);
+  pthread_mutex_lock(&l.mu);
+  int calls_meanwhile = l.calls;
+  pthread_mutex_unlock(&l.mu);
+  hung_release(&l);
+  int waited = join_waiters(w, t, 1, &l, MESHCACHE_OK);
+  /* now a hit: answered whatever the deadline */
+  meshcache_result hit = meshcache_group_get_with_timeout(g, K("k"), 1, &v);
+  int hit_value = hit == MESHCACHE_OK && value_is(&v, "v:k");
+  meshcache_value_free(&v);
+  meshcache_entries *hits = NULL;
+  meshcache_result hit_many = meshcache_group_get_many_with_timeout(g, &key, 1, 1000, &hits);
+  size_t n_hits = meshcache_entries_len(hits);
+  meshcache_entries_free(hits);
+  meshcache_group_stats s;
+  meshcache_group_stats_get(g, &s);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+  hung_destroy(&l);
+  CHECK_RC(one, MESHCACHE_TIMEOUT);
+  CHECK_RC(many, MESHCACHE_TIMEOUT);
+  CHECK(e == NULL);
+  CHECK(calls_meanwhile == 1); /* the callers that gave up did not restart the load */
+  CHECK(waited == 1);
+  CHECK_RC(hit, MESHCACHE_OK);
+  CHECK(hit_value);
+  CHECK_RC(hit_many, MESHCACHE_OK);
+  CHECK(n_hits == 1);
+  CHECK(s.loads == 1);
+}
+
+/* meshcache_cluster_shutdown while threads wait on a hung loader: it returns, and every
+ * waiting get returns MESHCACHE_CLOSED (the loader is released afterwards, for free). */
+static void test_shutdown_releases_waiters_on_a_hung_loader(void) {
+  hung_loader l;
+  hung_init(&l, 1 << 30);
+  meshcache_cluster *c = NULL;
+  meshcache_cluster_options *co = NULL;
+  OK(meshcache_cluster_options_new(&co));
+  OK(meshcache_cluster_options_set_shutdown_grace_ms(co, 200));
+  OK(meshcache_cluster_new(co, &c));
+  meshcache_cluster_options_free(co);
+  meshcache_group *g = hung_group(c, &l, 0);
+  CHECK(g != NULL);
+  hung_waiter w[HUNG_WAITERS];
+  pthread_t t[HUNG_WAITERS];
+  start_waiters(w, t, HUNG_WAITERS, g, &l);
+  hung_wait(&l, &l.calls, 1, "loader calls");
+  /* every waiter is in its get (bounded poll of the counters; a late one gets CLOSED too) */
+  meshcache_group_stats s;
+  double until = now_ms() + BOUND_MS;
+  do {
+    meshcache_group_stats_get(g, &s);
+  } while (s.gets < HUNG_WAITERS && now_ms() < until);
+  double start = now_ms();
+  meshcache_result rc = meshcache_cluster_shutdown(c);
+  double took = now_ms() - start;
+  int closed = join_waiters(w, t, HUNG_WAITERS, &l, MESHCACHE_CLOSED);
+  pthread_mutex_lock(&l.mu);
+  int calls = l.calls;
+  pthread_mutex_unlock(&l.mu);
+  hung_release(&l);
+  meshcache_group_free(g);
+  meshcache_cluster_free(c);
+  hung_destroy(&l);
+  CHECK(s.gets == HUNG_WAITERS);
+  CHECK_RC(rc, MESHCACHE_OK);
+  CHECK(took < BOUND_MS);
+  CHECK(closed == HUNG_WAITERS);
+  CHECK(calls == 1);
+}
+
 /* ---- runner ----------------------------------------------------------------------- */
 
 typedef struct test_case {
@@ -1607,6 +1885,8 @@ static const test_case TESTS[] = {
     T(test_stats_field_names_are_the_cores), T(test_free_waits_for_a_running_loader),
     T(test_token),                  T(test_token_file_and_bad_tokens), T(test_tls),
     T(test_shutdown_ends_with_idle_connections),
+    T(test_load_timeout),           T(test_get_with_timeout),
+    T(test_shutdown_releases_waiters_on_a_hung_loader),
 };
 
 int main(int argc, char **argv) {
