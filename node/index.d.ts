@@ -117,8 +117,11 @@ export declare class Group {
    *
    * Inside a loader, a get of the key it is loading rejects with
    * `MESHCACHE_INVALID_ARGUMENT` (it would wait for itself).
+   *
+   * `options.timeoutMs` bounds the wait of a get that misses (`MESHCACHE_TIMEOUT`); a
+   * hit never reads it.
    */
-  get(key: string): Promise<Buffer>
+  get(key: string, options?: GetOptions | undefined | null): Promise<Buffer>
   /**
    * The cached value of `key` if it is on this node, else `undefined`. Synchronous;
    * never loads, never waits.
@@ -127,9 +130,10 @@ export declare class Group {
   /**
    * The values of the keys that exist (missing ones are absent from the Map), loading
    * misses concurrently, with one call per owner node. Inside a loader, asking for the
-   * key it is loading rejects with `MESHCACHE_INVALID_ARGUMENT`.
+   * key it is loading rejects with `MESHCACHE_INVALID_ARGUMENT`. `options.timeoutMs`
+   * bounds the whole call (`MESHCACHE_TIMEOUT`).
    */
-  getMany(keys: string[]): Promise<Map<string, Buffer>>
+  getMany(keys: string[], options?: GetOptions | undefined | null): Promise<Map<string, Buffer>>
   /**
    * Caches `value` (a Buffer, Uint8Array or string) for `key` on its owner, for
    * `options.ttlMs` or the group's TTL; other nodes drop their copies.
@@ -242,6 +246,16 @@ export interface ClusterStats {
   server: ServerStats
 }
 
+/** Options of `group.get()` and `group.getMany()`. */
+export interface GetOptions {
+  /**
+   * How long this call waits, in ms (> 0): then it rejects with `MESHCACHE_TIMEOUT`,
+   * while the load it waited for goes on for the others. Read only if the call has to
+   * wait: a hit answers at once. Default: no deadline.
+   */
+  timeoutMs?: number
+}
+
 /** Options of `cluster.group()`. */
 export interface GroupOptions {
   /**
@@ -273,6 +287,12 @@ export interface GroupOptions {
    * (every miss is NotFound; fill the group with `set`).
    */
   loader?: Loader
+  /**
+   * How long the gets waiting on a load wait for the loader, in ms (> 0): then they
+   * reject with `MESHCACHE_TIMEOUT`, the key is free for the next get, and the late
+   * answer is dropped. Default: no limit.
+   */
+  loadTimeoutMs?: number
 }
 
 /** `group.stats()`: counters since the group was created. */

@@ -111,10 +111,11 @@ function fastPaths(g) {
       const r = h.peek(key)
       return typeof r === 'number' ? Buffer.from(h.pool, r >>> 13, r & 8191) : r
     }),
-    get: own(function get(key) {
+    // `options` (its `timeoutMs`) is read by `h.miss` only: a hit never pays for it.
+    get: own(function get(key, options) {
       const r = h.get(key)
       if (typeof r === 'number') return Promise.resolve(Buffer.from(h.pool, r >>> 13, r & 8191))
-      return r === undefined ? h.miss(key, als.getStore()) : r
+      return r === undefined ? h.miss(key, als.getStore(), options) : r
     }),
   })
   return g
@@ -132,17 +133,17 @@ Object.defineProperty(native.Cluster.prototype, 'group', {
   },
 })
 
-// The class methods take the loader's context as a hidden second argument: `getMany`,
+// The class methods take the loader's context as a hidden third argument: `getMany`,
 // and `get` for `Group.prototype.get.call(g, key)` (groups have their own `get`).
 const nativeGet = native.Group.prototype.get
 const nativeGetMany = native.Group.prototype.getMany
 const method = (value) => ({ configurable: true, writable: true, value })
 Object.defineProperties(native.Group.prototype, {
-  get: method(function get(key) {
-    return nativeGet.call(this, key, als.getStore())
+  get: method(function get(key, options) {
+    return nativeGet.call(this, key, options, als.getStore())
   }),
-  getMany: method(function getMany(keys) {
-    return nativeGetMany.call(this, keys, als.getStore())
+  getMany: method(function getMany(keys, options) {
+    return nativeGetMany.call(this, keys, options, als.getStore())
   }),
 })
 

@@ -262,12 +262,19 @@ impl Cluster {
         if let Some(n) = o.shards {
             b = b.shards(n as usize);
         }
+        if let Some(t) = o.load_timeout_ms {
+            if t == 0.0 {
+                return Err(range_error(env, "loadTimeoutMs must be greater than 0, not 0"));
+            }
+            b = b.load_timeout(millis(env, t, "loadTimeoutMs")?);
+        }
         let id = self.node.gets.group_id();
         if let Some(l) = o.loader {
             b = b.loader(js_loader(l, self.node.gets.clone(), id));
         }
         let group = b.build().map_err(|e| map_error(env, &e))?;
-        Ok(Group::new(group, id, self.node.clone()))
+        let bounded = o.load_timeout_ms.is_some();
+        Ok(Group::new(group, id, self.node.clone(), bounded))
     }
 
     /// Replaces the peer list; the ring is swapped at once.

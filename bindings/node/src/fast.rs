@@ -19,8 +19,9 @@
 //! as by the class methods, which stay for `Group.prototype.peek.call(g, k)`.
 //!
 //! A `get` miss answers `undefined` and keeps the rest of the get (the core's
-//! `Now::Pending`, not started) for the `miss(key, scope)` that `lib.cjs` calls next with
-//! the load scope of its `AsyncLocalStorage` (see `loader.rs`): without one, the kept
+//! `Now::Pending`, not started) for the `miss(key, scope, options)` that `lib.cjs` calls
+//! next with the load scope of its `AsyncLocalStorage` (see `loader.rs`) and the get's
+//! options, whose `timeoutMs` only a pending get pays for: without a scope, the kept
 //! get is spawned; with one, it is dropped and the get asked again inside the scope, so
 //! that a loader's get of its own key is refused by the core. A hit never looks at the
 //! scope.
@@ -37,7 +38,7 @@ use napi::{JsValue, Unknown, sys};
 use crate::cluster::Node;
 use crate::convert::{Out, buffer, scope_arg, with_key};
 use crate::errors::{map_error, panic_error};
-use crate::group::Got;
+use crate::group::{Got, spawn_miss};
 use crate::promise::rejected;
 
 /// `group._fast()`: `{ peek, get, miss, pool }`, the fast functions of `group` and their
@@ -47,11 +48,13 @@ pub(crate) fn handles<'env>(
     group: &meshcache::Group,
     id: u64,
     node: &Arc<Node>,
+    load_timeout: bool,
 ) -> Result<Unknown<'env>> {
     let fast = Rc::new(Fast {
         group: group.clone(),
         id,
         node: node.clone(),
+        load_timeout,
         pool: RefCell::new(Pool {
             buf: std::ptr::null_mut(),
             data: std::ptr::null_mut(),
@@ -87,6 +90,8 @@ struct Fast {
     /// The group's id in `node.gets`.
     id: u64,
     node: Arc<Node>,
+    /// Whether the group has a `loadTimeoutMs`.
+    load_timeout: bool,
     pool: RefCell<Pool>,
     /// The rest of the last `get` that missed, not started, and its key: `miss` spawns it
     /// (or drops it). Only ever set between a `get` and the `miss` that `lib.cjs` calls
@@ -281,12 +286,13 @@ unsafe extern "C" fn fast_get(env: sys::napi_env, info: sys::napi_callback_info)
     }
 }
 
-/// `h.miss(key, scope)`, right after `h.get(key)` answered `undefined`: the promise of the
-/// get. `scope` is the load scope of the JS context (`undefined` outside a loader).
+/// `h.miss(key, scope, options)`, right after `h.get(key)` answered `undefined`: the
+/// promise of the get. `scope` is the load scope of the JS context (`undefined` outside a
+/// loader); `options` the get's (its `timeoutMs` is read only here, never on a hit).
 unsafe extern "C" fn fast_miss(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: napi calls this for the function `handles` made.
     unsafe {
-        fast_call(env, info, |f, env, _this, [key, scope]| {
+        fast_call(env, info, |f, env, _this, [key, scope, options]| {
             let missed = f.missed.borrow_mut().take();
             let scope: Option<&LoadScope> = scope_arg(env, &scope)?;
             let now = match (missed, scope) {
@@ -303,7 +309,9 @@ unsafe extern "C" fn fast_miss(env: sys::napi_env, info: sys::napi_callback_info
             };
             let promise = match now {
                 Ok(Got::Hit(v)) => PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown(),
-                Ok(Got::Miss(rest, k)) => f.node.gets.spawn(env, &f.node.rt, (f.id, k), rest)?,
+                Ok(Got::Miss(rest, k)) => {
+                    spawn_miss(env, &f.node, f.load_timeout, (f.id, k), rest, Some(options))?
+                }
                 Err(e) => rejected(env, map_error(env, &e))?,
             };
             Ok(promise.raw())

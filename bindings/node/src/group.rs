@@ -1,6 +1,7 @@
 //! `Group`: one named cache of a cluster, and the options of `cluster.group()` and `set()`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use meshcache::{GetFuture, Now};
@@ -10,10 +11,10 @@ use napi_derive::napi;
 
 use crate::cluster::Node;
 use crate::convert::{Out, buffer, key_bytes, key_list, millis, options, scope_arg, value_bytes, with_key};
-use crate::errors::map_error;
+use crate::errors::{map_error, range_error};
 use crate::fast;
 use crate::loader::JsLoader;
-use crate::promise::{or_reject, rejected, spawn};
+use crate::promise::{Track, or_reject, rejected, spawn};
 use crate::stats::GroupStats;
 
 /// Options of `cluster.group()`.
@@ -44,6 +45,19 @@ pub struct GroupOptions {
     /// (every miss is NotFound; fill the group with `set`).
     #[napi(ts_type = "Loader")]
     pub loader: Option<JsLoader>,
+    /// How long the gets waiting on a load wait for the loader, in ms (> 0): then they
+    /// reject with `MESHCACHE_TIMEOUT`, the key is free for the next get, and the late
+    /// answer is dropped. Default: no limit.
+    pub load_timeout_ms: Option<f64>,
+}
+
+/// Options of `group.get()` and `group.getMany()`.
+#[napi(object, object_to_js = false)]
+pub struct GetOptions {
+    /// How long this call waits, in ms (> 0): then it rejects with `MESHCACHE_TIMEOUT`,
+    /// while the load it waited for goes on for the others. Read only if the call has to
+    /// wait: a hit answers at once. Default: no deadline.
+    pub timeout_ms: Option<f64>,
 }
 
 /// Options of `group.set()`.
@@ -62,11 +76,19 @@ pub struct Group {
     id: u64,
     /// Keeps the cluster running while this group is reachable from JS.
     node: Arc<Node>,
+    /// Whether it has a `loadTimeoutMs`: then its gets are never left waiting only for a
+    /// JS loader (see [`Gets`](crate::promise::Gets)).
+    load_timeout: bool,
 }
 
 impl Group {
-    pub(crate) fn new(group: meshcache::Group, id: u64, node: Arc<Node>) -> Self {
-        Group { group, id, node }
+    pub(crate) fn new(group: meshcache::Group, id: u64, node: Arc<Node>, load_timeout: bool) -> Self {
+        Group {
+            group,
+            id,
+            node,
+            load_timeout,
+        }
     }
 }
 
@@ -80,15 +102,22 @@ impl Group {
     ///
     /// Inside a loader, a get of the key it is loading rejects with
     /// `MESHCACHE_INVALID_ARGUMENT` (it would wait for itself).
-    #[napi(ts_args_type = "key: string", ts_return_type = "Promise<Buffer>")]
+    ///
+    /// `options.timeoutMs` bounds the wait of a get that misses (`MESHCACHE_TIMEOUT`); a
+    /// hit never reads it.
+    #[napi(
+        ts_args_type = "key: string, options?: GetOptions | undefined | null",
+        ts_return_type = "Promise<Buffer>"
+    )]
     pub fn get<'env>(
         &self,
         env: &'env Env,
         key: Unknown<'env>,
+        options: Option<Unknown<'env>>,
         // The loader's load scope, from `lib.cjs`: hidden from the typings.
         scope: Option<Unknown<'env>>,
     ) -> Result<Unknown<'env>> {
-        get_promise(&self.group, self.id, &self.node, env, &key, scope.as_ref())
+        get_promise(self, env, &key, options, scope.as_ref())
     }
 
     /// The cached value of `key` if it is on this node, else `undefined`. Synchronous;
@@ -107,20 +136,22 @@ impl Group {
     /// anything else as `peek` / `get` do.
     #[napi(js_name = "_fast", skip_typescript)]
     pub fn fast<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
-        fast::handles(env, &self.group, self.id, &self.node)
+        fast::handles(env, &self.group, self.id, &self.node, self.load_timeout)
     }
 
     /// The values of the keys that exist (missing ones are absent from the Map), loading
     /// misses concurrently, with one call per owner node. Inside a loader, asking for the
-    /// key it is loading rejects with `MESHCACHE_INVALID_ARGUMENT`.
+    /// key it is loading rejects with `MESHCACHE_INVALID_ARGUMENT`. `options.timeoutMs`
+    /// bounds the whole call (`MESHCACHE_TIMEOUT`).
     #[napi(
-        ts_args_type = "keys: string[]",
+        ts_args_type = "keys: string[], options?: GetOptions | undefined | null",
         ts_return_type = "Promise<Map<string, Buffer>>"
     )]
     pub fn get_many<'env>(
         &self,
         env: &'env Env,
         keys: Unknown<'env>,
+        options: Option<Unknown<'env>>,
         // The loader's load scope, from `lib.cjs`: hidden from the typings.
         scope: Option<Unknown<'env>>,
     ) -> Result<Unknown<'env>> {
@@ -128,12 +159,16 @@ impl Group {
             Ok(k) => k,
             Err(e) => return rejected(env, e),
         };
+        let limit = match deadline(env, options) {
+            Ok(l) => l,
+            Err(e) => return rejected(env, e),
+        };
         let scope = match scope.as_ref().map(|s| scope_arg(env, s)).transpose() {
             Ok(s) => s.flatten().cloned(),
             Err(e) => return rejected(env, e),
         };
         let g = self.group.clone();
-        let get = async move { g.get_many(&keys).await };
+        let get = async move { meshcache::deadline::within(limit, g.get_many(&keys)).await };
         let r = match scope {
             Some(scope) => spawn(env, &self.node.rt, scope.run(get), Out::Map),
             None => spawn(env, &self.node.rt, get, Out::Map),
@@ -217,17 +252,17 @@ impl Group {
 /// (`lib.cjs` passes it): a miss is asked again inside it, so that the core refuses a
 /// loader's get of its own key.
 fn get_promise<'env>(
-    group: &meshcache::Group,
-    id: u64,
-    node: &Node,
+    g: &Group,
     env: &'env Env,
     key: &Unknown<'env>,
+    options: Option<Unknown<'env>>,
     scope: Option<&Unknown<'env>>,
 ) -> Result<Unknown<'env>> {
     let scope = match scope.map(|s| scope_arg(env, s)).transpose() {
         Ok(s) => s.flatten(),
         Err(e) => return rejected(env, e),
     };
+    let group = &g.group;
     let now = with_key(env, key, |k| {
         let now = match (group.get_now(k), scope) {
             (Ok(Now::Pending(_)), Some(scope)) => {
@@ -244,8 +279,42 @@ fn get_promise<'env>(
     };
     match now {
         Ok(Got::Hit(v)) => Ok(PromiseRaw::resolve(env, Out::Buf(v))?.to_unknown()),
-        Ok(Got::Miss(rest, k)) => node.gets.spawn(env, &node.rt, (id, k), rest),
+        Ok(Got::Miss(rest, k)) => spawn_miss(env, &g.node, g.load_timeout, (g.id, k), rest, options),
         Err(e) => rejected(env, map_error(env, &e)),
+    }
+}
+
+/// The promise of a get that missed: `rest` runs on the runtime, within the caller's
+/// `options.timeoutMs` if any (read here: a hit never pays for it). Argument errors reject.
+/// `load_timeout`: whether the group has a `loadTimeoutMs`.
+pub(crate) fn spawn_miss<'env>(
+    env: &'env Env,
+    node: &Node,
+    load_timeout: bool,
+    track: Track,
+    rest: GetFuture,
+    options: Option<Unknown<'env>>,
+) -> Result<Unknown<'env>> {
+    match deadline(env, options) {
+        Ok(None) => node.gets.spawn(env, &node.rt, track, load_timeout, rest),
+        Ok(limit @ Some(_)) => node.gets.spawn(
+            env,
+            &node.rt,
+            track,
+            true,
+            meshcache::deadline::within(limit, rest),
+        ),
+        Err(e) => rejected(env, e),
+    }
+}
+
+/// The caller's deadline of `get` / `getMany`: `options.timeoutMs`, a number of ms > 0.
+fn deadline(env: &Env, options: Option<Unknown<'_>>) -> Result<Option<Duration>> {
+    let o: Option<GetOptions> = self::options(env, options, "options")?;
+    match o.and_then(|o| o.timeout_ms) {
+        Some(0.0) => Err(range_error(env, "timeoutMs must be greater than 0, not 0")),
+        Some(t) => millis(env, t, "timeoutMs").map(Some),
+        None => Ok(None),
     }
 }
 

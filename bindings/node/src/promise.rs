@@ -92,8 +92,9 @@ pub(crate) type Track = (u64, Bytes);
 /// if it never settles and nothing else is pending, the process exits, as the README
 /// promises. Loader calls report here when they start and when they settle (on the JS
 /// thread, before anything else runs), so the function is ref'd again as soon as a
-/// loader's get waits for the core. The bookkeeping and the ref/unref happen on the JS
-/// thread only.
+/// loader's get waits for the core. A get with a deadline (its own `timeoutMs`, or its
+/// group's `loadTimeoutMs`) is never blocked: it settles by then, whatever the loader does.
+/// The bookkeeping and the ref/unref happen on the JS thread only.
 #[derive(Clone)]
 pub(crate) struct Gets(Arc<GetsInner>);
 
@@ -120,6 +121,8 @@ struct LiveState {
     closing: bool,
     /// Pending gets that are not blocked (see [`LiveState::blocked`]).
     unblocked: usize,
+    /// Pending gets with a deadline: never blocked, not in `waiting`.
+    bounded: usize,
     /// Whether the function is ref'd.
     held: bool,
 }
@@ -129,6 +132,7 @@ struct Settled {
     deferred: RawDeferred,
     result: meshcache::Result<Bytes>,
     track: Track,
+    bounded: bool,
 }
 
 /// A deferred of `napi_create_promise`: settled exactly once, on the JS thread.
@@ -166,12 +170,14 @@ impl Gets {
     }
 
     /// A promise settled by `fut` (the rest of a get that missed, for `track`), which runs
-    /// on the runtime. JS thread.
+    /// on the runtime. `bounded`: `fut` ends by a deadline of its own, so that it keeps
+    /// the process alive even while a JS loader it waits for has not settled. JS thread.
     pub(crate) fn spawn<'env, F>(
         &self,
         env: &'env Env,
         rt: &Handle,
         track: Track,
+        bounded: bool,
         fut: F,
     ) -> Result<Unknown<'env>>
     where
@@ -181,10 +187,10 @@ impl Gets {
         let mut promise = std::ptr::null_mut();
         // SAFETY: JS thread, live env, local out-pointers.
         check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
-        self.update(env, |s| s.get_started(&track));
+        self.update(env, |s| s.get_started(&track, bounded));
         let mut guard = GetGuard {
             gets: self.clone(),
-            pending: Some((RawDeferred(deferred), track)),
+            pending: Some((RawDeferred(deferred), track, bounded)),
         };
         rt.spawn(async move {
             let result = fut.await;
@@ -234,7 +240,7 @@ impl Gets {
     fn update(&self, env: &Env, f: impl FnOnce(&mut LiveState)) {
         let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s);
-        let want = s.unblocked > 0;
+        let want = s.unblocked > 0 || s.bounded > 0;
         if want == s.held {
             return;
         }
@@ -267,14 +273,22 @@ impl LiveState {
         self.waiting.get(track).copied().unwrap_or(0)
     }
 
-    fn get_started(&mut self, track: &Track) {
+    fn get_started(&mut self, track: &Track, bounded: bool) {
+        if bounded {
+            self.bounded += 1;
+            return;
+        }
         *self.waiting.entry(track.clone()).or_default() += 1;
         if !self.blocked(track) {
             self.unblocked += 1;
         }
     }
 
-    fn get_settled(&mut self, track: &Track) {
+    fn get_settled(&mut self, track: &Track, bounded: bool) {
+        if bounded {
+            self.bounded = self.bounded.saturating_sub(1);
+            return;
+        }
         let Some(n) = self.waiting.get_mut(track) else {
             return;
         };
@@ -323,12 +337,12 @@ impl LiveState {
 /// flight), so that it never stays pending.
 struct GetGuard {
     gets: Gets,
-    pending: Option<(RawDeferred, Track)>,
+    pending: Option<(RawDeferred, Track, bool)>,
 }
 
 impl GetGuard {
     fn settle(&mut self, result: meshcache::Result<Bytes>) {
-        let Some((deferred, track)) = self.pending.take() else {
+        let Some((deferred, track, bounded)) = self.pending.take() else {
             return;
         };
         if let Some(tsfn) = self.gets.0.settle.get() {
@@ -338,6 +352,7 @@ impl GetGuard {
                     deferred,
                     result,
                     track,
+                    bounded,
                 },
                 ThreadsafeFunctionCallMode::NonBlocking,
             );
@@ -361,6 +376,7 @@ fn settle_get(env: &Env, s: Settled, gets: &Weak<GetsInner>) {
         deferred,
         result,
         track,
+        bounded,
     } = s;
     let run = std::panic::AssertUnwindSafe(|| match result {
         Ok(v) => buffer(env, &v),
@@ -385,6 +401,6 @@ fn settle_get(env: &Env, s: Settled, gets: &Weak<GetsInner>) {
         }
     }
     if let Some(inner) = gets.upgrade() {
-        Gets(inner).update(env, |st| st.get_settled(&track));
+        Gets(inner).update(env, |st| st.get_settled(&track, bounded));
     }
 }

@@ -1,0 +1,106 @@
+// Issue 11: a group's loadTimeoutMs and a call's timeoutMs (get, getMany).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { Cluster, Group } from '../lib.mjs'
+
+// `p`, or a failure if it has not settled within `ms` (a bound, never a sleep).
+function bounded(p, ms = 5000) {
+  let timer
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`did not settle within ${ms} ms`)), ms)
+  })
+  return Promise.race([p, late]).finally(() => clearTimeout(timer))
+}
+
+const isTimeout = (e) => e instanceof Error && e.code === 'MESHCACHE_TIMEOUT'
+const isRange = (e) => e instanceof RangeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
+const isType = (e) => e instanceof TypeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
+
+// A loader whose calls hang until `release(value)`.
+function hung() {
+  const calls = []
+  let release
+  const gate = new Promise((resolve) => (release = resolve))
+  return { calls, release: (v) => release(v), loader: (key) => (calls.push(key), gate) }
+}
+
+test('loadTimeoutMs: every get waiting on a hung loader times out, and the next get loads again', async () => {
+  const cluster = new Cluster()
+  try {
+    let calls = 0
+    // The first call never answers (and holds nothing that keeps the process alive).
+    const g = cluster.group('g', {
+      loadTimeoutMs: 50,
+      loader: (key) => (++calls === 1 ? new Promise(() => {}) : `second ${key}`),
+    })
+    const waiting = [g.get('k'), g.get('k'), Group.prototype.get.call(g, 'k'), g.getMany(['k'])]
+    for (const r of await bounded(Promise.allSettled(waiting))) {
+      assert.equal(r.status, 'rejected')
+      assert.ok(isTimeout(r.reason), String(r.reason))
+    }
+    assert.equal(calls, 1)
+    assert.equal((await bounded(g.get('k'))).toString(), 'second k')
+    assert.equal(calls, 2)
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('timeoutMs: only that caller stops waiting; the load goes on for the others', async () => {
+  const cluster = new Cluster()
+  try {
+    const h = hung()
+    const g = cluster.group('g', { loader: h.loader })
+    const deadlined = g.get('k', { timeoutMs: 30 })
+    const patient = g.get('k')
+    const viaClass = Group.prototype.get.call(g, 'k', { timeoutMs: 30 })
+    const many = g.getMany(['k', 'j'], { timeoutMs: 30 })
+    for (const r of await bounded(Promise.allSettled([deadlined, viaClass, many]))) {
+      assert.equal(r.status, 'rejected')
+      assert.ok(isTimeout(r.reason), String(r.reason))
+    }
+    h.release('loaded')
+    assert.equal((await bounded(patient)).toString(), 'loaded')
+    assert.deepEqual(h.calls.sort(), ['j', 'k'])
+    // A hit answers whatever the deadline.
+    assert.equal((await g.get('k', { timeoutMs: 1 })).toString(), 'loaded')
+    const m = await bounded(g.getMany(['k', 'j'], { timeoutMs: 5000 }))
+    assert.equal(m.get('j').toString(), 'loaded')
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('zero, negative or non-numeric deadlines are refused', async () => {
+  const cluster = new Cluster()
+  try {
+    for (const bad of [0, -1, NaN, Infinity]) {
+      assert.throws(() => cluster.group(`lt${bad}`, { loadTimeoutMs: bad }), isRange)
+    }
+    assert.throws(() => cluster.group('lts', { loadTimeoutMs: '5' }), isType)
+    const h = hung()
+    const g = cluster.group('g', { loader: h.loader })
+    for (const bad of [0, -1, NaN, Infinity]) {
+      await assert.rejects(g.get('k', { timeoutMs: bad }), isRange)
+      await assert.rejects(Group.prototype.get.call(g, 'k', { timeoutMs: bad }), isRange)
+      await assert.rejects(g.getMany(['k'], { timeoutMs: bad }), isRange)
+    }
+    await assert.rejects(g.get('k', { timeoutMs: '5' }), isType)
+    await assert.rejects(g.get('k', 5), isType)
+    await assert.rejects(g.getMany(['k'], { timeoutMs: '5' }), isType)
+    // Refused before waiting: the loader was never called.
+    assert.deepEqual(h.calls, [])
+    h.release('v')
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('a get with a deadline keeps the process alive until it times out, even on a JS loader', () => {
+  const script = fileURLToPath(new URL('./fixtures/deadline-alive.mjs', import.meta.url))
+  const r = spawnSync(process.execPath, [script], { timeout: 10_000, encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.stdout.trim(), 'MESHCACHE_TIMEOUT MESHCACHE_TIMEOUT MESHCACHE_TIMEOUT')
+})
