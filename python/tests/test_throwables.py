@@ -170,7 +170,6 @@ SIGINT_SCRIPT = """
 """
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 @pytest.mark.parametrize("call", ['g.get("k")', 'g.get_many(["k"])'])
 def test_ctrl_c_interrupts_a_sync_wait_on_a_hung_loader(call: str) -> None:
     script = textwrap.dedent(SIGINT_SCRIPT).replace("{call}", call)
@@ -182,8 +181,8 @@ def test_ctrl_c_interrupts_a_sync_wait_on_a_hung_loader(call: str) -> None:
     )
     try:
         assert child.stdout is not None
+        # The loader's "waiting" is the event: the main thread is inside the wait by then.
         assert child.stdout.readline().strip() == "waiting"
-        time.sleep(0.2)
         started = time.monotonic()
         os.kill(child.pid, signal.SIGINT)
         out, err = child.communicate(timeout=10)
@@ -223,7 +222,13 @@ def test_close_releases_every_call_waiting_on_a_hung_loader(closing: str) -> Non
         for t in threads:
             t.start()
         assert started.wait(10)
-        time.sleep(0.3)  # let every reader reach the wait
+        # Every reader has reached the get once the group counts its lookup (each misses:
+        # the one load is hung), bounded by a deadline.
+        deadline = time.monotonic() + 10
+        while g.stats()["gets"] < len(threads):
+            if time.monotonic() > deadline:
+                pytest.fail(f"only {g.stats()['gets']} of {len(threads)} readers reached the get")
+            os.sched_yield()  # a poll on the counter, not a timer
         began = time.monotonic()
         bounded(c.close if closing == "cluster" else g.close)
         for t in threads:
