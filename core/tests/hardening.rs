@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meshcache::peer::pb;
-use meshcache::{BreakerState, Cluster, ClusterBuilder, ErrorKind, Group, Loaded, MAX_KEYS_PER_GET_MANY};
+use meshcache::{BreakerState, Cluster, ClusterBuilder, ErrorKind, Loaded, MAX_KEYS_PER_GET_MANY};
 use meshcache_testkit::certs::{self, CertFiles};
+use meshcache_testkit::cluster::{counting, join, key_owned_by, node};
 use meshcache_testkit::node::{self, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -24,43 +25,6 @@ fn child_node() {
     if std::env::var_os(node::ENV).is_some() {
         node::child_main();
     }
-}
-
-fn counting(
-    calls: &Arc<AtomicUsize>,
-) -> impl Fn(Bytes) -> std::future::Ready<meshcache::Result<Loaded>> + Send + Sync + 'static {
-    let calls = calls.clone();
-    move |key: Bytes| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        let mut v = b"value-of-".to_vec();
-        v.extend_from_slice(&key);
-        std::future::ready(Ok(Loaded::value(v)))
-    }
-}
-
-async fn node(builder: ClusterBuilder, group: &str, calls: &Arc<AtomicUsize>) -> (Cluster, Group) {
-    let c = builder.start().await.unwrap();
-    let g = c
-        .group(group)
-        .hot_sample(0)
-        .loader(counting(calls))
-        .build()
-        .unwrap();
-    (c, g)
-}
-
-fn join(nodes: &[&Cluster]) {
-    let addrs: Vec<String> = nodes.iter().map(|c| c.advertise_addr().to_string()).collect();
-    for c in nodes {
-        c.set_peers(addrs.clone()).unwrap();
-    }
-}
-
-fn key_owned_by(c: &Cluster, owner: &Cluster) -> String {
-    (0..)
-        .map(|i| format!("k{i}"))
-        .find(|k| c.owner_of(k.as_bytes()) == owner.advertise_addr())
-        .unwrap()
 }
 
 async fn raw(addr: std::net::SocketAddr) -> pb::peer_client::PeerClient<Channel> {

@@ -2,49 +2,19 @@
 //! is process-wide, so tests running beside it in one binary would blur the measure.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use bytes::Bytes;
-use meshcache::{Cluster, Group, Loaded};
+use meshcache::Cluster;
+use meshcache_testkit::cluster::{join, node};
 
 const BOUND: Duration = Duration::from_secs(20);
-
-fn counting(
-    calls: &Arc<AtomicUsize>,
-) -> impl Fn(Bytes) -> std::future::Ready<meshcache::Result<Loaded>> + Send + Sync + 'static {
-    let calls = calls.clone();
-    move |key: Bytes| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        let mut v = b"value-of-".to_vec();
-        v.extend_from_slice(&key);
-        std::future::ready(Ok(Loaded::value(v)))
-    }
-}
-
-async fn node(calls: &Arc<AtomicUsize>) -> (Cluster, Group) {
-    let c = Cluster::builder().start().await.unwrap();
-    let g = c
-        .group("g")
-        .hot_sample(0)
-        .loader(counting(calls))
-        .build()
-        .unwrap();
-    (c, g)
-}
-
-fn join(nodes: &[&Cluster]) {
-    let addrs: Vec<String> = nodes.iter().map(|c| c.advertise_addr().to_string()).collect();
-    for c in nodes {
-        c.set_peers(addrs.clone()).unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_thousand_one_kib_keys_come_back_whole() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let (a, ga) = node(&calls).await;
-    let (b, gb) = node(&calls).await;
+    let (a, ga) = node(Cluster::builder(), "g", &calls).await;
+    let (b, gb) = node(Cluster::builder(), "g", &calls).await;
     join(&[&a, &b]);
     let _ = ga;
     let keys: Vec<String> = (0..60_000).map(|i| format!("{i:0>1024}")).collect();

@@ -1,12 +1,14 @@
 //! What meshcache's tests, examples and benches share, as a dev-only crate (core's
-//! `[dev-dependencies]`): a deterministic Zipf workload ([`zipf`]), a meshcache node run as
-//! a separate process and driven over stdin/stdout ([`node`]), and, behind the
-//! `contenders` feature, the caches the throughput bench and example race against each
-//! other ([`contenders`]), and behind `certs`, test certificates made with rcgen
-//! ([`certs`]). Its `demo` binary is `make demo`; `gencert` writes test certificates.
+//! `[dev-dependencies]`): a deterministic Zipf workload ([`zipf`]), in-process nodes for
+//! the cluster tests ([`cluster`]), a node run as a separate process and driven over
+//! stdin/stdout ([`node`]); behind the `contenders` feature, the caches the throughput
+//! bench and example race against each other ([`contenders`]); behind `certs`, test
+//! certificates made with rcgen ([`certs`]). Its `demo` binary is `make demo`; `gencert`
+//! writes test certificates.
 
 #[cfg(feature = "certs")]
 pub mod certs;
+pub mod cluster;
 pub mod node;
 pub mod zipf;
 
