@@ -21,6 +21,17 @@ function fixture(loader) {
   return { cluster, group, calls }
 }
 
+/** `p`, or a rejection if it has not settled within `ms` (the timer is cleared either way). */
+async function within(p, ms, what) {
+  let timer
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 test('CommonJS and ESM entries export the same classes', () => {
   const cjs = require('../lib.cjs')
   assert.equal(cjs.Cluster, Cluster)
@@ -128,20 +139,35 @@ test('1000 concurrent gets of one key call the loader once', async () => {
   const gate = new Promise((r) => (release = r))
   let called
   const loading = new Promise((r) => (called = r))
-  const { cluster, group, calls } = fixture(async (key) => {
-    called()
-    await gate
-    return Buffer.from(`v ${key}`)
+  // One worker thread: the gets' tasks then run in the order they were spawned, so that a
+  // get spawned after them shows when they all ran (see below).
+  const cluster = new Cluster({ listen: '127.0.0.1:0', workerThreads: 1 })
+  const calls = []
+  const group = cluster.group('users', {
+    capacity: '16MiB',
+    ttlMs: 60_000,
+    loader: async (key) => {
+      calls.push(key)
+      called()
+      await gate
+      return Buffer.from(`v ${key}`)
+    },
   })
+  let sentinelCalled
+  const sentinelLoading = new Promise((r) => (sentinelCalled = r))
+  const sentinel = cluster.group('sentinel', { loader: (key) => { sentinelCalled(); return key } })
   try {
     const all = Array.from({ length: 1000 }, () => group.get('hot'))
-    // The gets' tasks join the load when the runtime first runs them: give it the time to
-    // run all 1000 before the load ends (one that runs later finds the value cached, and
-    // is not counted as deduplicated).
-    await loading
-    await new Promise((r) => setTimeout(r, 100))
+    // The gets' tasks join the load when the runtime first runs them; one that runs after
+    // the load ended finds the value cached, and is not counted as deduplicated. Nothing
+    // shows a get joining (deduplicated is counted when the load ends), so a get of
+    // another group, spawned after the 1000: its loader is called once the one worker
+    // has run every task before it, i.e. once all 1000 have joined. Then the load ends.
+    const last = sentinel.get('after the 1000')
+    await within(Promise.all([loading, sentinelLoading]), 5000, 'the loads to start')
     release()
     const values = await Promise.all(all)
+    await last
     assert.equal(calls.length, 1)
     assert.ok(values.every((v) => v.toString() === 'v hot'))
     assert.equal(group.stats().loads, 1)
@@ -431,8 +457,10 @@ test('breaker states read as core names them: open, then half_open', { timeout: 
     assert.equal(peer.breaker, 'open')
     assert.equal(peer.breaker_opened, 1)
     assert.ok(peer.failures >= 1)
-    // after the cooldown, one probe may go: half open
-    await new Promise((r) => setTimeout(r, 1200))
+    // after the cooldown, one probe may go: half open (the state is read off the clock:
+    // polled, each turn of the event loop, until it leaves 'open', within 5 s)
+    const deadline = Date.now() + 5000
+    while (cluster.stats().peers[0].breaker === 'open' && Date.now() < deadline) await new Promise(setImmediate)
     assert.equal(cluster.stats().peers[0].breaker, 'half_open')
   } finally {
     await cluster.close()
@@ -449,7 +477,8 @@ test("a loader's get of the key it is loading rejects with MESHCACHE_INVALID_ARG
         // before any await: still the loader's own synchronous call
         await group.get(key).catch((e) => { seen.push([key, e]); throw e })
       }
-      await new Promise((r) => setTimeout(r, 1))
+      // a real turn of the event loop (not only a microtask): the loader's synchronous call is over
+      await new Promise(setImmediate)
       if (key.startsWith('after')) {
         await group.get(key).catch((e) => { seen.push([key, e]); throw e })
       }

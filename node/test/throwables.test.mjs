@@ -116,12 +116,15 @@ test('a loader returning a ttlMs that is no duration: RangeError MESHCACHE_INVAL
 
 const neverSettles = fileURLToPath(new URL('./fixtures/never-settles.mjs', import.meta.url))
 
-/** Runs the fixture; resolves with its exit code and output once it exits, within `ms`. */
-async function run(args, ms = 10_000) {
+/**
+ * Runs the fixture; resolves with its exit code and output once it exits, within `ms`
+ * (a bound, not a wait). `onOut` sees the child's stdout so far, each time it grows.
+ */
+async function run(args, ms = 10_000, onOut = () => {}) {
   const child = spawn(process.execPath, [neverSettles, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
-  child.stdout.on('data', (d) => (out += d))
+  child.stdout.on('data', (d) => onOut((out += d)))
   child.stderr.on('data', (d) => (err += d))
   const exited = once(child, 'exit')
   let timer
@@ -160,15 +163,18 @@ test('...but a loader on a timer still answers before the process exits', { time
 })
 
 test('...and so does a get waiting for another node', { timeout: 30_000 }, async () => {
-  // The owner is this process: its loader answers after a second, which the child, with
-  // nothing else pending, must wait for.
+  // The owner is this process: its loader answers only once the child's script has ended,
+  // which the child, with nothing else pending, must wait for.
+  let scriptEnded
+  const ended = new Promise((resolve) => (scriptEnded = resolve))
   const owner = new Cluster({ listen: '127.0.0.1:0' })
-  owner.group('g', { loader: (key) => new Promise((resolve) => setTimeout(() => resolve(`owner's ${key}`), 1000)) })
+  owner.group('g', { loader: async (key) => { await ended; return `owner's ${key}` } })
   try {
-    const r = await run(['--remote', owner.advertiseAddr])
+    const r = await run(['--remote', owner.advertiseAddr], 10_000, (out) => out.includes('end of script') && scriptEnded())
     assert.equal(r.code, 0, r.err)
-    assert.match(r.out, /remote: owner's remote \d+/)
+    assert.match(r.out, /end of script\n[^]*remote: owner's remote \d+/)
   } finally {
+    scriptEnded()
     await owner.close()
   }
 })
