@@ -139,121 +139,6 @@ typedef struct meshcache_group_options meshcache_group_options;
 typedef struct meshcache_loader_out meshcache_loader_out;
 
 /**
- * One peer of a cluster, from `meshcache_cluster_stats_peer`: its address, the state of
- * its circuit breaker and the counters of this node's calls to it. The strings belong to
- * the `meshcache_cluster_stats` they came from and are valid until it is freed.
- */
-typedef struct meshcache_peer_stats {
-  /**
-   * The peer's advertised address, `"host:port"`.
-   */
-  const char *addr;
-  /**
-   * The state of its breaker: `"closed"` (calls go through), `"open"` (calls fail at
-   * once until the cooldown ends) or `"half_open"` (one probe call is let through).
-   */
-  const char *breaker;
-  /**
-   * Calls sent (each retry counts).
-   */
-  uint64_t requests;
-  /**
-   * Calls that got an answer (including application errors such as a failed load).
-   */
-  uint64_t successes;
-  /**
-   * Calls that failed to reach the peer or timed out.
-   */
-  uint64_t failures;
-  /**
-   * Of those, calls that hit their deadline.
-   */
-  uint64_t timeouts;
-  /**
-   * Retries sent.
-   */
-  uint64_t retries;
-  /**
-   * Calls refused at once because the breaker was open.
-   */
-  uint64_t rejected;
-  /**
-   * Times the breaker opened.
-   */
-  uint64_t breaker_opened;
-} meshcache_peer_stats;
-
-/**
- * The counters of a node's peer server, from `meshcache_cluster_stats_server`: calls
- * and connections it refused or closed. The field names are the core's
- * (`ServerStats::fields()`), the same in every language.
- */
-typedef struct meshcache_server_stats {
-  /**
-   * Calls refused for a missing or wrong cluster token.
-   */
-  uint64_t rejected_unauthenticated;
-  /**
-   * Calls refused because the node had as many peer requests in flight as it allows
-   * (`meshcache_cluster_options_set_max_peer_requests`).
-   */
-  uint64_t rejected_overloaded;
-  /**
-   * Batched gets refused for carrying more keys (or key bytes) than one answer may.
-   */
-  uint64_t rejected_too_many_keys;
-  /**
-   * Accept errors (such as running out of file descriptors), each followed by a pause.
-   */
-  uint64_t accept_errors;
-  /**
-   * Connections closed for not sending their first bytes within the handshake timeout.
-   */
-  uint64_t handshake_timeouts;
-  /**
-   * Connections closed after serving no request for the idle timeout.
-   */
-  uint64_t idle_closed;
-  /**
-   * Connections still open when shutdown's grace period ended, then closed.
-   */
-  uint64_t closed_at_shutdown;
-  /**
-   * Connections refused for speaking plaintext to a TLS port, or TLS to a plaintext
-   * one.
-   */
-  uint64_t rejected_protocol_mismatch;
-} meshcache_server_stats;
-
-/**
- * A loader: called on a miss, for a key this node owns (or any key while its owner is
- * unreachable), with the key's bytes (valid only during the call) and `out`, where it
- * puts the value, NotFound or an error.
- *
- * Threads: it runs on a blocking thread of the cluster's runtime (not the thread that
- * called get), so it may block (on a database, a file, a lock). It runs at most once at a
- * time per key in the process, and may run concurrently for different keys: it must be
- * thread-safe, and so must `user_data`.
- *
- * Calling back into meshcache from a loader is allowed: a get of another key (in this or
- * another group) works, and may itself load. A get (or get_many) of the very key being
- * loaded, in the same group, would wait for itself: it is detected and returns
- * `MESHCACHE_INVALID_ARGUMENT` instead of deadlocking. A cycle through several keys
- * (A's loader gets B, B's loader gets A) or through another node is not detected and
- * deadlocks. `meshcache_cluster_shutdown` and `meshcache_cluster_free` must not be called
- * from a loader.
- */
-typedef void (*meshcache_loader_fn)(void *user_data,
-                                    const uint8_t *key,
-                                    size_t key_len,
-                                    struct meshcache_loader_out *out);
-
-/**
- * Releases a loader's `user_data` when the last group using the loader is gone.
- */
-typedef void (*meshcache_user_data_free_fn)(void *user_data);
-
-/**
  * An owned value: `len` bytes at `data`, shared with the cache without a copy (a hit
  * takes a reference count on the cached bytes), and released with
  * `meshcache_value_free`.
@@ -413,6 +298,121 @@ typedef struct meshcache_group_stats {
   struct meshcache_tier_stats hot;
 } meshcache_group_stats;
 
+/**
+ * A loader: called on a miss, for a key this node owns (or any key while its owner is
+ * unreachable), with the key's bytes (valid only during the call) and `out`, where it
+ * puts the value, NotFound or an error.
+ *
+ * Threads: it runs on a blocking thread of the cluster's runtime (not the thread that
+ * called get), so it may block (on a database, a file, a lock). It runs at most once at a
+ * time per key in the process, and may run concurrently for different keys: it must be
+ * thread-safe, and so must `user_data`.
+ *
+ * Calling back into meshcache from a loader is allowed: a get of another key (in this or
+ * another group) works, and may itself load. A get (or get_many) of the very key being
+ * loaded, in the same group, would wait for itself: it is detected and returns
+ * `MESHCACHE_INVALID_ARGUMENT` instead of deadlocking. A cycle through several keys
+ * (A's loader gets B, B's loader gets A) or through another node is not detected and
+ * deadlocks. `meshcache_cluster_shutdown` and `meshcache_cluster_free` must not be called
+ * from a loader.
+ */
+typedef void (*meshcache_loader_fn)(void *user_data,
+                                    const uint8_t *key,
+                                    size_t key_len,
+                                    struct meshcache_loader_out *out);
+
+/**
+ * Releases a loader's `user_data` when the last group using the loader is gone.
+ */
+typedef void (*meshcache_user_data_free_fn)(void *user_data);
+
+/**
+ * One peer of a cluster, from `meshcache_cluster_stats_peer`: its address, the state of
+ * its circuit breaker and the counters of this node's calls to it. The strings belong to
+ * the `meshcache_cluster_stats` they came from and are valid until it is freed.
+ */
+typedef struct meshcache_peer_stats {
+  /**
+   * The peer's advertised address, `"host:port"`.
+   */
+  const char *addr;
+  /**
+   * The state of its breaker: `"closed"` (calls go through), `"open"` (calls fail at
+   * once until the cooldown ends) or `"half_open"` (one probe call is let through).
+   */
+  const char *breaker;
+  /**
+   * Calls sent (each retry counts).
+   */
+  uint64_t requests;
+  /**
+   * Calls that got an answer (including application errors such as a failed load).
+   */
+  uint64_t successes;
+  /**
+   * Calls that failed to reach the peer or timed out.
+   */
+  uint64_t failures;
+  /**
+   * Of those, calls that hit their deadline.
+   */
+  uint64_t timeouts;
+  /**
+   * Retries sent.
+   */
+  uint64_t retries;
+  /**
+   * Calls refused at once because the breaker was open.
+   */
+  uint64_t rejected;
+  /**
+   * Times the breaker opened.
+   */
+  uint64_t breaker_opened;
+} meshcache_peer_stats;
+
+/**
+ * The counters of a node's peer server, from `meshcache_cluster_stats_server`: calls
+ * and connections it refused or closed. The field names are the core's
+ * (`ServerStats::fields()`), the same in every language.
+ */
+typedef struct meshcache_server_stats {
+  /**
+   * Calls refused for a missing or wrong cluster token.
+   */
+  uint64_t rejected_unauthenticated;
+  /**
+   * Calls refused because the node had as many peer requests in flight as it allows
+   * (`meshcache_cluster_options_set_max_peer_requests`).
+   */
+  uint64_t rejected_overloaded;
+  /**
+   * Batched gets refused for carrying more keys (or key bytes) than one answer may.
+   */
+  uint64_t rejected_too_many_keys;
+  /**
+   * Accept errors (such as running out of file descriptors), each followed by a pause.
+   */
+  uint64_t accept_errors;
+  /**
+   * Connections closed for not sending their first bytes within the handshake timeout.
+   */
+  uint64_t handshake_timeouts;
+  /**
+   * Connections closed after serving no request for the idle timeout.
+   */
+  uint64_t idle_closed;
+  /**
+   * Connections still open when shutdown's grace period ended, then closed.
+   */
+  uint64_t closed_at_shutdown;
+  /**
+   * Connections refused for speaking plaintext to a TLS port, or TLS to a plaintext
+   * one.
+   */
+  uint64_t rejected_protocol_mismatch;
+} meshcache_server_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -442,6 +442,87 @@ enum meshcache_result meshcache_clock_now(const struct meshcache_clock *clock, u
  * Frees `clock` (groups using it keep working). Does nothing for NULL.
  */
 void meshcache_clock_free(struct meshcache_clock *clock);
+
+/**
+ * Starts a cluster node into `*out`: creates its runtime, binds the listener and starts
+ * serving peers. `options` may be NULL for the defaults, and is not taken (free it).
+ *
+ * The runtime's threads (which also run loaders) block SIGPIPE, so that a peer closing
+ * a connection cannot end the process; the process's handling of SIGPIPE is not
+ * changed.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
+ * bound, a wildcard listen address without an advertise address, an option that can
+ * never work (a zero timeout, message size, vnode count, breaker threshold, worker
+ * thread count or peer request limit), a bad token (empty, or not printable ASCII
+ * without spaces), a previous token without a current one, a token file or TLS file
+ * that cannot be read, or a NULL `out`.
+ */
+enum meshcache_result meshcache_cluster_new(const struct meshcache_cluster_options *options,
+                                            struct meshcache_cluster **out);
+
+/**
+ * Replaces the peer list with the `n_peers` addresses at `peers` (`"host:port"` each;
+ * this node's own address may be among them). The ring is swapped atomically.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or an address that is not
+ * `host:port`, `MESHCACHE_CLOSED` after shutdown.
+ */
+enum meshcache_result meshcache_cluster_set_peers(const struct meshcache_cluster *cluster,
+                                                  const char *const *peers,
+                                                  size_t n_peers);
+
+/**
+ * Writes the address the peer server is bound to (with the real port when port 0 was
+ * asked for), NUL-terminated, into `(buf, len)`, and its length without the NUL into
+ * `*out_len`. 64 bytes are always enough for an IP address and port.
+ *
+ * Returns `MESHCACHE_INSUFFICIENT_SIZE` if it does not fit (nothing is written).
+ */
+enum meshcache_result meshcache_cluster_local_addr(const struct meshcache_cluster *cluster,
+                                                   char *buf,
+                                                   size_t len,
+                                                   size_t *out_len);
+
+/**
+ * Writes this node's advertised address (its name on the ring, what other nodes put in
+ * their peer lists) like `meshcache_cluster_local_addr`.
+ */
+enum meshcache_result meshcache_cluster_advertise_addr(const struct meshcache_cluster *cluster,
+                                                       char *buf,
+                                                       size_t len,
+                                                       size_t *out_len);
+
+/**
+ * A snapshot of the cluster's stats into `*out` (free it with
+ * `meshcache_cluster_stats_free`): this node's address; for each other node, its
+ * address, breaker state and call counters; and this node's server counters. Works
+ * after shutdown too (`closed_at_shutdown` is read there).
+ */
+enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster *cluster,
+                                                  struct meshcache_cluster_stats **out);
+
+/**
+ * Shuts the node down gracefully: stops serving peers, lets calls in flight finish for
+ * up to the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`,
+ * default 5000 ms), then closes every connection still open, and closes every group.
+ * Always returns within about the grace period plus a second, whatever the peers do.
+ * Every later call on the cluster or its groups returns `MESHCACHE_CLOSED`. Idempotent.
+ * Blocks until done; must not be called from a loader (returns
+ * `MESHCACHE_INVALID_ARGUMENT` there).
+ */
+enum meshcache_result meshcache_cluster_shutdown(const struct meshcache_cluster *cluster);
+
+/**
+ * Shuts the node down (if not done yet, as `meshcache_cluster_shutdown`: within about
+ * the shutdown grace period plus a second, even with idle or silent connections open),
+ * stops its threads (every one has exited when this returns, so it also waits for a
+ * loader callback still running) and frees it. Groups of the cluster stay valid handles but return
+ * `MESHCACHE_CLOSED`; free them too. Values already returned stay readable. Does nothing
+ * for NULL. Must not be called from a loader. Using `cluster` afterwards is the
+ * caller's bug.
+ */
+void meshcache_cluster_free(struct meshcache_cluster *cluster);
 
 /**
  * New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), no
@@ -630,120 +711,6 @@ enum meshcache_result meshcache_cluster_options_set_max_peer_requests(struct mes
                                                                       size_t n);
 
 /**
- * Starts a cluster node into `*out`: creates its runtime, binds the listener and starts
- * serving peers. `options` may be NULL for the defaults, and is not taken (free it).
- *
- * The runtime's threads (which also run loaders) block SIGPIPE, so that a peer closing
- * a connection cannot end the process; the process's handling of SIGPIPE is not
- * changed.
- *
- * Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
- * bound, a wildcard listen address without an advertise address, an option that can
- * never work (a zero timeout, message size, vnode count, breaker threshold, worker
- * thread count or peer request limit), a bad token (empty, or not printable ASCII
- * without spaces), a previous token without a current one, a token file or TLS file
- * that cannot be read, or a NULL `out`.
- */
-enum meshcache_result meshcache_cluster_new(const struct meshcache_cluster_options *options,
-                                            struct meshcache_cluster **out);
-
-/**
- * Replaces the peer list with the `n_peers` addresses at `peers` (`"host:port"` each;
- * this node's own address may be among them). The ring is swapped atomically.
- *
- * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or an address that is not
- * `host:port`, `MESHCACHE_CLOSED` after shutdown.
- */
-enum meshcache_result meshcache_cluster_set_peers(const struct meshcache_cluster *cluster,
-                                                  const char *const *peers,
-                                                  size_t n_peers);
-
-/**
- * Writes the address the peer server is bound to (with the real port when port 0 was
- * asked for), NUL-terminated, into `(buf, len)`, and its length without the NUL into
- * `*out_len`. 64 bytes are always enough for an IP address and port.
- *
- * Returns `MESHCACHE_INSUFFICIENT_SIZE` if it does not fit (nothing is written).
- */
-enum meshcache_result meshcache_cluster_local_addr(const struct meshcache_cluster *cluster,
-                                                   char *buf,
-                                                   size_t len,
-                                                   size_t *out_len);
-
-/**
- * Writes this node's advertised address (its name on the ring, what other nodes put in
- * their peer lists) like `meshcache_cluster_local_addr`.
- */
-enum meshcache_result meshcache_cluster_advertise_addr(const struct meshcache_cluster *cluster,
-                                                       char *buf,
-                                                       size_t len,
-                                                       size_t *out_len);
-
-/**
- * A snapshot of the cluster's stats into `*out` (free it with
- * `meshcache_cluster_stats_free`): this node's address; for each other node, its
- * address, breaker state and call counters; and this node's server counters. Works
- * after shutdown too (`closed_at_shutdown` is read there).
- */
-enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster *cluster,
-                                                  struct meshcache_cluster_stats **out);
-
-/**
- * This node's advertised address (its name on the ring), NUL-terminated, owned by
- * `stats` (valid until `meshcache_cluster_stats_free`); "" for NULL.
- */
-const char *meshcache_cluster_stats_node(const struct meshcache_cluster_stats *stats);
-
-/**
- * The number of peers in `stats` (0 for NULL).
- */
-size_t meshcache_cluster_stats_peers_len(const struct meshcache_cluster_stats *stats);
-
-/**
- * Peer `index` of `stats` into `*out`; its strings are owned by `stats`.
- *
- * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or an index out of range.
- */
-enum meshcache_result meshcache_cluster_stats_peer(const struct meshcache_cluster_stats *stats,
-                                                   size_t index,
-                                                   struct meshcache_peer_stats *out);
-
-/**
- * This node's server counters in `stats` into `*out` (see `meshcache_server_stats`).
- *
- * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers.
- */
-enum meshcache_result meshcache_cluster_stats_server(const struct meshcache_cluster_stats *stats,
-                                                     struct meshcache_server_stats *out);
-
-/**
- * Frees `stats`. Does nothing for NULL.
- */
-void meshcache_cluster_stats_free(struct meshcache_cluster_stats *stats);
-
-/**
- * Shuts the node down gracefully: stops serving peers, lets calls in flight finish for
- * up to the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`,
- * default 5000 ms), then closes every connection still open, and closes every group.
- * Always returns within about the grace period plus a second, whatever the peers do.
- * Every later call on the cluster or its groups returns `MESHCACHE_CLOSED`. Idempotent.
- * Blocks until done; must not be called from a loader (returns
- * `MESHCACHE_INVALID_ARGUMENT` there).
- */
-enum meshcache_result meshcache_cluster_shutdown(const struct meshcache_cluster *cluster);
-
-/**
- * Shuts the node down (if not done yet, as `meshcache_cluster_shutdown`: within about
- * the shutdown grace period plus a second, even with idle or silent connections open),
- * stops its threads (every one has exited when this returns, so it also waits for a
- * loader callback still running) and frees it. Groups of the cluster stay valid handles but return
- * `MESHCACHE_CLOSED`; free them too. Values already returned stay readable. Does nothing
- * for NULL. Must not be called from a loader. Using `cluster` afterwards is the
- * caller's bug.
- */
-void meshcache_cluster_free(struct meshcache_cluster *cluster);
-
-/**
  * The message of the last failure of a meshcache function on the calling thread, as a
  * NUL-terminated string, or "" if none failed yet. Only meaningful right after a
  * function returned something other than `MESHCACHE_OK` (success does not clear it).
@@ -771,96 +738,6 @@ const char *meshcache_version(void);
  * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or text that is not a size.
  */
 enum meshcache_result meshcache_parse_size(const char *text, size_t *out);
-
-/**
- * New group options with the defaults: capacity 64 MiB, no default TTL, negative TTL
- * 5000 ms, keys up to 1024 bytes, values up to 8 MiB, no loader (every miss is
- * NotFound), the system clock.
- */
-enum meshcache_result meshcache_group_options_new(struct meshcache_group_options **out);
-
-/**
- * Frees `options` (and its reference to the loader). Does nothing for NULL.
- */
-void meshcache_group_options_free(struct meshcache_group_options *options);
-
-/**
- * The byte budget of the group's store (keys, values and per-entry overhead; > 0, 0 is
- * refused by `meshcache_group_new`).
- */
-enum meshcache_result meshcache_group_options_set_capacity(struct meshcache_group_options *options,
-                                                           size_t bytes);
-
-/**
- * The byte budget as text, such as `"256MiB"` (see `meshcache_parse_size`).
- */
-enum meshcache_result meshcache_group_options_set_capacity_str(struct meshcache_group_options *options,
-                                                               const char *size);
-
-/**
- * The TTL of values whose loader or set gives none, in milliseconds
- * (`MESHCACHE_TTL_DEFAULT` or `MESHCACHE_TTL_NEVER`: no expiry, the default).
- */
-enum meshcache_result meshcache_group_options_set_default_ttl_ms(struct meshcache_group_options *options,
-                                                                 uint64_t ttl_ms);
-
-/**
- * How long a NotFound is remembered, in milliseconds; 0 disables negative caching.
- */
-enum meshcache_result meshcache_group_options_set_negative_ttl_ms(struct meshcache_group_options *options,
-                                                                  uint64_t ttl_ms);
-
-/**
- * The longest key accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`).
- * Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
- */
-enum meshcache_result meshcache_group_options_set_max_key_len(struct meshcache_group_options *options,
-                                                              size_t len);
-
-/**
- * The largest value accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`),
- * from set or from the loader.
- */
-enum meshcache_result meshcache_group_options_set_max_value_len(struct meshcache_group_options *options,
-                                                                size_t len);
-
-/**
- * Mirror one in `n` values fetched from their owner in this node's hot tier (1: every
- * fetch, 0: none; default 10).
- */
-enum meshcache_result meshcache_group_options_set_hot_sample(struct meshcache_group_options *options,
-                                                             uint32_t n);
-
-/**
- * How long a load may take, in milliseconds (> 0; 0 is refused by `meshcache_group_new`;
- * default: no limit). Every get waiting on a loader that has not answered by then returns
- * `MESHCACHE_TIMEOUT`, the key is free for the next get to load again, and what the late
- * loader sets is dropped. The loader callback itself is not interrupted: it keeps its
- * thread until it returns (and `meshcache_cluster_free` still waits for it).
- */
-enum meshcache_result meshcache_group_options_set_load_timeout_ms(struct meshcache_group_options *options,
-                                                                  uint64_t timeout_ms);
-
-/**
- * The loader called on a miss (see `meshcache_loader_fn` for its threads and rules),
- * with `user_data` passed to every call. `free_user_data` (may be NULL) is called once
- * with `user_data` when the loader is no longer used: when the options and every group
- * built with them are freed, or when another loader replaces this one.
- *
- * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `options` or `loader`; `user_data` is
- * then not taken (`free_user_data` is not called).
- */
-enum meshcache_result meshcache_group_options_set_loader(struct meshcache_group_options *options,
-                                                         meshcache_loader_fn loader,
-                                                         void *user_data,
-                                                         meshcache_user_data_free_fn free_user_data);
-
-/**
- * Reads time from `clock` (for tests of TTLs) instead of the system clock. The group
- * keeps its own reference to the clock.
- */
-enum meshcache_result meshcache_group_options_set_clock(struct meshcache_group_options *options,
-                                                        const struct meshcache_clock *clock);
 
 /**
  * Creates the group `name` (a NUL-terminated UTF-8 string) in `cluster`, into `*out`.
@@ -999,6 +876,96 @@ enum meshcache_result meshcache_group_delete(const struct meshcache_group *group
 enum meshcache_result meshcache_group_stats_get(const struct meshcache_group *group,
                                                 struct meshcache_group_stats *out);
 
+/**
+ * New group options with the defaults: capacity 64 MiB, no default TTL, negative TTL
+ * 5000 ms, keys up to 1024 bytes, values up to 8 MiB, no loader (every miss is
+ * NotFound), the system clock.
+ */
+enum meshcache_result meshcache_group_options_new(struct meshcache_group_options **out);
+
+/**
+ * Frees `options` (and its reference to the loader). Does nothing for NULL.
+ */
+void meshcache_group_options_free(struct meshcache_group_options *options);
+
+/**
+ * The byte budget of the group's store (keys, values and per-entry overhead; > 0, 0 is
+ * refused by `meshcache_group_new`).
+ */
+enum meshcache_result meshcache_group_options_set_capacity(struct meshcache_group_options *options,
+                                                           size_t bytes);
+
+/**
+ * The byte budget as text, such as `"256MiB"` (see `meshcache_parse_size`).
+ */
+enum meshcache_result meshcache_group_options_set_capacity_str(struct meshcache_group_options *options,
+                                                               const char *size);
+
+/**
+ * The TTL of values whose loader or set gives none, in milliseconds
+ * (`MESHCACHE_TTL_DEFAULT` or `MESHCACHE_TTL_NEVER`: no expiry, the default).
+ */
+enum meshcache_result meshcache_group_options_set_default_ttl_ms(struct meshcache_group_options *options,
+                                                                 uint64_t ttl_ms);
+
+/**
+ * How long a NotFound is remembered, in milliseconds; 0 disables negative caching.
+ */
+enum meshcache_result meshcache_group_options_set_negative_ttl_ms(struct meshcache_group_options *options,
+                                                                  uint64_t ttl_ms);
+
+/**
+ * The longest key accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`).
+ * Longer keys get `MESHCACHE_INVALID_ARGUMENT`.
+ */
+enum meshcache_result meshcache_group_options_set_max_key_len(struct meshcache_group_options *options,
+                                                              size_t len);
+
+/**
+ * The largest value accepted, in bytes (> 0; 0 is refused by `meshcache_group_new`),
+ * from set or from the loader.
+ */
+enum meshcache_result meshcache_group_options_set_max_value_len(struct meshcache_group_options *options,
+                                                                size_t len);
+
+/**
+ * Mirror one in `n` values fetched from their owner in this node's hot tier (1: every
+ * fetch, 0: none; default 10).
+ */
+enum meshcache_result meshcache_group_options_set_hot_sample(struct meshcache_group_options *options,
+                                                             uint32_t n);
+
+/**
+ * How long a load may take, in milliseconds (> 0; 0 is refused by `meshcache_group_new`;
+ * default: no limit). Every get waiting on a loader that has not answered by then returns
+ * `MESHCACHE_TIMEOUT`, the key is free for the next get to load again, and what the late
+ * loader sets is dropped. The loader callback itself is not interrupted: it keeps its
+ * thread until it returns (and `meshcache_cluster_free` still waits for it).
+ */
+enum meshcache_result meshcache_group_options_set_load_timeout_ms(struct meshcache_group_options *options,
+                                                                  uint64_t timeout_ms);
+
+/**
+ * The loader called on a miss (see `meshcache_loader_fn` for its threads and rules),
+ * with `user_data` passed to every call. `free_user_data` (may be NULL) is called once
+ * with `user_data` when the loader is no longer used: when the options and every group
+ * built with them are freed, or when another loader replaces this one.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `options` or `loader`; `user_data` is
+ * then not taken (`free_user_data` is not called).
+ */
+enum meshcache_result meshcache_group_options_set_loader(struct meshcache_group_options *options,
+                                                         meshcache_loader_fn loader,
+                                                         void *user_data,
+                                                         meshcache_user_data_free_fn free_user_data);
+
+/**
+ * Reads time from `clock` (for tests of TTLs) instead of the system clock. The group
+ * keeps its own reference to the clock.
+ */
+enum meshcache_result meshcache_group_options_set_clock(struct meshcache_group_options *options,
+                                                        const struct meshcache_clock *clock);
+
 #if defined(MESHCACHE_TEST_HOOKS)
 /**
  * Test hook: once the loader callback returns, Rust panics on the load path (on the
@@ -1087,6 +1054,39 @@ enum meshcache_result meshcache_loader_out_set_not_found(struct meshcache_loader
  */
 enum meshcache_result meshcache_loader_out_set_error(struct meshcache_loader_out *out,
                                                      const char *message);
+
+/**
+ * This node's advertised address (its name on the ring), NUL-terminated, owned by
+ * `stats` (valid until `meshcache_cluster_stats_free`); "" for NULL.
+ */
+const char *meshcache_cluster_stats_node(const struct meshcache_cluster_stats *stats);
+
+/**
+ * The number of peers in `stats` (0 for NULL).
+ */
+size_t meshcache_cluster_stats_peers_len(const struct meshcache_cluster_stats *stats);
+
+/**
+ * Peer `index` of `stats` into `*out`; its strings are owned by `stats`.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers or an index out of range.
+ */
+enum meshcache_result meshcache_cluster_stats_peer(const struct meshcache_cluster_stats *stats,
+                                                   size_t index,
+                                                   struct meshcache_peer_stats *out);
+
+/**
+ * This node's server counters in `stats` into `*out` (see `meshcache_server_stats`).
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers.
+ */
+enum meshcache_result meshcache_cluster_stats_server(const struct meshcache_cluster_stats *stats,
+                                                     struct meshcache_server_stats *out);
+
+/**
+ * Frees `stats`. Does nothing for NULL.
+ */
+void meshcache_cluster_stats_free(struct meshcache_cluster_stats *stats);
 
 /**
  * Releases the bytes of `value` and marks it empty. Does nothing for NULL or an empty

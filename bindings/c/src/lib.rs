@@ -8,8 +8,9 @@
 //! inside a panic boundary ([`error::ffi`]) and checks its pointers before use.
 //!
 //! Files: `error.rs` (result codes, last error, the panic boundary, argument checks),
-//! `value.rs` (owned values and `get_many` results), `cluster.rs`, `group.rs`,
-//! `loader.rs` (the C loader callback), `clock.rs` (a manual clock for TTL tests),
+//! `value.rs` (owned values and `get_many` results), `cluster.rs` and `group.rs` (the
+//! objects' lifecycles and calls), `cluster_options.rs` and `group_options.rs` (their
+//! options), `stats.rs` (the stats snapshots in C layout), `loader.rs` (the C loader callback), `clock.rs` (a manual clock for TTL tests),
 //! `hooks.rs` (test and bench hooks, feature `test-hooks`).
 
 // This is the only crate of the workspace allowed `unsafe`: a C ABI cannot be written
@@ -26,19 +27,25 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod cluster_options;
 pub mod error;
 pub mod group;
+pub mod group_options;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 pub mod loader;
+pub mod stats;
 pub mod value;
 
 pub use clock::meshcache_clock;
-pub use cluster::{
-    meshcache_cluster, meshcache_cluster_options, meshcache_cluster_stats, meshcache_peer_stats,
-    meshcache_server_stats,
-};
+pub use cluster::meshcache_cluster;
+pub use cluster_options::meshcache_cluster_options;
 pub use error::meshcache_result;
-pub use group::{meshcache_group, meshcache_group_options, meshcache_group_stats, meshcache_tier_stats};
+pub use group::meshcache_group;
+pub use group_options::meshcache_group_options;
 pub use loader::{meshcache_loader_fn, meshcache_loader_out, meshcache_user_data_free_fn};
+pub use stats::{
+    meshcache_cluster_stats, meshcache_group_stats, meshcache_peer_stats, meshcache_server_stats,
+    meshcache_tier_stats,
+};
 pub use value::{meshcache_bytes, meshcache_entries, meshcache_value};
