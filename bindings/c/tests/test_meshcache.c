@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -964,66 +965,6 @@ static void test_breaker_opens_on_a_dead_peer(void) {
   meshcache_cluster_free(c);
 }
 
-/* ---- meshcache_cluster_free waits for a loader still running ----------------------- */
-
-typedef struct slow_loader {
-  atomic_int started;
-  atomic_int release;
-  atomic_int finished;
-} slow_loader;
-
-static void slow_load(void *user_data, const uint8_t *key, size_t key_len,
-                      meshcache_loader_out *out) {
-  slow_loader *l = (slow_loader *)user_data;
-  atomic_store(&l->started, 1);
-  while (!atomic_load(&l->release)) {
-  }
-  /* The one sleep of these tests, and nothing waits for it: it only keeps the loader
-   * busy while meshcache_cluster_free runs, so that a free that did not wait would show. */
-  struct timespec t = {0, 20 * 1000 * 1000};
-  nanosleep(&t, NULL);
-  meshcache_loader_out_set_value(out, key, key_len, MESHCACHE_TTL_DEFAULT);
-  atomic_store(&l->finished, 1);
-}
-
-typedef struct getter_arg {
-  meshcache_group *group;
-  meshcache_result rc;
-} getter_arg;
-
-static void *get_slow_key(void *p) {
-  getter_arg *a = (getter_arg *)p;
-  meshcache_value v = {0};
-  a->rc = meshcache_group_get(a->group, K("slow"), &v);
-  meshcache_value_free(&v);
-  return NULL;
-}
-
-static void test_free_waits_for_a_running_loader(void) {
-  slow_loader l;
-  memset(&l, 0, sizeof l);
-  meshcache_cluster *c = NULL;
-  meshcache_group_options *o = NULL;
-  getter_arg a = {NULL, MESHCACHE_UNKNOWN};
-  OK(meshcache_cluster_new(NULL, &c));
-  OK(meshcache_group_options_new(&o));
-  OK(meshcache_group_options_set_loader(o, slow_load, &l, NULL));
-  OK(meshcache_group_new(c, "slow", o, &a.group));
-  meshcache_group_options_free(o);
-  pthread_t t;
-  CHECK(pthread_create(&t, NULL, get_slow_key, &a) == 0);
-  while (!atomic_load(&l.started)) {
-  }
-  atomic_store(&l.release, 1);
-  meshcache_cluster_free(c);
-  /* every thread of the cluster has exited: the loader too */
-  CHECK(atomic_load(&l.finished) == 1);
-  pthread_join(t, NULL);
-  /* the get that waited for it: the load finished first, or the runtime stopped first */
-  CHECK(a.rc == MESHCACHE_OK || a.rc == MESHCACHE_CLOSED);
-  meshcache_group_free(a.group);
-}
-
 /* ---- stats: the C fields are the core's names -------------------------------------- */
 
 typedef struct field {
@@ -1585,6 +1526,127 @@ static void test_shutdown_ends_with_idle_connections(void) {
     }
     for (int i = 0; i <= IDLE_CONNECTIONS; i++) close(fds[i]);
   }
+}
+
+/* ---- meshcache_cluster_free waits for a loader still running ----------------------- */
+
+/* A loader that says it started and then blocks (a condition variable) until the test
+ * lets it finish, and records that it finished just before returning; a thread that frees
+ * the cluster meanwhile and records whether the loader had finished when
+ * meshcache_cluster_free returned. Every step is signalled on `cv`; nothing sleeps. */
+typedef struct slow_loader {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int started;
+  int may_finish;
+  atomic_int finished;
+  atomic_int free_called;
+  meshcache_cluster *cluster;
+  int finished_when_free_returned;
+} slow_loader;
+
+static void slow_load(void *user_data, const uint8_t *key, size_t key_len,
+                      meshcache_loader_out *out) {
+  slow_loader *l = (slow_loader *)user_data;
+  pthread_mutex_lock(&l->mu);
+  l->started = 1;
+  pthread_cond_broadcast(&l->cv);
+  while (!l->may_finish) pthread_cond_wait(&l->cv, &l->mu);
+  pthread_mutex_unlock(&l->mu);
+  meshcache_loader_out_set_value(out, key, key_len, MESHCACHE_TTL_DEFAULT);
+  atomic_store(&l->finished, 1);
+}
+
+static void *free_slow_cluster(void *p) {
+  slow_loader *l = (slow_loader *)p;
+  pthread_mutex_lock(&l->mu);
+  atomic_store(&l->free_called, 1);
+  pthread_cond_broadcast(&l->cv);
+  pthread_mutex_unlock(&l->mu);
+  meshcache_cluster_free(l->cluster);
+  /* read by the test after joining this thread */
+  l->finished_when_free_returned = atomic_load(&l->finished);
+  return NULL;
+}
+
+static int slow_started(slow_loader *l) { return l->started; }
+static int slow_free_called(slow_loader *l) { return atomic_load(&l->free_called); }
+
+/* Waits at most BOUND_MS (on `cv`) until `ready(l)`; threads blocked on `l` (which lives
+ * on the test's stack) make returning unsafe, so a missed bound aborts. */
+static void slow_wait(slow_loader *l, int (*ready)(slow_loader *), const char *what) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += BOUND_MS / 1000;
+  pthread_mutex_lock(&l->mu);
+  while (!ready(l)) {
+    if (pthread_cond_timedwait(&l->cv, &l->mu, &deadline) != 0 && !ready(l)) {
+      fprintf(stderr, "  %s:%d: %s: not within %d ms\n", __FILE__, __LINE__, what, BOUND_MS);
+      abort();
+    }
+  }
+  pthread_mutex_unlock(&l->mu);
+}
+
+typedef struct getter_arg {
+  meshcache_group *group;
+  meshcache_result rc;
+} getter_arg;
+
+static void *get_slow_key(void *p) {
+  getter_arg *a = (getter_arg *)p;
+  meshcache_value v = {0};
+  a->rc = meshcache_group_get(a->group, K("slow"), &v);
+  meshcache_value_free(&v);
+  return NULL;
+}
+
+static void test_free_waits_for_a_running_loader(void) {
+  slow_loader l;
+  memset(&l, 0, sizeof l);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_mutex_init(&l.mu, NULL);
+  pthread_cond_init(&l.cv, &attr);
+  pthread_condattr_destroy(&attr);
+  meshcache_group_options *o = NULL;
+  getter_arg a = {NULL, MESHCACHE_UNKNOWN};
+  OK(meshcache_cluster_new(NULL, &l.cluster));
+  OK(meshcache_group_options_new(&o));
+  OK(meshcache_group_options_set_loader(o, slow_load, &l, NULL));
+  OK(meshcache_group_new(l.cluster, "slow", o, &a.group));
+  meshcache_group_options_free(o);
+  pthread_t getter, freer;
+  CHECK(pthread_create(&getter, NULL, get_slow_key, &a) == 0);
+  slow_wait(&l, slow_started, "the loader started");
+  if (pthread_create(&freer, NULL, free_slow_cluster, &l) != 0) abort();
+  slow_wait(&l, slow_free_called, "meshcache_cluster_free called");
+  /* Free is under way once the cluster's groups are closed (its shutdown is done; the
+   * threads are stopped next): only then may the loader finish. */
+  double until = now_ms() + BOUND_MS;
+  meshcache_value v = {0};
+  while (meshcache_group_peek(a.group, K("slow"), &v) != MESHCACHE_CLOSED) {
+    if (now_ms() > until) {
+      fprintf(stderr, "  %s:%d: the group did not close within %d ms\n", __FILE__, __LINE__,
+              BOUND_MS);
+      abort();
+    }
+    sched_yield();
+  }
+  pthread_mutex_lock(&l.mu);
+  l.may_finish = 1;
+  pthread_cond_broadcast(&l.cv);
+  pthread_mutex_unlock(&l.mu);
+  pthread_join(freer, NULL);
+  /* every thread of the cluster had exited when free returned: the loader too */
+  CHECK(l.finished_when_free_returned == 1);
+  pthread_join(getter, NULL);
+  /* the get that waited for it: the load finished first, or the runtime stopped first */
+  CHECK(a.rc == MESHCACHE_OK || a.rc == MESHCACHE_CLOSED);
+  meshcache_group_free(a.group);
+  pthread_cond_destroy(&l.cv);
+  pthread_mutex_destroy(&l.mu);
 }
 
 /* ---- deadlines: a load timeout, a caller's timeout, shutdown releasing waiters ------ */
