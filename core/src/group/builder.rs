@@ -78,10 +78,11 @@ impl GroupBuilder {
 
     /// The byte budget of the group's store (both tiers). Default 64 MiB.
     ///
-    /// The budget is split between shards (by default one per MiB, at most 256), and a
-    /// value larger than its shard's budget (1/8 of it for a hot-tier mirror) is returned
-    /// to the caller but not cached. To cache values of several MiB, raise the capacity or
-    /// lower [`GroupBuilder::shards`].
+    /// The budget is split between shards (by default one per MiB, at most 256). An entry
+    /// larger than a quarter of a shard is kept beside the shards on bytes they lend it,
+    /// so one entry may take up to half the capacity; a larger value is returned to the
+    /// caller but not cached, and `set` refuses it. A hot-tier mirror of another node's
+    /// key must fit in 1/8 of a shard.
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self

@@ -298,8 +298,8 @@ impl Group {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidArgument`] for a bad key, a value over `max_value_len`, or a
-    /// value larger than a shard of this group's store can hold (it could never be
-    /// cached; see [`GroupBuilder::capacity`]); [`ErrorKind::Peer`] or
+    /// value larger than this group's store can hold (half its capacity: it could never
+    /// be cached; see [`GroupBuilder::capacity`]); [`ErrorKind::Peer`] or
     /// [`ErrorKind::Timeout`] if the owner could not be reached (nothing is cached then);
     /// [`ErrorKind::Closed`] after shutdown.
     pub async fn set(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<()> {
@@ -331,10 +331,9 @@ impl Group {
             return Ok(());
         }
         Err(Error::invalid(format!(
-            "a value of {} bytes is larger than a store shard of this group can hold ({} shards \
-             for {} bytes of capacity): raise the capacity or lower the shard count",
+            "a value of {} bytes is larger than this group's store can hold (an entry may take \
+             at most half of its {} bytes of capacity): raise the capacity",
             value.len(),
-            self.inner.store.shard_count(),
             self.inner.store.capacity()
         )))
     }

@@ -5,6 +5,8 @@
 //! budget.
 //! Two tiers share every shard's budget: **main** holds keys this node owns, **hot**
 //! holds mirrors of other nodes' hot keys and is capped at 1/8 of the budget.
+//! A main-tier entry larger than a quarter of a shard lives beside the shards
+//! (`large.rs`), up to half the capacity, on bytes the shards lend it.
 //!
 //! # Eviction policy
 //!
@@ -27,6 +29,7 @@
 mod accounting;
 mod ghost;
 mod key;
+mod large;
 mod policy;
 mod shard;
 mod sketch;
@@ -41,6 +44,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::clock::Clock;
+use accounting::charge;
+use large::Large;
 use shard::Shard;
 use slab::Entry;
 
@@ -159,6 +164,9 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     stripes: Box<[Stripe]>,
     capacity: usize,
+    /// Main-tier entries charged more than this go to `large`.
+    large_above: usize,
+    large: Large,
 }
 
 impl fmt::Debug for Store {
@@ -172,8 +180,6 @@ impl fmt::Debug for Store {
 
 /// Smallest budget a shard gets when the shard count is chosen automatically: a shard
 /// must hold many entries for its eviction to approximate a global one.
-/// Also the largest entry a default-sharded store can hold: an entry larger than its
-/// shard's budget is not cached (the caller still gets the value).
 const MIN_AUTO_SHARD_BYTES: usize = 1024 * 1024;
 const MAX_AUTO_SHARDS: usize = 256;
 
@@ -199,6 +205,8 @@ impl Store {
             clock,
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             capacity: config.capacity,
+            large_above: per_shard / 4,
+            large: Large::new(config.capacity / 2, shards),
         }
     }
 
@@ -254,12 +262,24 @@ impl Store {
     fn read<R>(&self, key: &[u8], count: bool, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let hash = self.hash(key);
         let shard = self.shard(hash).read();
-        match shard.find(hash, key) {
+        let found = match shard.find(hash, key) {
             Some(e) if !(e.deadline != 0 && e.expired(self.clock.now_ms())) => {
                 e.touch();
-                let out = f(e);
-                let tier = e.tier;
-                drop(shard);
+                Ok((f(e), e.tier))
+            }
+            _ => Err(f),
+        };
+        drop(shard);
+        let found = match found {
+            Ok(found) => Some(found),
+            Err(f) if !self.large.is_empty() => {
+                self.large
+                    .read(hash, key, self.clock.now_ms(), |e| (f(e), Tier::Main))
+            }
+            Err(_) => None,
+        };
+        match found {
+            Some((out, tier)) => {
                 if count {
                     let stripe = &self.stripes[stripe_index()];
                     match tier {
@@ -269,8 +289,7 @@ impl Store {
                 }
                 Some(out)
             }
-            _ => {
-                drop(shard);
+            None => {
                 if count {
                     self.stripes[stripe_index()]
                         .misses
@@ -291,6 +310,7 @@ impl Store {
             .find(hash, key)
             .filter(|e| !e.expired(now))
             .map(|e| e.tier)
+            .or_else(|| self.large.read(hash, key, now, |_| Tier::Main))
     }
 
     /// Whether `key` is resident and unexpired, without counting a lookup or a read.
@@ -301,12 +321,13 @@ impl Store {
             .read()
             .find(hash, key)
             .is_some_and(|e| !e.expired(now))
+            || self.large.read(hash, key, now, |_| ()).is_some()
     }
 
     /// Inserts (or replaces) `key` in `tier` with an absolute `deadline` in unix ms
     /// (`0`: never expires). `value: None` caches a "not found". Evicts as needed.
-    /// Returns `false` if the entry is larger than a shard can hold (it is not stored, and
-    /// any older value for the key is removed).
+    /// Returns `false` if the entry is larger than the store can hold (see [`Store::fits`];
+    /// it is not stored, and any older value for the key is removed).
     pub fn insert(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64) -> bool {
         self.insert_if(tier, key, value, deadline, || true)
     }
@@ -324,28 +345,70 @@ impl Store {
     ) -> bool {
         let hash = self.hash(&key);
         let now = self.clock.now_ms();
+        let charge = charge(key.len(), value.as_ref().map_or(0, Bytes::len));
         let mut shard = self.shard(hash).write();
         if !cond() {
             return false;
         }
+        // Lock order: a shard, then the large area.
         if deadline != 0 && deadline <= now {
             shard.remove(hash, &key);
+            self.large.remove(hash, &key);
             return false;
         }
-        shard.insert(tier, hash, key, value, deadline, now).stored
+        match value {
+            Some(value) if tier == Tier::Main && charge > self.large_above => {
+                shard.remove(hash, &key);
+                if charge > self.large.limit() || charge > u32::MAX as usize {
+                    self.large.remove(hash, &key);
+                    return false;
+                }
+                self.large.insert(hash, key, value, deadline, now, charge);
+                drop(shard);
+                self.lend(now);
+                true
+            }
+            value => {
+                self.large.remove(hash, &key);
+                shard.set_lent(self.large.share());
+                shard.insert(tier, hash, key, value, deadline, now).stored
+            }
+        }
+    }
+
+    /// Makes every shard evict down to its budget less its share of the large entries'
+    /// bytes, so that shards and large entries together stay within the capacity.
+    fn lend(&self, now_ms: u64) {
+        let share = self.large.share();
+        for s in self.shards.iter() {
+            s.0.write().lend(share, now_ms);
+        }
     }
 
     /// Whether an entry with a key of `key_len` and a value of `value_len` bytes can be
-    /// stored in `tier` at all (every shard has the same budget): a larger one is never
-    /// cached.
+    /// stored in `tier` at all: a larger one is never cached. The main tier holds entries
+    /// up to half the capacity ([`Store::max_entry`]); a hot-tier mirror must fit in a
+    /// shard's hot share.
     pub fn fits(&self, tier: Tier, key_len: usize, value_len: usize) -> bool {
-        self.shards[0].0.read().fits(tier, key_len, value_len)
+        match tier {
+            Tier::Main => charge(key_len, value_len) <= self.max_entry(),
+            Tier::Hot => self.shards[0].0.read().fits(tier, key_len, value_len),
+        }
+    }
+
+    /// The largest charge (value, key and per-entry overhead) a main-tier entry may have.
+    pub fn max_entry(&self) -> usize {
+        self.large
+            .limit()
+            .max(self.large_above)
+            .min(u32::MAX as usize)
     }
 
     /// Removes `key` from whichever tier holds it. Returns whether it was present.
     pub fn remove(&self, key: &[u8]) -> bool {
         let hash = self.hash(key);
-        self.shard(hash).write().remove(hash, key)
+        let mut shard = self.shard(hash).write();
+        shard.remove(hash, key) | self.large.remove(hash, key)
     }
 
     /// Removes `key` only if it is in `tier`.
@@ -355,7 +418,7 @@ impl Store {
         if shard.find(hash, key).is_some_and(|e| e.tier == tier) {
             shard.remove(hash, key)
         } else {
-            false
+            tier == Tier::Main && self.large.remove(hash, key)
         }
     }
 
@@ -364,10 +427,12 @@ impl Store {
     /// Each shard's write lock is held only for its own scan.
     pub fn reap(&self, max_scan_per_shard: usize) -> usize {
         let now = self.clock.now_ms();
-        self.shards
+        let reaped: usize = self
+            .shards
             .iter()
             .map(|s| s.0.write().reap(now, max_scan_per_shard))
-            .sum()
+            .sum();
+        reaped + self.large.reap(now)
     }
 
     /// Removes every entry.
@@ -375,11 +440,12 @@ impl Store {
         for s in self.shards.iter() {
             s.0.write().clear();
         }
+        self.large.clear();
     }
 
     /// Bytes charged against the budget now, both tiers.
     pub fn used_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read().used()).sum()
+        self.shards.iter().map(|s| s.0.read().used()).sum::<usize>() + self.large.bytes()
     }
 
     /// A snapshot of the counters (each shard read under its lock in turn, so the totals
@@ -394,6 +460,7 @@ impl Store {
             s.add_stats(Tier::Main, &mut out.main);
             s.add_stats(Tier::Hot, &mut out.hot);
         }
+        self.large.add_stats(&mut out.main);
         let (mut hm, mut hh, mut miss) = (0, 0, 0);
         for st in self.stripes.iter() {
             hm += st.hits_main.load(Ordering::Relaxed);

@@ -61,6 +61,8 @@ pub(super) struct Policy {
     tiers: [TierState; 2],
     capacity: usize,
     hot_capacity: usize,
+    /// Bytes of the budget lent to the store's large entries (see `large.rs`).
+    lent: usize,
     /// Insert frequencies, for admission from the ghost into a full main queue.
     sketch: Sketch,
 }
@@ -71,6 +73,7 @@ impl Policy {
             tiers: Default::default(),
             capacity,
             hot_capacity,
+            lent: 0,
             sketch: Sketch::new(capacity / (ENTRY_OVERHEAD + 64)),
         }
     }
@@ -89,13 +92,24 @@ impl Policy {
     }
 
     /// The bytes tier `t` may fill: the hot tier its cap, the main tier what the hot tier
-    /// leaves.
+    /// and the lent bytes leave.
     fn budget(&self, t: usize) -> usize {
         if t == 1 {
             self.hot_capacity
         } else {
-            self.capacity.saturating_sub(self.tiers[1].bytes())
+            self.own_capacity().saturating_sub(self.tiers[1].bytes())
         }
+    }
+
+    /// The budget less what is lent to large entries.
+    fn own_capacity(&self) -> usize {
+        self.capacity.saturating_sub(self.lent)
+    }
+
+    /// Lends `bytes` of this shard's budget to the store's large entries; the next
+    /// [`Policy::make_room`] evicts down to what is left.
+    pub(super) fn set_lent(&mut self, bytes: usize) {
+        self.lent = bytes;
     }
 
     /// Records the insert of `hash` into `tier` and decides its queue: `true` for main.
@@ -181,7 +195,7 @@ impl Policy {
                 }
             }
         }
-        while self.used() > self.capacity {
+        while self.used() > self.own_capacity() {
             // The hot tier gives way first while it is over its share, so mirrors of other
             // nodes' keys never crowd out the keys this node owns.
             let hot = &self.tiers[1];

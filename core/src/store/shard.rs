@@ -124,6 +124,20 @@ impl Shard {
         InsertOutcome { stored: true }
     }
 
+    /// Lends `bytes` of the budget to the store's large entries and evicts down to what
+    /// is left.
+    pub(super) fn lend(&mut self, bytes: usize, now_ms: u64) {
+        self.policy.set_lent(bytes);
+        let table = &mut self.table;
+        self.policy
+            .make_room(Tier::Main, &mut self.slab, now_ms, |idx, e| unlink(table, idx, e.hash));
+    }
+
+    /// Records what is lent now, without evicting (the insert that follows does).
+    pub(super) fn set_lent(&mut self, bytes: usize) {
+        self.policy.set_lent(bytes);
+    }
+
     /// Removes `key`; returns whether it was present.
     pub(super) fn remove(&mut self, hash: u64, key: &[u8]) -> bool {
         match self.find_index(hash, key) {

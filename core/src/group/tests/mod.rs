@@ -471,7 +471,7 @@ async fn a_stuck_loader_times_out_and_the_next_get_loads_again() {
 
 #[tokio::test]
 async fn a_set_that_could_never_be_cached_is_an_error_not_a_silent_success() {
-    // One shard of 1 MiB: a 2 MiB value (under max_value_len) cannot be held.
+    // One entry may take half the capacity: 2 MiB cannot be held in 1 MiB.
     let g = Group::builder("g").capacity(1 << 20).build().unwrap();
     let e = g
         .set(b"big", Bytes::from(vec![0u8; 2 << 20]), None)
@@ -480,12 +480,33 @@ async fn a_set_that_could_never_be_cached_is_an_error_not_a_silent_success() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert_eq!(g.peek(b"big").unwrap(), None);
     // What fits is stored, and reads back.
-    g.set(b"ok", Bytes::from(vec![1u8; 512 << 10]), None)
+    g.set(b"ok", Bytes::from(vec![1u8; 400 << 10]), None)
         .await
         .unwrap();
-    assert_eq!(g.peek(b"ok").unwrap().map(|v| v.len()), Some(512 << 10));
-    // Fewer shards hold larger values in the same capacity.
-    let g = Group::builder("g").capacity(64 << 20).shards(4).build().unwrap();
+    assert_eq!(g.peek(b"ok").unwrap().map(|v| v.len()), Some(400 << 10));
+}
+
+#[tokio::test]
+async fn values_of_megabytes_are_stored_with_default_sharding() {
+    let g = Group::builder("g").capacity(256 << 20).build().unwrap();
     g.set(b"4m", Bytes::from(vec![2u8; 4 << 20]), None).await.unwrap();
     assert_eq!(g.peek(b"4m").unwrap().map(|v| v.len()), Some(4 << 20));
+    // The documented maximum fits a 1 GiB group; one byte more is refused as too long.
+    let max = crate::DEFAULT_MAX_VALUE_LEN;
+    let g = Group::builder("g").capacity(1 << 30).build().unwrap();
+    g.set(b"8m", Bytes::from(vec![3u8; max]), None).await.unwrap();
+    assert_eq!(g.peek(b"8m").unwrap().map(|v| v.len()), Some(max));
+    let e = g
+        .set(b"9m", Bytes::from(vec![3u8; max + 1]), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    // A loaded value of megabytes is cached too.
+    let g = Group::builder("g")
+        .capacity(256 << 20)
+        .loader(|_k: Bytes| async { Ok(Loaded::value(Bytes::from(vec![4u8; 4 << 20]))) })
+        .build()
+        .unwrap();
+    g.get(b"loaded").await.unwrap();
+    assert_eq!(g.peek(b"loaded").unwrap().map(|v| v.len()), Some(4 << 20));
 }
