@@ -613,21 +613,36 @@ async fn a_value_of_megabytes_set_anywhere_is_readable_on_every_node() {
             .unwrap();
         nodes.push(Node { cluster, group });
     }
-    let addrs: Vec<String> = nodes.iter().map(|n| n.cluster.advertise_addr().to_string()).collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| n.cluster.advertise_addr().to_string())
+        .collect();
     for n in &nodes {
         n.cluster.set_peers(addrs.clone()).unwrap();
     }
     let value = Bytes::from((0..4 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     // Set on a node that does not own the key: it travels to the owner.
     let key = key_owned_by(&nodes, 2, "big");
-    nodes[0].group.set(key.as_bytes(), value.clone(), None).await.unwrap();
+    nodes[0]
+        .group
+        .set(key.as_bytes(), value.clone(), None)
+        .await
+        .unwrap();
     for n in &nodes {
         assert_eq!(n.group.get(key.as_bytes()).await.unwrap(), value);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "read from the owner, never loaded");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "read from the owner, never loaded"
+    );
     // Over the limit: a typed error, and nothing stored anywhere.
     let too_long = Bytes::from(vec![0u8; meshcache::DEFAULT_MAX_VALUE_LEN + 1]);
-    let e = nodes[1].group.set(key.as_bytes(), too_long, None).await.unwrap_err();
+    let e = nodes[1]
+        .group
+        .set(key.as_bytes(), too_long, None)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert_eq!(nodes[2].group.peek(key.as_bytes()).unwrap(), Some(value));
 }

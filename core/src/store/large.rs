@@ -104,7 +104,15 @@ impl Large {
 
     /// Stores `key` (replacing any older entry for it), evicting others as needed.
     /// `charge` must be at most [`Large::limit`].
-    pub(super) fn insert(&self, hash: u64, key: Bytes, value: Bytes, deadline: u64, now_ms: u64, charge: usize) {
+    pub(super) fn insert(
+        &self,
+        hash: u64,
+        key: Bytes,
+        value: Bytes,
+        deadline: u64,
+        now_ms: u64,
+        charge: usize,
+    ) {
         debug_assert!(charge <= self.limit);
         let mut table = self.table.write();
         self.remove_locked(&mut table, hash, &key);
@@ -305,7 +313,10 @@ mod tests {
             let (s, _) = store(8 << 20);
             assert!(!s.fits(Tier::Main, 3, 5 << 20));
             assert!(!s.insert(Tier::Main, key(0), Some(Bytes::from(vec![0; 5 << 20])), 0));
-            assert!(!s.fits(Tier::Hot, 3, 1 << 20), "a mirror must fit a shard's hot share");
+            assert!(
+                !s.fits(Tier::Hot, 3, 1 << 20),
+                "a mirror must fit a shard's hot share"
+            );
         }
 
         #[test]

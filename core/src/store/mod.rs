@@ -272,10 +272,9 @@ impl Store {
         drop(shard);
         let found = match found {
             Ok(found) => Some(found),
-            Err(f) if !self.large.is_empty() => {
-                self.large
-                    .read(hash, key, self.clock.now_ms(), |e| (f(e), Tier::Main))
-            }
+            Err(f) if !self.large.is_empty() => self
+                .large
+                .read(hash, key, self.clock.now_ms(), |e| (f(e), Tier::Main)),
             Err(_) => None,
         };
         match found {
@@ -398,10 +397,7 @@ impl Store {
 
     /// The largest charge (value, key and per-entry overhead) a main-tier entry may have.
     pub fn max_entry(&self) -> usize {
-        self.large
-            .limit()
-            .max(self.large_above)
-            .min(u32::MAX as usize)
+        self.large.limit().max(self.large_above).min(u32::MAX as usize)
     }
 
     /// Removes `key` from whichever tier holds it. Returns whether it was present.

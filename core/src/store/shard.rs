@@ -130,7 +130,9 @@ impl Shard {
         self.policy.set_lent(bytes);
         let table = &mut self.table;
         self.policy
-            .make_room(Tier::Main, &mut self.slab, now_ms, |idx, e| unlink(table, idx, e.hash));
+            .make_room(Tier::Main, &mut self.slab, now_ms, |idx, e| {
+                unlink(table, idx, e.hash)
+            });
     }
 
     /// Records what is lent now, without evicting (the insert that follows does).
