@@ -254,6 +254,12 @@ export interface GetOptions {
    * wait: a hit answers at once. Default: no deadline.
    */
   timeoutMs?: number
+  /**
+   * Rejects the call with an `AbortError` (`code: 'ABORT_ERR'`, the signal's reason as
+   * `cause`) when aborted, or at once if it already is; the load it waited for goes on
+   * for the others. Handled in `lib.cjs`.
+   */
+  signal?: AbortSignal
 }
 
 /** Options of `cluster.group()`. */

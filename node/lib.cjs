@@ -96,6 +96,61 @@ function adapt(loader) {
   }
 }
 
+/** The rejection of a call whose `signal` aborted: Node's AbortError shape. */
+function abortError(signal) {
+  const e = new Error('the operation was aborted', { cause: signal.reason })
+  e.name = 'AbortError'
+  e.code = 'ABORT_ERR'
+  return e
+}
+
+/**
+ * `options.signal` of a get, checked: undefined when there is none, else the signal. A
+ * signal that is no AbortSignal throws a TypeError, like every bad option.
+ */
+function signalOf(options) {
+  if (options === undefined || options === null || typeof options !== 'object') return undefined
+  const signal = options.signal
+  if (signal === undefined || signal === null) return undefined
+  if (!(signal instanceof AbortSignal)) {
+    const e = new TypeError(`options.signal must be an AbortSignal, not ${describe(signal)}`)
+    e.code = 'MESHCACHE_INVALID_ARGUMENT'
+    throw e
+  }
+  return signal
+}
+
+/**
+ * `start()`'s promise, rejected with an AbortError as soon as `signal` aborts (at once,
+ * without starting, if it already has). The call itself goes on: the load it waits for is
+ * shared with other callers. The listener goes when the call settles, so a long-lived
+ * signal does not collect one per call.
+ */
+function abortable(signal, start) {
+  if (signal.aborted) return Promise.reject(abortError(signal))
+  const p = start()
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortError(signal))
+    signal.addEventListener('abort', onAbort, { once: true })
+    const done = () => signal.removeEventListener('abort', onAbort)
+    p.then(
+      (v) => (done(), resolve(v)),
+      (e) => (done(), reject(e)),
+    )
+  })
+}
+
+// A call with a bad `signal` rejects (as a bad key does) instead of throwing.
+function withSignal(options, call) {
+  let signal
+  try {
+    signal = signalOf(options)
+  } catch (e) {
+    return Promise.reject(e)
+  }
+  return signal === undefined ? call() : abortable(signal, call)
+}
+
 /**
  * Gives a group its own `peek` and `get` over the addon's fast paths: on a hit of a small
  * value they answer `offset * 8192 + length` of a copy in `h.pool` (an ArrayBuffer the
@@ -111,14 +166,22 @@ function fastPaths(g) {
       const r = h.peek(key)
       return typeof r === 'number' ? Buffer.from(h.pool, r >>> 13, r & 8191) : r
     }),
-    // `options` (its `timeoutMs`) is read by `h.miss` only: a hit never pays for it.
+    // `options` (its `timeoutMs`) is read by `h.miss` only: a hit without a signal never
+    // pays for it.
     get: own(function get(key, options) {
-      const r = h.get(key)
-      if (typeof r === 'number') return Promise.resolve(Buffer.from(h.pool, r >>> 13, r & 8191))
-      return r === undefined ? h.miss(key, als.getStore(), options) : r
+      if (options !== undefined && options !== null && options.signal != null) {
+        return withSignal(options, () => fastGet(h, key, options))
+      }
+      return fastGet(h, key, options)
     }),
   })
   return g
+}
+
+function fastGet(h, key, options) {
+  const r = h.get(key)
+  if (typeof r === 'number') return Promise.resolve(Buffer.from(h.pool, r >>> 13, r & 8191))
+  return r === undefined ? h.miss(key, als.getStore(), options) : r
 }
 
 const nativeGroup = native.Cluster.prototype.group
@@ -140,10 +203,12 @@ const nativeGetMany = native.Group.prototype.getMany
 const method = (value) => ({ configurable: true, writable: true, value })
 Object.defineProperties(native.Group.prototype, {
   get: method(function get(key, options) {
-    return nativeGet.call(this, key, options, als.getStore())
+    const scope = als.getStore()
+    return withSignal(options, () => nativeGet.call(this, key, options, scope))
   }),
   getMany: method(function getMany(keys, options) {
-    return nativeGetMany.call(this, keys, options, als.getStore())
+    const scope = als.getStore()
+    return withSignal(options, () => nativeGetMany.call(this, keys, options, scope))
   }),
 })
 

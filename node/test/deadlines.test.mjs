@@ -104,3 +104,56 @@ test('a get with a deadline keeps the process alive until it times out, even on 
   assert.equal(r.status, 0, r.stderr)
   assert.equal(r.stdout.trim(), 'MESHCACHE_TIMEOUT MESHCACHE_TIMEOUT MESHCACHE_TIMEOUT')
 })
+
+const isAbort = (e, reason) => e instanceof Error && e.name === 'AbortError' && e.code === 'ABORT_ERR' && e.cause === reason
+
+test('signal: aborting rejects the waiting calls with AbortError; the load goes on for the others', async () => {
+  const { getEventListeners } = await import('node:events')
+  const cluster = new Cluster()
+  try {
+    const h = hung()
+    const g = cluster.group('g', { loader: h.loader })
+    const ac = new AbortController()
+    const signal = ac.signal
+    const aborted = [
+      g.get('k', { signal }),
+      Group.prototype.get.call(g, 'k', { signal }),
+      g.getMany(['k', 'j'], { signal, timeoutMs: 60_000 }),
+    ]
+    const patient = g.get('k')
+    const reason = new Error('user went away')
+    ac.abort(reason)
+    for (const r of await bounded(Promise.allSettled(aborted))) {
+      assert.equal(r.status, 'rejected')
+      assert.ok(isAbort(r.reason, reason), String(r.reason))
+    }
+    h.release('v')
+    assert.equal((await bounded(patient)).toString(), 'v')
+    assert.deepEqual(h.calls.sort(), ['j', 'k'])
+    // An aborted signal refuses at once, even a hit, and starts no load.
+    await assert.rejects(g.get('k', { signal }), (e) => isAbort(e, reason))
+    await assert.rejects(g.get('new', { signal }), (e) => isAbort(e, reason))
+    assert.deepEqual(h.calls.sort(), ['j', 'k'])
+    // A live signal changes nothing, and leaves no listener behind once the call settles.
+    const live = new AbortController().signal
+    assert.equal((await g.get('k', { signal: live })).toString(), 'v')
+    assert.equal((await g.get('fresh', { signal: live })).toString(), 'v')
+    assert.equal((await g.getMany(['k'], { signal: live })).get('k').toString(), 'v')
+    assert.equal(getEventListeners(live, 'abort').length, 0)
+  } finally {
+    await cluster.close()
+  }
+})
+
+test('signal: anything but an AbortSignal is a TypeError rejection', async () => {
+  const cluster = new Cluster()
+  try {
+    const g = cluster.group('g', { loader: (k) => k })
+    for (const signal of [{ aborted: true }, 'abort', 1]) {
+      await assert.rejects(g.get('k', { signal }), isType)
+      await assert.rejects(g.getMany(['k'], { signal }), isType)
+    }
+  } finally {
+    await cluster.close()
+  }
+})

@@ -53,11 +53,16 @@ pub struct GroupOptions {
 
 /// Options of `group.get()` and `group.getMany()`.
 #[napi(object, object_to_js = false)]
-pub struct GetOptions {
+pub struct GetOptions<'env> {
     /// How long this call waits, in ms (> 0): then it rejects with `MESHCACHE_TIMEOUT`,
     /// while the load it waited for goes on for the others. Read only if the call has to
     /// wait: a hit answers at once. Default: no deadline.
     pub timeout_ms: Option<f64>,
+    /// Rejects the call with an `AbortError` (`code: 'ABORT_ERR'`, the signal's reason as
+    /// `cause`) when aborted, or at once if it already is; the load it waited for goes on
+    /// for the others. Handled in `lib.cjs`.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Unknown<'env>>,
 }
 
 /// Options of `group.set()`.
