@@ -11,9 +11,11 @@
 //! | `load <gets> <keys> <zipf_s> <tasks> <seed>` | `started` after 1% of the gets, then `done <gets> <failures> <ms>` |
 //! | `stats` | `stats gets=.. hits=.. hot_hits=.. remote_fetches=.. loads=.. fallback_loads=.. remote_errors=.. accept_errors=..` |
 //! | `loaded` | `loaded <key> <key> ...`: every key this node's loader was called for |
+//! | `members <n> <ms>` | `members <ms waited> <a,b,..>` once the ring has `n` members, or `err Timeout <a,b,..>` after `ms` |
 //! | `quit` (or end of input) | `bye`, then the node shuts down |
 //!
-//! `MESHCACHE_LOAD_DELAY_MS` sets the simulated database's latency (default 1 ms).
+//! `MESHCACHE_LOAD_DELAY_MS` sets the simulated database's latency (default 1 ms);
+//! `MESHCACHE_MEMBERSHIP` the node's membership (default static).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -43,6 +45,7 @@ pub fn child_main() {
         .unwrap_or(1);
     let cluster = Cluster::builder()
         .listen("127.0.0.1:0")
+        .membership(std::env::var("MESHCACHE_MEMBERSHIP").unwrap_or_default())
         .peer_timeout(Duration::from_secs(2))
         .breaker(3, Duration::from_millis(200))
         .build()
@@ -150,6 +153,21 @@ pub fn child_main() {
                 }
                 say(line);
             }
+            Some("members") => {
+                let mut n = || words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);
+                let (want, ms) = (n() as usize, n());
+                let start = Instant::now();
+                let ring = rt
+                    .block_on(cluster.wait_for_ring(Duration::from_millis(ms), |r| r.members.len() == want));
+                match ring {
+                    Ok(r) => say(format!(
+                        "members {} {}",
+                        start.elapsed().as_millis(),
+                        r.members.join(",")
+                    )),
+                    Err(e) => say(format!("err {} {}", e.kind(), cluster.members().join(","))),
+                }
+            }
             Some("quit") => break,
             _ => say(format!("err unknown command {line:?}")),
         }
@@ -213,6 +231,18 @@ impl Node {
                 return rest.trim_start().to_string();
             }
         }
+    }
+
+    /// Sends `line` and returns the next line of output, whatever it says.
+    pub fn ask(&mut self, line: &str) -> String {
+        self.send(line);
+        let mut out = String::new();
+        while out.trim().is_empty() {
+            out.clear();
+            let n = self.stdout.read_line(&mut out).expect("read from node");
+            assert!(n > 0, "node exited while we waited for an answer to {line:?}");
+        }
+        out.trim_end().to_string()
     }
 
     pub fn call(&mut self, line: &str, word: &str) -> String {

@@ -60,8 +60,9 @@ pub struct GetOptions<'env> {
     pub timeout_ms: Option<f64>,
     /// Rejects the call with an `AbortError` (`code: 'ABORT_ERR'`, the signal's reason as
     /// `cause`) when aborted, or at once if it already is; the load it waited for goes on
-    /// for the others. Handled in `lib.cjs`.
+    /// for the others. Handled in `lib.cjs`: declared here for the typings only.
     #[napi(ts_type = "AbortSignal")]
+    #[allow(dead_code)]
     pub signal: Option<Unknown<'env>>,
 }
 
@@ -315,7 +316,7 @@ pub(crate) fn spawn_miss<'env>(
 
 /// The caller's deadline of `get` / `getMany`: `options.timeoutMs`, a number of ms > 0.
 fn deadline(env: &Env, options: Option<Unknown<'_>>) -> Result<Option<Duration>> {
-    let o: Option<GetOptions> = self::options(env, options, "options")?;
+    let o: Option<GetOptions<'_>> = self::options(env, options, "options")?;
     match o.and_then(|o| o.timeout_ms) {
         Some(0.0) => Err(range_error(env, "timeoutMs must be greater than 0, not 0")),
         Some(t) => millis(env, t, "timeoutMs").map(Some),

@@ -11,6 +11,7 @@ use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 use tokio::runtime::Handle;
 
+use super::discovery::{Discovery, Running};
 use super::membership::Membership;
 use super::runtime::{self, NodeRuntime};
 use super::{Cluster, ClusterInner};
@@ -74,6 +75,7 @@ pub struct ClusterBuilder {
     listen: String,
     advertise: Option<String>,
     peers: Vec<String>,
+    membership: String,
     opts: PeerOptions,
     vnodes: usize,
     hash: HashFn,
@@ -97,6 +99,10 @@ impl std::fmt::Debug for ClusterBuilder {
             .field("listen", &self.listen)
             .field("advertise", &self.advertise)
             .field("peers", &self.peers)
+            .field(
+                "membership",
+                &self.membership.parse::<Discovery>().map_err(|_| "<invalid>"),
+            )
             .field("token", &set(self.token.is_some() || self.token_file.is_some()))
             .field("previous_token", &set(self.previous_token.is_some()))
             .field("tls", &self.tls)
@@ -111,6 +117,7 @@ impl Default for ClusterBuilder {
             listen: "127.0.0.1:0".into(),
             advertise: None,
             peers: Vec::new(),
+            membership: String::new(),
             opts: PeerOptions {
                 timeout: DEFAULT_PEER_TIMEOUT,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -165,6 +172,26 @@ impl ClusterBuilder {
         S: Into<String>,
     {
         self.peers = peers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where the other nodes come from, spelled the same in every language:
+    ///
+    /// - `static` (the default): [`ClusterBuilder::peers`], changed by
+    ///   [`Cluster::set_peers`].
+    /// - `etcd://host:2379[,host:2379]/prefix[?lease_ttl=10]`: the node registers its
+    ///   advertised address under `<prefix>/nodes/` on a lease (default TTL
+    ///   [`crate::DEFAULT_ETCD_LEASE_TTL`]) and follows the other registrations; it
+    ///   revokes the lease on shutdown. etcd auth: `user:password@` before the hosts, or
+    ///   `user=…&password_file=…`; TLS: `ca=…` (and `cert=…&key=…`, `server_name=…`).
+    /// - `dns://name:port[?interval=5s]`: the nodes are the name's A/AAAA records, at
+    ///   `port`, resolved every interval (default [`crate::DEFAULT_DNS_INTERVAL`]);
+    ///   `resolver=ip:port` asks that DNS server instead of the system's.
+    ///
+    /// With etcd or DNS, `start` waits up to 5 s for the first ring, then goes on (alone,
+    /// if the source cannot be reached: it keeps trying, and stats report it).
+    pub fn membership(mut self, spec: impl Into<String>) -> Self {
+        self.membership = spec.into();
         self
     }
 
@@ -374,6 +401,13 @@ impl ClusterBuilder {
         if self.vnodes == 0 {
             return Err(Error::invalid("vnodes must be greater than zero"));
         }
+        let discovery: Discovery = self.membership.parse()?;
+        if discovery != Discovery::Static && !self.peers.is_empty() {
+            return Err(Error::invalid(format!(
+                "peers come from the {} membership: give no peer list",
+                discovery.kind()
+            )));
+        }
         if o.breaker_threshold == 0 {
             return Err(Error::invalid("the breaker threshold must be greater than zero"));
         }
@@ -450,7 +484,10 @@ impl ClusterBuilder {
             keepalive_timeout: KEEPALIVE_TIMEOUT,
         };
         let server = server::serve(listener, Arc::downgrade(&registry), serve, &handle).await?;
+        // Registered once the server answers, so that no node routes here too early.
+        let discovery = Running::start(&self.membership.parse()?, &membership, &handle).await;
         Ok(Cluster::from_parts(ClusterInner {
+            discovery,
             membership,
             registry,
             local_addr,

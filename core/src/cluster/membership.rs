@@ -1,8 +1,9 @@
 //! Membership: who the nodes are, and so who owns each key. The one place that decides
 //! owners; it is the [`Router`] every group of the cluster holds.
 //!
-//! Today the member list is static (the builder's `peers`, replaced by `set_peers`);
-//! live sources of membership plug in here by calling [`Membership::set_peers`].
+//! The member list comes from the builder's `peers` (replaced by `set_peers`), or from
+//! a live source (`discovery/`: etcd, DNS) that calls [`Membership::set_peers`] on every
+//! change and reports its health here.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +14,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::peer::client::{PeerClient, PeerOptions};
 use crate::ring::{HashFn, Ring};
@@ -33,6 +35,43 @@ pub(crate) struct Membership {
     /// Peer clients connect on this runtime.
     runtime: Handle,
     closed: AtomicBool,
+    info: Mutex<RingInfo>,
+    /// Bumped on every change of the ring or of its source's health.
+    changes_seen: tokio::sync::watch::Sender<u64>,
+}
+
+/// What [`RingStats`] reports besides the members.
+#[derive(Debug, Clone)]
+struct RingInfo {
+    source: &'static str,
+    epoch: u64,
+    changed_at_ms: u64,
+    error: Option<String>,
+}
+
+/// A node's view of the ring, in [`crate::ClusterStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingStats {
+    /// Where membership comes from: `static`, `etcd` or `dns`.
+    pub source: String,
+    /// The ring's nodes, this one included, sorted.
+    pub members: Vec<String>,
+    /// Bumped on every change of the member set (starts at 1).
+    pub epoch: u64,
+    /// When the member set last changed, in unix milliseconds.
+    pub changed_at_ms: u64,
+    /// Whether the source answers: `false` while etcd or DNS cannot be reached (the
+    /// node keeps the last ring it saw meanwhile). Always `true` for `static`.
+    pub healthy: bool,
+    /// The source's last error while unhealthy.
+    pub error: Option<String>,
+}
+
+impl RingStats {
+    /// The field names, as every binding spells them.
+    pub fn fields() -> [&'static str; 6] {
+        ["source", "members", "epoch", "changed_at_ms", "healthy", "error"]
+    }
 }
 
 impl fmt::Debug for Membership {
@@ -63,6 +102,51 @@ impl Membership {
             hash,
             runtime,
             closed: AtomicBool::new(false),
+            info: Mutex::new(RingInfo {
+                source: "static",
+                epoch: 1,
+                changed_at_ms: SystemClock.now_ms(),
+                error: None,
+            }),
+            changes_seen: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    /// A receiver that sees every change of the ring or of its source's health.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes_seen.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes_seen.send_modify(|n| *n += 1);
+    }
+
+    /// Names the source of membership, for stats.
+    pub(crate) fn set_source(&self, source: &'static str) {
+        self.info.lock().source = source;
+    }
+
+    /// The source's health: `Err(why)` while it cannot be reached.
+    pub(crate) fn set_health(&self, health: std::result::Result<(), String>) {
+        let error = health.err();
+        let mut info = self.info.lock();
+        if info.error != error {
+            info.error = error;
+            drop(info);
+            self.changed();
+        }
+    }
+
+    /// This node's view of the ring.
+    pub(crate) fn stats(&self) -> RingStats {
+        let info = self.info.lock().clone();
+        RingStats {
+            source: info.source.to_string(),
+            members: self.members(),
+            epoch: info.epoch,
+            changed_at_ms: info.changed_at_ms,
+            healthy: info.error.is_none(),
+            error: info.error,
         }
     }
 
@@ -113,11 +197,20 @@ impl Membership {
         }
         let mut nodes: Vec<String> = clients.keys().cloned().collect();
         nodes.push(self.self_addr.clone());
+        nodes.sort();
+        if nodes == self.ring.load().nodes() {
+            return Ok(());
+        }
         let ring = Ring::with_hash(nodes, self.vnodes, self.hash);
         // Clients first, so a route read between the two swaps finds its client (or, for a
         // removed node, falls back to local).
         self.peers.store(Arc::new(clients));
         self.ring.store(Arc::new(ring));
+        let mut info = self.info.lock();
+        info.epoch += 1;
+        info.changed_at_ms = SystemClock.now_ms();
+        drop(info);
+        self.changed();
         Ok(())
     }
 

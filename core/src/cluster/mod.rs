@@ -10,11 +10,13 @@
 //! | `mod.rs` | the public API of a running node |
 //! | `builder.rs` | options, defaults, validation, start |
 //! | `membership.rs` | who the nodes are and who owns a key: the groups' router |
+//! | `discovery/` | membership that follows etcd or DNS |
 //! | `runtime.rs` | the runtime the node runs on |
 //!
 //! The peer server itself is started and stopped by `peer/server.rs`.
 
 mod builder;
+mod discovery;
 mod membership;
 mod runtime;
 
@@ -32,6 +34,10 @@ pub use builder::{
     DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKER_THREADS,
 };
 
+pub use self::discovery::{DEFAULT_DNS_INTERVAL, DEFAULT_ETCD_LEASE_TTL, Discovery, DnsSpec, EtcdSpec};
+pub use self::membership::RingStats;
+
+use self::discovery::Running;
 use self::membership::Membership;
 use self::runtime::NodeRuntime;
 use crate::error::{Error, Result};
@@ -69,9 +75,13 @@ pub struct ClusterStats {
     pub peers: Vec<(String, BreakerState, PeerStats)>,
     /// This node's server: refused requests and connection events.
     pub server: ServerStats,
+    /// This node's view of the ring: members, epoch, and the health of its source.
+    pub ring: RingStats,
 }
 
 struct ClusterInner {
+    /// The etcd or DNS task, if membership is not static.
+    discovery: Option<Running>,
     membership: Arc<Membership>,
     /// The groups, which the server finds here.
     registry: Arc<Registry>,
@@ -122,6 +132,46 @@ impl Cluster {
         self.inner.membership.members()
     }
 
+    /// Waits until `ready(&ring)` holds for this node's view of the ring, for at most
+    /// `timeout`; returns the ring then (or, on timeout, [`crate::ErrorKind::Timeout`]).
+    /// Wakes on every ring change and every change of the source's health, never by
+    /// polling: for tests, tools and applications that must know when a node has joined
+    /// or left.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::ErrorKind::Timeout`] if `ready` did not hold in time;
+    /// [`crate::ErrorKind::Closed`] after shutdown.
+    pub async fn wait_for_ring(
+        &self,
+        timeout: std::time::Duration,
+        mut ready: impl FnMut(&RingStats) -> bool,
+    ) -> Result<RingStats> {
+        let mut changes = self.inner.membership.watch();
+        let wait = async {
+            loop {
+                changes.borrow_and_update();
+                let ring = self.inner.membership.stats();
+                if ready(&ring) {
+                    return Ok(ring);
+                }
+                if self.is_closed() || changes.changed().await.is_err() {
+                    return Err(Error::closed());
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                crate::ErrorKind::Timeout,
+                format!(
+                    "the ring did not reach the state waited for in {timeout:?}: {:?}",
+                    self.members()
+                ),
+            )),
+        }
+    }
+
     /// Which node owns `key` now.
     pub fn owner_of(&self, key: &[u8]) -> String {
         self.inner.membership.owner_of(key)
@@ -141,6 +191,11 @@ impl Cluster {
     {
         if self.is_closed() {
             return Err(Error::closed());
+        }
+        if self.inner.discovery.is_some() {
+            return Err(Error::invalid(
+                "set_peers is for a static membership: this node follows etcd or DNS",
+            ));
         }
         self.inner
             .membership
@@ -175,6 +230,7 @@ impl Cluster {
             node: self.advertise_addr().to_string(),
             peers,
             server: self.inner.server.stats(),
+            ring: self.inner.membership.stats(),
         }
     }
 
@@ -200,6 +256,11 @@ impl Cluster {
     pub async fn shutdown(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        // Leave the ring first (an etcd node revokes its lease), so that the other nodes
+        // stop routing here before the server stops answering.
+        if let Some(d) = &self.inner.discovery {
+            d.stop().await;
         }
         self.inner.membership.close();
         let result = self.inner.server.shutdown(self.inner.shutdown_grace).await;
