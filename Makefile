@@ -13,9 +13,10 @@ APT_INSTALL := sh $(CURDIR)/mk/apt-install.sh
 all: test
 
 # System packages the build and the tests need, installed when their command is missing:
-# protoc (the peer protocol), pkg-config and valgrind (the C tests).
+# protoc (the peer protocol), pkg-config and valgrind (the C tests), etcd (the membership
+# tests of every language).
 deps:
-	@$(APT_INSTALL) protoc:protobuf-compiler pkg-config valgrind
+	@$(APT_INSTALL) protoc:protobuf-compiler pkg-config valgrind etcd:etcd-server
 
 # The demo is a binary of the testkit crate (testkit/src/bin/demo.rs), built without its
 # `contenders` feature: a first run compiles meshcache and the demo, none of core's
@@ -41,7 +42,11 @@ test-rust: deps
 export MESHCACHE_GENCERT := $(CURDIR)/target/debug/gencert
 .PHONY: gencert
 gencert: deps
-	$(CARGO) build -q -p meshcache-testkit --features certs --bin gencert
+	$(CARGO) build -q -p meshcache-testkit --features certs --bin gencert --bin with-etcd
+
+# `$(WITH_ETCD) COMMAND...` runs a suite with an etcd of its own on loopback ports
+# (MESHCACHE_TEST_ETCD=127.0.0.1:<port>), stopped when the suite ends; built by `gencert`.
+WITH_ETCD := $(CURDIR)/target/debug/with-etcd
 
 # Each binding's targets live in mk/<language>.mk.
 include mk/c.mk mk/python.mk mk/node.mk

@@ -172,6 +172,16 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::wait_for_ring`] until the ring has exactly `n` members: "the cluster
+    /// has formed". Returns the members.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::wait_for_ring`].
+    pub async fn wait_for_members(&self, n: usize, timeout: std::time::Duration) -> Result<Vec<String>> {
+        Ok(self.wait_for_ring(timeout, |r| r.members.len() == n).await?.members)
+    }
+
     /// Which node owns `key` now.
     pub fn owner_of(&self, key: &[u8]) -> String {
         self.inner.membership.owner_of(key)
