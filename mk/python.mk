@@ -1,5 +1,6 @@
 # python binding: `make test-python` (run by `make test`) builds the extension into a
-# venv, runs pytest, mypy --strict on a typed example, and stubtest on the stubs.
+# venv, runs pytest (under with-etcd), mypy --strict on a typed example, and stubtest on
+# the stubs.
 # `make bench-python` runs python/bench (needs redis-server: installed if missing).
 # Not here: a fresh-venv `pip install ./python` + the README example (checked by hand:
 # it works, maturin comes from PyPI and protoc from `make deps`, but its release build
@@ -28,10 +29,12 @@ python-develop: python-env
 	cd python && VIRTUAL_ENV=$(abspath $(PY_VENV)) PATH=$(abspath $(PY_VENV))/bin:$$PATH \
 	  maturin develop --release --quiet
 
-# gencert: the TLS tests make fresh certificates with $(MESHCACHE_GENCERT).
+# gencert: the TLS tests make fresh certificates with $(MESHCACHE_GENCERT), and it builds
+# $(WITH_ETCD): pytest runs with an etcd of its own (MESHCACHE_TEST_ETCD) for the
+# membership tests, which fail without it.
 test-python: python-develop gencert
 	@# pytest exits 5 when it collects no tests: that fails here like any other error.
-	cd python && PATH=$(abspath $(PY_VENV))/bin:$$PATH ../$(PY) -m pytest -q
+	cd python && PATH=$(abspath $(PY_VENV))/bin:$$PATH $(WITH_ETCD) ../$(PY) -m pytest -q
 	cd python && ../$(PY) -m mypy --strict tests/typed_example.py
 	cd python && ../$(PY) -m mypy.stubtest meshcache._native
 	@echo "test-python: pytest, mypy --strict and stubtest passed"

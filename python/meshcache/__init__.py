@@ -42,8 +42,13 @@ A loader's ``get`` of the very key it is loading (which would wait for itself) r
 
 Stats: ``Group.stats()`` is a :class:`GroupStats` (counters, and :class:`TierStats` under
 ``"main"`` and ``"hot"``); ``Cluster.stats()`` a :class:`ClusterStats` (this node, a
-:class:`PeerStats` per peer, and this node's server as :class:`ServerStats`: refused
-calls and closed connections). The names are the same in every language meshcache has.
+:class:`PeerStats` per peer, its view of the ring as :class:`RingStats`, and this node's
+server as :class:`ServerStats`: refused calls and closed connections). The names are the
+same in every language meshcache has.
+
+Membership: ``Cluster(membership="etcd://host:2379/myservice")`` (or ``"dns://name:port"``;
+``"static"``, the default, takes ``peers``) finds the other nodes there and follows them;
+``cluster.wait_for_members(n, timeout=10)`` waits until the ring has ``n`` members.
 
 Security: ``Cluster(token=...)`` (or ``token_file=``, and ``previous_token=`` while
 rotating) makes the peer port refuse calls without the token; ``tls_cert=``,
@@ -65,6 +70,7 @@ from meshcache._native import (
     PanicError,
     PeerError,
     PeerStats,
+    RingStats,
     ServerStats,
     TierStats,
     Timeout,
@@ -85,6 +91,7 @@ __all__ = [
     "PanicError",
     "PeerError",
     "PeerStats",
+    "RingStats",
     "ServerStats",
     "TierStats",
     "Timeout",

@@ -76,10 +76,19 @@ class ServerStats(TypedDict):
     closed_at_shutdown: int
     rejected_protocol_mismatch: int
 
+class RingStats(TypedDict):
+    source: Literal["static", "etcd", "dns"]
+    members: list[str]
+    epoch: int
+    changed_at_ms: int
+    healthy: bool
+    error: Optional[str]
+
 class ClusterStats(TypedDict):
     node: str
     peers: list[PeerStats]
     server: ServerStats
+    ring: RingStats
 
 @final
 class _LoadScope:
@@ -114,6 +123,7 @@ class Cluster:
         listen: Optional[str] = None,
         peers: Optional[Iterable[str]] = None,
         *,
+        membership: Optional[str] = None,
         advertise: Optional[str] = None,
         peer_timeout: Optional[float] = None,
         connect_timeout: Optional[float] = None,
@@ -155,6 +165,7 @@ class Cluster:
     def members(self) -> list[str]: ...
     def owner_of(self, key: _Key) -> str: ...
     def set_peers(self, peers: Iterable[str]) -> None: ...
+    def wait_for_members(self, n: int, timeout: Optional[float] = 10.0) -> list[str]: ...
     def stats(self) -> ClusterStats: ...
     def close(self) -> None: ...
     def __enter__(self) -> Cluster: ...

@@ -19,6 +19,16 @@ def cluster() -> Iterator[meshcache.Cluster]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def etcd() -> str:
+    """The endpoint (`host:port`) of the etcd `make test-python` runs the suite with
+    (`with-etcd`). Missing, the membership tests fail: they are never skipped."""
+    endpoint = os.environ.get("MESHCACHE_TEST_ETCD")
+    if not endpoint:
+        pytest.fail("MESHCACHE_TEST_ETCD is not set: run the suite with `make test-python` (it starts etcd)")
+    return endpoint
+
+
 @dataclass(frozen=True)
 class Certs:
     """Fresh test certificates (`$MESHCACHE_GENCERT DIR`): a CA, a node certificate it

@@ -37,3 +37,11 @@ def test_readme_security_example_runs(certs: Certs) -> None:
     enabled, n = re.subn(r"(?m)^(\s*)# (\w+=)", r"\1\2", code)
     assert n >= 2 and "tls_cert=" in enabled and "previous_token=" in enabled
     assert run(enabled, cwd=certs.dir) == "0 refused"
+
+
+def test_readme_membership_example_runs(etcd: str) -> None:
+    code = example("python-membership-example")
+    assert "etcd://127.0.0.1:2379/myservice" in code
+    # The suite's own etcd instead of the README's; the prefix stays /myservice.
+    code = code.replace("127.0.0.1:2379", etcd)
+    assert run(code) == "user 42 via etcd with 1 member"

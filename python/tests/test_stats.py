@@ -8,7 +8,7 @@ import pathlib
 import meshcache
 
 # The names core defines (GroupStats::counters, TierStats::fields, PeerStats::fields,
-# ServerStats::fields): the same in C, Node and Python.
+# ServerStats::fields, RingStats::fields): the same in C, Node and Python.
 TIER = {"items", "bytes", "gets", "hits", "evictions", "expirations"}
 GROUP = {
     "gets",
@@ -52,7 +52,8 @@ SERVER = {
     "closed_at_shutdown",
     "rejected_protocol_mismatch",
 }
-CLUSTER = {"node", "peers", "server"}
+RING = {"source", "members", "epoch", "changed_at_ms", "healthy", "error"}
+CLUSTER = {"node", "peers", "server", "ring"}
 
 
 def stub_typed_dicts() -> dict[str, set[str]]:
@@ -90,6 +91,8 @@ def test_group_and_cluster_stats_have_exactly_cores_keys(cluster: meshcache.Clus
     assert peer["breaker"] in ("closed", "open", "half_open")
     assert set(c["server"]) == SERVER
     assert all(isinstance(v, int) for v in c["server"].values())
+    assert set(c["ring"]) == RING
+    assert c["ring"]["members"] == sorted([cluster.advertise_addr, "127.0.0.1:9"])
 
 
 def test_the_typed_dicts_match_the_dicts() -> None:
@@ -98,6 +101,7 @@ def test_the_typed_dicts_match_the_dicts() -> None:
         "GroupStats": GROUP,
         "PeerStats": PEER,
         "ServerStats": SERVER,
+        "RingStats": RING,
         "ClusterStats": CLUSTER,
     }
     # At runtime (built from core's lists) ...

@@ -59,6 +59,10 @@ def main() -> int:
         server: meshcache.ServerStats = node["server"]
         refused: int = server["rejected_unauthenticated"] + server["closed_at_shutdown"]
         addr: str = cluster.local_addr
+        ring: meshcache.RingStats = node["ring"]
+        error: Optional[str] = ring["error"]
+        members: list[str] = cluster.wait_for_members(len(ring["members"]), timeout=5.0)
+        assert ring["healthy"] and error is None and ring["source"] in ("static", "etcd", "dns"), ring["epoch"]
 
         async def run() -> bytes:
             return await other.aget("x", timeout=5.0)
@@ -70,7 +74,15 @@ def main() -> int:
             pass
         except meshcache.MeshcacheError as e:
             print(e)
-        return len(value) + len(maybe or b"") + len(hit) + int(present) + len(many) + loads + len(addr) + len(got) + refused
+        return (
+            len(value) + len(maybe or b"") + len(hit) + int(present) + len(many) + loads + len(addr) + len(got) + refused
+            + len(members) + ring["changed_at_ms"] % 2
+        )
+
+
+def follows_etcd(endpoint: str) -> list[str]:
+    with meshcache.Cluster(membership=f"etcd://{endpoint}/myservice?lease_ttl=10") as cluster:
+        return cluster.wait_for_members(2, timeout=None)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ use crate::errors;
 use crate::exit;
 use crate::fork;
 use crate::group::{PyGroup, forked};
+use crate::interrupt;
 use crate::loader::{LoopThread, PyLoader, SharedLoader};
 use crate::stats;
 
@@ -168,9 +169,14 @@ impl PyCluster {
     /// rotating) guards the peer port; `tls_cert`, `tls_key` and `tls_ca` (PEM files, all
     /// three) turn on TLS with mutual TLS unless `tls_client_auth=False`. Durations are
     /// seconds.
+    ///
+    /// `membership` (README "Membership"): where the other nodes come from, one string as
+    /// in every language: `"static"` (the default: `peers`, changed by `set_peers`),
+    /// `"etcd://host:port[,host:port]/prefix[?lease_ttl=10]"` or
+    /// `"dns://name:port[?interval=5s]"`. A spec core cannot use raises `InvalidArgument`.
     #[new]
     #[pyo3(signature = (
-        listen=None, peers=None, *, advertise=None, peer_timeout=None, connect_timeout=None,
+        listen=None, peers=None, *, membership=None, advertise=None, peer_timeout=None, connect_timeout=None,
         worker_threads=None, token=None, token_file=None, previous_token=None, tls_cert=None,
         tls_key=None, tls_ca=None, tls_client_auth=true, tls_server_name=None,
         shutdown_grace=None, handshake_timeout=None, idle_timeout=None, max_peer_requests=None,
@@ -180,6 +186,7 @@ impl PyCluster {
         py: Python<'_>,
         listen: Option<&Bound<'_, PyAny>>,
         peers: Option<&Bound<'_, PyAny>>,
+        membership: Option<&Bound<'_, PyAny>>,
         advertise: Option<&Bound<'_, PyAny>>,
         peer_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
@@ -210,6 +217,10 @@ impl PyCluster {
                 .cast::<PyString>()
                 .map_err(|_| PyTypeError::new_err("advertise must be a \"host:port\" str or None"))?;
             b = b.advertise(a.to_cow()?.into_owned());
+        }
+        // Parsed by core (at build): a spec it cannot use, or one with `peers`, is refused.
+        if let Some(m) = text(membership, "membership")? {
+            b = b.membership(m);
         }
         if let Some(t) = seconds(peer_timeout, "peer_timeout")? {
             b = b.peer_timeout(t);
@@ -372,8 +383,43 @@ impl PyCluster {
         exit::detach(py, || c.set_peers(peers)).map_err(|e| errors::to_py(py, e, None))
     }
 
-    /// This node's address and, for every peer, its address, breaker state and counters
-    /// (names from core, the same in every language).
+    /// Waits until the ring has exactly `n` members (this node included), for at most
+    /// `timeout` seconds (`None`: no bound); returns the members. Wakes on every change of
+    /// the ring, with the GIL released; Ctrl-C interrupts it on the main thread.
+    /// `Timeout` (a `TimeoutError`) when the ring had another size all along.
+    #[pyo3(signature = (n, timeout=Some(10.0)), text_signature = "($self, n, timeout=10.0)")]
+    fn wait_for_members(
+        &self,
+        py: Python<'_>,
+        n: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<String>> {
+        self.check_fork(py)?;
+        let n = count(py, Some(n), "n")?.ok_or_else(|| PyTypeError::new_err("n must be an int"))?;
+        // No bound: tokio's timer takes an unreachable deadline as "never".
+        let limit = match timeout {
+            None => Duration::MAX,
+            Some(t) => Duration::try_from_secs_f64(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    errors::invalid(
+                        py,
+                        format!(
+                            "timeout must be a finite number of seconds greater than zero, or None, not {t}"
+                        ),
+                    )
+                })?,
+        };
+        let c = self.cluster.clone();
+        interrupt::block_on(py, self.cluster.runtime(), None, async move {
+            c.wait_for_members(n, limit).await
+        })?
+        .map_err(|e| errors::to_py(py, e, None))
+    }
+
+    /// This node's address, for every peer its address, breaker state and counters, and
+    /// this node's view of the ring (names from core, the same in every language).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         self.check_fork(py)?;
         stats::cluster(py, &self.cluster.stats())
