@@ -95,7 +95,8 @@ typedef struct meshcache_cluster meshcache_cluster;
  * The setters only record values (they check for NULL and UTF-8, nothing else): options
  * that can never work (a zero timeout, message size, vnode count, breaker threshold,
  * worker thread count or peer request limit, a bad token, an unreadable token or TLS
- * file) are refused by `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
+ * file, a membership spec that does not parse, peers with etcd or DNS membership) are
+ * refused by `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
  * Setters may be called in any order; a later call of a setter replaces an earlier one
  * (`meshcache_cluster_options_add_peer` adds).
  */
@@ -105,8 +106,11 @@ typedef struct meshcache_cluster_options meshcache_cluster_options;
  * A snapshot of a cluster's stats, from `meshcache_cluster_stats_get`: this node's
  * advertised address (`meshcache_cluster_stats_node`), one `meshcache_peer_stats` per
  * other node (`meshcache_cluster_stats_peers_len`, `meshcache_cluster_stats_peer`), in
- * address order, and this node's server counters (`meshcache_cluster_stats_server`).
- * Free with `meshcache_cluster_stats_free`.
+ * address order, this node's server counters (`meshcache_cluster_stats_server`), and
+ * this node's view of the ring: `meshcache_cluster_stats_ring_source`, `_ring_members_len`
+ * and `_ring_member`, `_ring_epoch`, `_ring_changed_at_ms`, `_ring_healthy`,
+ * `_ring_error` (the names of `ring` in every language). Free with
+ * `meshcache_cluster_stats_free`.
  */
 typedef struct meshcache_cluster_stats meshcache_cluster_stats;
 
@@ -451,12 +455,16 @@ void meshcache_clock_free(struct meshcache_clock *clock);
  * a connection cannot end the process; the process's handling of SIGPIPE is not
  * changed.
  *
+ * With etcd or DNS membership (`meshcache_cluster_options_set_membership`), it waits up
+ * to 5 s for the first ring, and goes on alone if the source cannot be reached.
+ *
  * Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
  * bound, a wildcard listen address without an advertise address, an option that can
  * never work (a zero timeout, message size, vnode count, breaker threshold, worker
  * thread count or peer request limit), a bad token (empty, or not printable ASCII
  * without spaces), a previous token without a current one, a token file or TLS file
- * that cannot be read, or a NULL `out`.
+ * that cannot be read, a membership spec that does not parse, a peer list with etcd or
+ * DNS membership, or a NULL `out`.
  */
 enum meshcache_result meshcache_cluster_new(const struct meshcache_cluster_options *options,
                                             struct meshcache_cluster **out);
@@ -465,12 +473,28 @@ enum meshcache_result meshcache_cluster_new(const struct meshcache_cluster_optio
  * Replaces the peer list with the `n_peers` addresses at `peers` (`"host:port"` each;
  * this node's own address may be among them). The ring is swapped atomically.
  *
- * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or an address that is not
- * `host:port`, `MESHCACHE_CLOSED` after shutdown.
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer, an address that is not
+ * `host:port`, or a cluster whose membership follows etcd or DNS (its peers come from
+ * there); `MESHCACHE_CLOSED` after shutdown.
  */
 enum meshcache_result meshcache_cluster_set_peers(const struct meshcache_cluster *cluster,
                                                   const char *const *peers,
                                                   size_t n_peers);
+
+/**
+ * Blocks until this node's ring has exactly `n` members (this node included), for at
+ * most `timeout_ms` milliseconds (> 0): "the cluster has formed", or "that node has
+ * left". Woken by every change of the ring, never by polling. The members are then in
+ * `meshcache_cluster_stats_get`'s snapshot (`meshcache_cluster_stats_ring_member`).
+ *
+ * Returns `MESHCACHE_TIMEOUT` if the ring did not have `n` members in time,
+ * `MESHCACHE_INVALID_ARGUMENT` for a NULL `cluster` or a zero `timeout_ms`,
+ * `MESHCACHE_CLOSED` after shutdown. (A wait under way when the cluster is shut down
+ * ends at the next change of the ring, or at its deadline.)
+ */
+enum meshcache_result meshcache_cluster_wait_for_members(const struct meshcache_cluster *cluster,
+                                                         size_t n,
+                                                         uint64_t timeout_ms);
 
 /**
  * Writes the address the peer server is bound to (with the real port when port 0 was
@@ -496,8 +520,9 @@ enum meshcache_result meshcache_cluster_advertise_addr(const struct meshcache_cl
 /**
  * A snapshot of the cluster's stats into `*out` (free it with
  * `meshcache_cluster_stats_free`): this node's address; for each other node, its
- * address, breaker state and call counters; and this node's server counters. Works
- * after shutdown too (`closed_at_shutdown` is read there).
+ * address, breaker state and call counters; this node's server counters; and its view
+ * of the ring (`meshcache_cluster_stats_ring_*`). Works after shutdown too
+ * (`closed_at_shutdown` is read there).
  */
 enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster *cluster,
                                                   struct meshcache_cluster_stats **out);
@@ -525,12 +550,12 @@ enum meshcache_result meshcache_cluster_shutdown(const struct meshcache_cluster 
 void meshcache_cluster_free(struct meshcache_cluster *cluster);
 
 /**
- * New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), no
- * peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after 10 ms, breaker
- * opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads; no token and
- * no TLS (keep the port private then: see the README's Security section), shutdown
- * grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer requests
- * at once.
+ * New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), static
+ * membership with no peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after
+ * 10 ms, breaker opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads;
+ * no token and no TLS (keep the port private then: see the README's Security section),
+ * shutdown grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer
+ * requests at once.
  */
 enum meshcache_result meshcache_cluster_options_new(struct meshcache_cluster_options **out);
 
@@ -610,6 +635,32 @@ enum meshcache_result meshcache_cluster_options_set_vnodes(struct meshcache_clus
  */
 enum meshcache_result meshcache_cluster_options_set_worker_threads(struct meshcache_cluster_options *options,
                                                                    size_t threads);
+
+/**
+ * Where the other nodes come from: one string, spelled the same in every language.
+ *
+ * - `"static"` (the default): the peer list (`meshcache_cluster_options_add_peer`,
+ *   changed later by `meshcache_cluster_set_peers`).
+ * - `"etcd://host:2379[,host:2379]/prefix[?lease_ttl=10]"`: the node registers its
+ *   advertised address under `<prefix>/nodes/` on an etcd lease (TTL in whole seconds,
+ *   default 10) and follows the other registrations; shutdown revokes the lease, so the
+ *   other nodes drop this one at once. etcd auth: `user:password@` before the hosts, or
+ *   `user=...&password_file=...`; TLS to etcd: `ca=...` (and `cert=...&key=...`,
+ *   `server_name=...`).
+ * - `"dns://name:port[?interval=5s&resolver=ip:port]"`: the nodes are the A/AAAA records
+ *   of `name`, at `port`, resolved every interval (default 5 s).
+ *
+ * With etcd or DNS, `meshcache_cluster_new` waits up to 5 s for the first ring, then
+ * goes on (alone if the source cannot be reached: it keeps trying, and
+ * `meshcache_cluster_stats_ring_healthy` says so); `meshcache_cluster_wait_for_members`
+ * waits for the ring to form. A spec that does not parse, or a peer list given with etcd
+ * or DNS, is refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`), and
+ * `meshcache_cluster_set_peers` is refused on such a cluster. `spec` is copied.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or a `spec` that is not UTF-8.
+ */
+enum meshcache_result meshcache_cluster_options_set_membership(struct meshcache_cluster_options *options,
+                                                               const char *spec);
 
 /**
  * The cluster token, a secret shared by every node of the cluster: sent on every call
@@ -1028,6 +1079,15 @@ const char *meshcache_test_peer_stats_names(void);
 const char *meshcache_test_server_stats_names(void);
 #endif
 
+#if defined(MESHCACHE_TEST_HOOKS)
+/**
+ * Test hook: the core's names of a node's ring in its stats (`RingStats::fields()`), in
+ * its order, comma-separated. The C tests compare it with the names of the
+ * `meshcache_cluster_stats_ring_*` accessors. A static string.
+ */
+const char *meshcache_test_ring_stats_names(void);
+#endif
+
 /**
  * The loader found the key: cache `len` bytes at `data` (copied) for `ttl_ms`
  * milliseconds (`MESHCACHE_TTL_DEFAULT`: the group's default TTL; `MESHCACHE_TTL_NEVER`).
@@ -1054,6 +1114,50 @@ enum meshcache_result meshcache_loader_out_set_not_found(struct meshcache_loader
  */
 enum meshcache_result meshcache_loader_out_set_error(struct meshcache_loader_out *out,
                                                      const char *message);
+
+/**
+ * Where this node's membership comes from: `"static"` (a peer list), `"etcd"` or `"dns"`
+ * (`meshcache_cluster_options_set_membership`). NUL-terminated, owned by `stats` (valid
+ * until `meshcache_cluster_stats_free`); "" for NULL.
+ */
+const char *meshcache_cluster_stats_ring_source(const struct meshcache_cluster_stats *stats);
+
+/**
+ * The number of nodes on this node's ring, this one included (0 for NULL).
+ */
+size_t meshcache_cluster_stats_ring_members_len(const struct meshcache_cluster_stats *stats);
+
+/**
+ * Member `index` of the ring (advertised addresses, `"host:port"`, sorted), NUL-terminated,
+ * owned by `stats` (valid until `meshcache_cluster_stats_free`); NULL for a NULL `stats`
+ * or an `index` out of range.
+ */
+const char *meshcache_cluster_stats_ring_member(const struct meshcache_cluster_stats *stats,
+                                                size_t index);
+
+/**
+ * The ring's epoch: 1 at start, bumped on every change of the member set (0 for NULL).
+ */
+uint64_t meshcache_cluster_stats_ring_epoch(const struct meshcache_cluster_stats *stats);
+
+/**
+ * When the member set last changed (or the node started), in milliseconds since the
+ * Unix epoch (0 for NULL).
+ */
+uint64_t meshcache_cluster_stats_ring_changed_at_ms(const struct meshcache_cluster_stats *stats);
+
+/**
+ * Whether the membership source answers: `false` while etcd or DNS cannot be reached
+ * (the node keeps the last ring it saw meanwhile; `meshcache_cluster_stats_ring_error`
+ * says why). Always `true` for `"static"`; `false` for NULL.
+ */
+bool meshcache_cluster_stats_ring_healthy(const struct meshcache_cluster_stats *stats);
+
+/**
+ * The membership source's last error while it is unhealthy, NUL-terminated, owned by
+ * `stats` (valid until `meshcache_cluster_stats_free`); NULL when healthy, and for NULL.
+ */
+const char *meshcache_cluster_stats_ring_error(const struct meshcache_cluster_stats *stats);
 
 /**
  * This node's advertised address (its name on the ring), NUL-terminated, owned by

@@ -1,8 +1,9 @@
 # C binding (bindings/c, include/meshcache.h, examples/c). Targets:
 #   make header           regenerate include/meshcache.h with the pinned cbindgen
 #   make test-c           (run by make test) header check, C and C++ builds, C tests natively
-#                         and under valgrind, install into a temp prefix, pkg-config example,
-#                         README's C programs (the first one, and the one under ### Security)
+#                         and under valgrind (each under an etcd of its own: $(WITH_ETCD)),
+#                         install into a temp prefix, pkg-config example, README's C programs
+#                         (the first one, and the ones under ### Security and ### Membership)
 #   make install PREFIX=  libmeshcache.so (with SONAME) + .a, meshcache.h, meshcache.pc
 #   make bench-c          C get-hit cost vs the Rust API (release build), see BENCHMARKS.md
 .PHONY: header header-check cbindgen c-lib test-c install bench-c
@@ -40,7 +41,8 @@ c-lib: deps
 	ln -sf ../../debug/libmeshcache.so $(C_OUT)/lib/libmeshcache.so.$(C_ABI)
 	ln -sf ../../debug/libmeshcache.so $(C_OUT)/lib/libmeshcache.so
 
-# The TLS tests run $(MESHCACHE_GENCERT) (exported by the Makefile): hence gencert.
+# The TLS tests run $(MESHCACHE_GENCERT) (exported by the Makefile), and the membership
+# tests need an etcd, which $(WITH_ETCD) starts for each run: both are built by gencert.
 test-c: header-check c-lib gencert
 	@$(APT_INSTALL) valgrind
 	$(CARGO) clippy -q -p meshcache-ffi --features test-hooks --all-targets -- -D warnings
@@ -51,12 +53,12 @@ test-c: header-check c-lib gencert
 	  -L$(C_OUT)/lib -lmeshcache
 	LD_LIBRARY_PATH=$(C_OUT)/lib $(C_OUT)/header_check
 	@# Rust panics (injected on purpose by the panic tests) print to stderr; RUST_BACKTRACE=0 keeps that short.
-	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(C_OUT)/test_meshcache | tee $(C_OUT)/test.log
+	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(WITH_ETCD) $(C_OUT)/test_meshcache | tee $(C_OUT)/test.log
 	grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/test.log
 	@# No leak suppressions: the runtime's threads are joined when a cluster is freed. The two
 	@# suppressions are a false report inside rustls + ring's AES-GCM (see the file); they
 	@# match deep stacks, hence --num-callers.
-	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 valgrind -q --error-exitcode=1 --leak-check=full \
+	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(WITH_ETCD) valgrind -q --error-exitcode=1 --leak-check=full \
 	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
 	  --suppressions=$(C_CRATE)/tests/valgrind.supp --num-callers=50 \
 	  $(C_OUT)/test_meshcache | tee $(C_OUT)/valgrind.log
@@ -83,6 +85,19 @@ test-c: header-check c-lib gencert
 	PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig cc $(C_STRICT) $(C_OUT)/readme_security.c \
 	  -o $(C_OUT)/readme_security $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags --libs meshcache)
 	test "$$(LD_LIBRARY_PATH=$(C_OUT)/prefix/lib $(C_OUT)/readme_security)" = "rejected_unauthenticated 0"
+	@# The README's C Membership program (the C block under ### Membership in ## C) joins
+	@# etcd://127.0.0.1:2379/myservice: built with this run's etcd endpoint in its place,
+	@# from the install prefix, and run under $(WITH_ETCD).
+	awk '/^## C$$/{c=1;next} /^## /{c=0} c&&/^### Membership$$/{s=1;next} c&&/^### /{s=0} \
+	  s&&/^```c$$/{p=1;next} p&&/^```$$/{exit} p' README.md > $(C_OUT)/readme_membership.c
+	grep -q '"etcd://127.0.0.1:2379/myservice"' $(C_OUT)/readme_membership.c \
+	  || { echo "README has no C program joining etcd://127.0.0.1:2379/myservice under ## C / ### Membership" >&2; exit 1; }
+	$(WITH_ETCD) sh -c 'sed "s|127.0.0.1:2379|$$MESHCACHE_TEST_ETCD|" $(C_OUT)/readme_membership.c \
+	  > $(C_OUT)/readme_membership_etcd.c && \
+	  PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig cc $(C_STRICT) $(C_OUT)/readme_membership_etcd.c \
+	    -o $(C_OUT)/readme_membership $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags --libs meshcache) && \
+	  out=$$(LD_LIBRARY_PATH=$(C_OUT)/prefix/lib $(C_OUT)/readme_membership) && echo "$$out" && \
+	  test "$$out" = "user 42, ring etcd: 1 member(s), healthy"'
 	@echo "test-c: C tests, valgrind, C++ header, install + pkg-config example, README programs: all passed"
 
 install: deps

@@ -1,6 +1,7 @@
 //! Clusters: creation, peers, addresses, the stats call, shutdown and free.
 
 use std::ffi::c_char;
+use std::time::Duration;
 
 use meshcache::{Cluster, Error, ErrorKind};
 use tokio::runtime::Runtime;
@@ -39,12 +40,16 @@ pub struct meshcache_cluster {
 /// a connection cannot end the process; the process's handling of SIGPIPE is not
 /// changed.
 ///
+/// With etcd or DNS membership (`meshcache_cluster_options_set_membership`), it waits up
+/// to 5 s for the first ring, and goes on alone if the source cannot be reached.
+///
 /// Returns `MESHCACHE_INVALID_ARGUMENT` for an address that does not parse or cannot be
 /// bound, a wildcard listen address without an advertise address, an option that can
 /// never work (a zero timeout, message size, vnode count, breaker threshold, worker
 /// thread count or peer request limit), a bad token (empty, or not printable ASCII
 /// without spaces), a previous token without a current one, a token file or TLS file
-/// that cannot be read, or a NULL `out`.
+/// that cannot be read, a membership spec that does not parse, a peer list with etcd or
+/// DNS membership, or a NULL `out`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_new(
     options: *const meshcache_cluster_options,
@@ -103,8 +108,9 @@ fn block_sigpipe() {
 /// Replaces the peer list with the `n_peers` addresses at `peers` (`"host:port"` each;
 /// this node's own address may be among them). The ring is swapped atomically.
 ///
-/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or an address that is not
-/// `host:port`, `MESHCACHE_CLOSED` after shutdown.
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer, an address that is not
+/// `host:port`, or a cluster whose membership follows etcd or DNS (its peers come from
+/// there); `MESHCACHE_CLOSED` after shutdown.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_set_peers(
     cluster: *const meshcache_cluster,
@@ -124,6 +130,36 @@ pub unsafe extern "C" fn meshcache_cluster_set_peers(
             list.push(unsafe { str_arg(*peers.add(i), "peers[i]") }?.to_string());
         }
         c.cluster.set_peers(list)?;
+        Ok(())
+    })
+}
+
+/// Blocks until this node's ring has exactly `n` members (this node included), for at
+/// most `timeout_ms` milliseconds (> 0): "the cluster has formed", or "that node has
+/// left". Woken by every change of the ring, never by polling. The members are then in
+/// `meshcache_cluster_stats_get`'s snapshot (`meshcache_cluster_stats_ring_member`).
+///
+/// Returns `MESHCACHE_TIMEOUT` if the ring did not have `n` members in time,
+/// `MESHCACHE_INVALID_ARGUMENT` for a NULL `cluster` or a zero `timeout_ms`,
+/// `MESHCACHE_CLOSED` after shutdown. (A wait under way when the cluster is shut down
+/// ends at the next change of the ring, or at its deadline.)
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_wait_for_members(
+    cluster: *const meshcache_cluster,
+    n: usize,
+    timeout_ms: u64,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `cluster` is live by contract.
+        let c = unsafe { arg(cluster, "cluster") }?;
+        if timeout_ms == 0 {
+            return Err(invalid("timeout_ms must be greater than zero").into());
+        }
+        if c.cluster.is_closed() {
+            return Err(Error::new(ErrorKind::Closed, "meshcache was shut down").into());
+        }
+        let wait = c.cluster.wait_for_members(n, Duration::from_millis(timeout_ms));
+        c.cluster.runtime().block_on(wait)?;
         Ok(())
     })
 }
@@ -168,8 +204,9 @@ pub unsafe extern "C" fn meshcache_cluster_advertise_addr(
 
 /// A snapshot of the cluster's stats into `*out` (free it with
 /// `meshcache_cluster_stats_free`): this node's address; for each other node, its
-/// address, breaker state and call counters; and this node's server counters. Works
-/// after shutdown too (`closed_at_shutdown` is read there).
+/// address, breaker state and call counters; this node's server counters; and its view
+/// of the ring (`meshcache_cluster_stats_ring_*`). Works after shutdown too
+/// (`closed_at_shutdown` is read there).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_stats_get(
     cluster: *const meshcache_cluster,

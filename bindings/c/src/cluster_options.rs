@@ -14,7 +14,8 @@ use crate::meshcache_result;
 /// The setters only record values (they check for NULL and UTF-8, nothing else): options
 /// that can never work (a zero timeout, message size, vnode count, breaker threshold,
 /// worker thread count or peer request limit, a bad token, an unreadable token or TLS
-/// file) are refused by `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
+/// file, a membership spec that does not parse, peers with etcd or DNS membership) are
+/// refused by `meshcache_cluster_new`, with `MESHCACHE_INVALID_ARGUMENT`.
 /// Setters may be called in any order; a later call of a setter replaces an earlier one
 /// (`meshcache_cluster_options_add_peer` adds).
 pub struct meshcache_cluster_options {
@@ -78,12 +79,12 @@ impl meshcache_cluster_options {
     }
 }
 
-/// New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), no
-/// peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after 10 ms, breaker
-/// opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads; no token and
-/// no TLS (keep the port private then: see the README's Security section), shutdown
-/// grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer requests
-/// at once.
+/// New cluster options with the defaults: listen on `127.0.0.1:0` (a free port), static
+/// membership with no peers, peer timeout 1000 ms, connect timeout 500 ms, 1 retry after
+/// 10 ms, breaker opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads;
+/// no token and no TLS (keep the port private then: see the README's Security section),
+/// shutdown grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer
+/// requests at once.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_new(
     out: *mut *mut meshcache_cluster_options,
@@ -288,6 +289,42 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_worker_threads(
     unsafe {
         with_options(options, |o| {
             o.worker_threads = threads;
+            Ok(())
+        })
+    }
+}
+
+/// Where the other nodes come from: one string, spelled the same in every language.
+///
+/// - `"static"` (the default): the peer list (`meshcache_cluster_options_add_peer`,
+///   changed later by `meshcache_cluster_set_peers`).
+/// - `"etcd://host:2379[,host:2379]/prefix[?lease_ttl=10]"`: the node registers its
+///   advertised address under `<prefix>/nodes/` on an etcd lease (TTL in whole seconds,
+///   default 10) and follows the other registrations; shutdown revokes the lease, so the
+///   other nodes drop this one at once. etcd auth: `user:password@` before the hosts, or
+///   `user=...&password_file=...`; TLS to etcd: `ca=...` (and `cert=...&key=...`,
+///   `server_name=...`).
+/// - `"dns://name:port[?interval=5s&resolver=ip:port]"`: the nodes are the A/AAAA records
+///   of `name`, at `port`, resolved every interval (default 5 s).
+///
+/// With etcd or DNS, `meshcache_cluster_new` waits up to 5 s for the first ring, then
+/// goes on (alone if the source cannot be reached: it keeps trying, and
+/// `meshcache_cluster_stats_ring_healthy` says so); `meshcache_cluster_wait_for_members`
+/// waits for the ring to form. A spec that does not parse, or a peer list given with etcd
+/// or DNS, is refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`), and
+/// `meshcache_cluster_set_peers` is refused on such a cluster. `spec` is copied.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or a `spec` that is not UTF-8.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_membership(
+    options: *mut meshcache_cluster_options,
+    spec: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; `spec` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            let spec = str_arg(spec, "spec")?.to_string();
+            update(o, |b| b.membership(spec));
             Ok(())
         })
     }

@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use meshcache::{GroupStats, Now, PeerStats, ServerStats};
+use meshcache::{GroupStats, Now, PeerStats, RingStats, ServerStats};
 
 use crate::error::{arg, arg_mut, bytes_arg, ffi, ffi_infallible, invalid, out_arg};
 use crate::{meshcache_group, meshcache_loader_out, meshcache_result};
@@ -140,6 +140,19 @@ pub extern "C" fn meshcache_test_server_stats_names() -> *const c_char {
                 .iter()
                 .map(|(n, _)| n.to_string())
                 .collect()
+        })
+    })
+}
+
+/// Test hook: the core's names of a node's ring in its stats (`RingStats::fields()`), in
+/// its order, comma-separated. The C tests compare it with the names of the
+/// `meshcache_cluster_stats_ring_*` accessors. A static string.
+#[unsafe(no_mangle)]
+pub extern "C" fn meshcache_test_ring_stats_names() -> *const c_char {
+    static NAMES: OnceLock<CString> = OnceLock::new();
+    ffi_infallible(c"".as_ptr(), || {
+        joined(&NAMES, || {
+            RingStats::fields().iter().map(|n| n.to_string()).collect()
         })
     })
 }

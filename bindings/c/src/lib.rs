@@ -10,7 +10,8 @@
 //! Files: `error.rs` (result codes, last error, the panic boundary, argument checks),
 //! `value.rs` (owned values and `get_many` results), `cluster.rs` and `group.rs` (the
 //! objects' lifecycles and calls), `cluster_options.rs` and `group_options.rs` (their
-//! options), `stats.rs` (the stats snapshots in C layout), `loader.rs` (the C loader callback), `clock.rs` (a manual clock for TTL tests),
+//! options), `stats.rs` (the stats snapshots in C layout), `ring_stats.rs` (the ring's
+//! accessors in a cluster's snapshot), `loader.rs` (the C loader callback), `clock.rs` (a manual clock for TTL tests),
 //! `hooks.rs` (test and bench hooks, feature `test-hooks`).
 
 // This is the only crate of the workspace allowed `unsafe`: a C ABI cannot be written
@@ -34,6 +35,7 @@ pub mod group_options;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 pub mod loader;
+pub mod ring_stats;
 pub mod stats;
 pub mod value;
 

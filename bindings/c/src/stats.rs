@@ -1,4 +1,5 @@
-//! Stats snapshots in C layout: a cluster's (its peers and its server) and a group's (its tiers).
+//! Stats snapshots in C layout: a cluster's (its peers and its server; its ring is read
+//! through the accessors of `ring_stats.rs`) and a group's (its tiers).
 
 use std::ffi::{CString, c_char};
 
@@ -6,6 +7,7 @@ use meshcache::{ClusterStats, GroupStats, PeerStats, ServerStats, TierStats};
 
 use crate::error::{arg, ffi, ffi_infallible, invalid, out_arg};
 use crate::meshcache_result;
+use crate::ring_stats::RingSnapshot;
 
 /// One peer of a cluster, from `meshcache_cluster_stats_peer`: its address, the state of
 /// its circuit breaker and the counters of this node's calls to it. The strings belong to
@@ -89,13 +91,17 @@ impl From<ServerStats> for meshcache_server_stats {
 /// A snapshot of a cluster's stats, from `meshcache_cluster_stats_get`: this node's
 /// advertised address (`meshcache_cluster_stats_node`), one `meshcache_peer_stats` per
 /// other node (`meshcache_cluster_stats_peers_len`, `meshcache_cluster_stats_peer`), in
-/// address order, and this node's server counters (`meshcache_cluster_stats_server`).
-/// Free with `meshcache_cluster_stats_free`.
+/// address order, this node's server counters (`meshcache_cluster_stats_server`), and
+/// this node's view of the ring: `meshcache_cluster_stats_ring_source`, `_ring_members_len`
+/// and `_ring_member`, `_ring_epoch`, `_ring_changed_at_ms`, `_ring_healthy`,
+/// `_ring_error` (the names of `ring` in every language). Free with
+/// `meshcache_cluster_stats_free`.
 #[derive(Debug)]
 pub struct meshcache_cluster_stats {
     node: CString,
     peers: Vec<PeerSnapshot>,
     server: ServerStats,
+    pub(crate) ring: RingSnapshot,
 }
 
 #[derive(Debug)]
@@ -120,12 +126,13 @@ impl From<ClusterStats> for meshcache_cluster_stats {
                 })
                 .collect(),
             server: s.server,
+            ring: s.ring.into(),
         }
     }
 }
 
 /// `s` as a C string (an address or a state name never holds a NUL; one would be escaped).
-fn c_string(s: &str) -> CString {
+pub(crate) fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', "\\0")).unwrap_or_default()
 }
 

@@ -4,7 +4,10 @@
  * waits on another thread or a socket are bounded (BOUND_MS).
  *
  * The TLS test needs test certificates: `make test-c` builds `gencert` and exports its
- * path as MESHCACHE_GENCERT; run by hand, export it too (`make gencert` builds it). */
+ * path as MESHCACHE_GENCERT; run by hand, export it too (`make gencert` builds it). The
+ * etcd membership test needs an etcd: `make test-c` runs the tests under
+ * target/debug/with-etcd, which starts one and exports MESHCACHE_TEST_ETCD; without it
+ * that test fails. */
 #define _POSIX_C_SOURCE 200809L
 #define MESHCACHE_TEST_HOOKS 1
 
@@ -1009,6 +1012,21 @@ static const field SERVER_STATS_FIELDS[] = {
     SS(closed_at_shutdown),       SS(rejected_protocol_mismatch),
 };
 
+/* The ring of a cluster's stats is read through accessors, one per field (two for
+ * `members`: `_members_len` and `_member`): this list names each field by its accessor,
+ * so it does not compile if one is renamed or missing. */
+typedef struct accessor {
+  const char *name;
+  void (*fn)(void);
+} accessor;
+
+#define RING(field, suffix) {#field, (void (*)(void))meshcache_cluster_stats_ring_##field##suffix}
+
+static const accessor RING_STATS_ACCESSORS[] = {
+    RING(source, ),         RING(members, _len), RING(epoch, ),
+    RING(changed_at_ms, ),  RING(healthy, ),     RING(error, ),
+};
+
 /* The fields' names, comma-separated, into `out`; 0 unless the fields tile the struct in
  * order, each starting where the previous one ends (so no field goes unnamed). */
 static int field_names(const field *f, size_t n, size_t struct_size, char *out, size_t len) {
@@ -1038,6 +1056,15 @@ static void test_stats_field_names_are_the_cores(void) {
                     sizeof(meshcache_server_stats), names, sizeof names));
   printf("     meshcache_server_stats: %s\n", names);
   CHECK(strcmp(names, meshcache_test_server_stats_names()) == 0);
+  names[0] = 0;
+  for (size_t i = 0; i < sizeof RING_STATS_ACCESSORS / sizeof RING_STATS_ACCESSORS[0]; i++) {
+    CHECK(RING_STATS_ACCESSORS[i].fn != NULL);
+    if (i > 0) strncat(names, ",", sizeof names - strlen(names) - 1);
+    strncat(names, RING_STATS_ACCESSORS[i].name, sizeof names - strlen(names) - 1);
+  }
+  CHECK(meshcache_cluster_stats_ring_member != NULL); /* the other accessor of `members` */
+  printf("     meshcache_cluster_stats_ring_*: %s\n", names);
+  CHECK(strcmp(names, meshcache_test_ring_stats_names()) == 0);
 }
 
 /* ---- security: a cluster token, TLS, a shutdown that always ends ------------------- */
@@ -1927,6 +1954,225 @@ static void test_shutdown_releases_waiters_on_a_hung_loader(void) {
   CHECK(calls == 1);
 }
 
+/* ---- membership: etcd, the ring in stats, waiting for members --------------------- */
+
+/* The bound on a node's leave being seen by another through etcd: the leaver revokes its
+ * lease on shutdown, so well under the 2 s lease of these tests. */
+#define LEAVE_MS 1000
+
+/* The etcd of `make test-c` (each run of the tests has one of its own, from with-etcd):
+ * its `host:port`, or NULL (saying why). Without it the etcd test fails, never skips. */
+static const char *test_etcd(void) {
+  const char *ep = getenv("MESHCACHE_TEST_ETCD");
+  if (ep == NULL || ep[0] == 0) {
+    fprintf(stderr, "  MESHCACHE_TEST_ETCD is not set: run the C tests with `make test-c` (it "
+                    "runs them under target/debug/with-etcd, which starts an etcd), or run "
+                    "them under with-etcd yourself (`make gencert` builds it)\n");
+    return NULL;
+  }
+  return ep;
+}
+
+/* Options that join the etcd `ep` under `prefix`, with a 2 s lease. */
+static meshcache_cluster_options *with_etcd(const char *ep, const char *prefix) {
+  char spec[256];
+  meshcache_cluster_options *o = slow_run_options();
+  if (o == NULL) return NULL;
+  snprintf(spec, sizeof spec, "etcd://%s/%s?lease_ttl=2", ep, prefix);
+  if (meshcache_cluster_options_set_membership(o, spec) != MESHCACHE_OK) {
+    meshcache_cluster_options_free(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* Whether the ring in `s` lists `addr`. */
+static int ring_has(const meshcache_cluster_stats *s, const char *addr) {
+  for (size_t i = 0; i < meshcache_cluster_stats_ring_members_len(s); i++) {
+    if (strcmp(meshcache_cluster_stats_ring_member(s, i), addr) == 0) return 1;
+  }
+  return 0;
+}
+
+/* Whether `ms` (unix milliseconds) lies in [since, now] seconds, a second either side. */
+static int unix_ms_between(uint64_t ms, time_t since) {
+  return ms / 1000 + 1 >= (uint64_t)since && ms / 1000 <= (uint64_t)time(NULL) + 1;
+}
+
+static void test_membership_through_etcd(void) {
+  const char *ep = test_etcd();
+  CHECK(ep != NULL);
+  char prefix[64];
+  time_t start = time(NULL);
+  snprintf(prefix, sizeof prefix, "meshcache-c-%ld-%.0f", (long)getpid(), now_ms());
+  node a, b;
+  CHECK(node_open(&a, with_etcd(ep, prefix)));
+  CHECK(node_open(&b, with_etcd(ep, prefix)));
+  OK(meshcache_cluster_wait_for_members(a.cluster, 2, BOUND_MS));
+  OK(meshcache_cluster_wait_for_members(b.cluster, 2, BOUND_MS));
+  /* Every key is loaded once in the whole cluster, by its owner's loader: each node
+   * fetched from the other exactly the keys the other loaded, and fell back on none. */
+  CHECK(get_keys(&a, "etcd") == 0);
+  CHECK(get_keys(&b, "etcd") == 0);
+  int la = atomic_load(&a.loader.calls), lb = atomic_load(&b.loader.calls);
+  printf("     %d keys loaded by one node, %d by the other\n", la, lb);
+  CHECK(la + lb == SECURE_KEYS);
+  meshcache_group_stats ga, gb;
+  OK(meshcache_group_stats_get(a.group, &ga));
+  OK(meshcache_group_stats_get(b.group, &gb));
+  CHECK(ga.remote_fetches == (uint64_t)lb && gb.remote_fetches == (uint64_t)la);
+  CHECK(ga.fallback_loads == 0 && gb.fallback_loads == 0);
+  /* The ring in stats: from etcd, healthy, both nodes, sorted. */
+  meshcache_cluster_stats *s = NULL;
+  OK(meshcache_cluster_stats_get(a.cluster, &s));
+  CHECK(strcmp(meshcache_cluster_stats_ring_source(s), "etcd") == 0);
+  CHECK(meshcache_cluster_stats_ring_healthy(s));
+  CHECK(meshcache_cluster_stats_ring_error(s) == NULL);
+  CHECK(meshcache_cluster_stats_ring_members_len(s) == 2);
+  CHECK(ring_has(s, a.addr) && ring_has(s, b.addr));
+  CHECK(strcmp(meshcache_cluster_stats_ring_member(s, 0), meshcache_cluster_stats_ring_member(s, 1)) < 0);
+  CHECK(meshcache_cluster_stats_ring_member(s, 2) == NULL);
+  uint64_t epoch = meshcache_cluster_stats_ring_epoch(s);
+  CHECK(epoch >= 2);
+  CHECK(unix_ms_between(meshcache_cluster_stats_ring_changed_at_ms(s), start));
+  meshcache_cluster_stats_free(s);
+  /* Its peers come from etcd: set_peers is refused. */
+  const char *peers[2] = {a.addr, b.addr};
+  CHECK_RC(meshcache_cluster_set_peers(a.cluster, peers, 2), MESHCACHE_INVALID_ARGUMENT);
+  CHECK(strstr(meshcache_last_error_message(), "etcd or DNS") != NULL);
+  /* A graceful shutdown revokes b's lease first: a drops b at once (while b's shutdown
+   * may still be closing connections), not when the lease ends. */
+  closer shut;
+  memset(&shut, 0, sizeof shut);
+  shut.cluster = b.cluster;
+  pthread_mutex_init(&shut.mu, NULL);
+  pthread_cond_init(&shut.cv, NULL);
+  double t0 = now_ms();
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, run_closer, &shut) == 0);
+  meshcache_result rc = meshcache_cluster_wait_for_members(a.cluster, 1, LEAVE_MS);
+  double seen = now_ms() - t0;
+  pthread_join(t, NULL); /* shutdown returns within about its grace plus a second */
+  printf("     the other node saw the leave %.0f ms after the shutdown began (it took %.0f ms)\n",
+         seen, now_ms() - t0);
+  pthread_mutex_destroy(&shut.mu);
+  pthread_cond_destroy(&shut.cv);
+  CHECK_RC(rc, MESHCACHE_OK);
+  CHECK_RC(shut.rc, MESHCACHE_OK);
+  OK(meshcache_cluster_stats_get(a.cluster, &s));
+  CHECK(meshcache_cluster_stats_ring_members_len(s) == 1 && ring_has(s, a.addr));
+  CHECK(meshcache_cluster_stats_ring_epoch(s) > epoch);
+  CHECK(meshcache_cluster_stats_ring_healthy(s));
+  meshcache_cluster_stats_free(s);
+  node_close(&b);
+  node_close(&a);
+}
+
+static void test_membership_specs_refused(void) {
+  const meshcache_result INV = MESHCACHE_INVALID_ARGUMENT;
+  /* The setter records the spec; meshcache_cluster_new refuses what does not parse. */
+  static const char *const bad[] = {"consul://x", "etcd://h:1", "etcd://h:1/p?lease_ttl=0",
+                                    "dns://name"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    meshcache_cluster_options *o = NULL;
+    meshcache_cluster *c = NULL;
+    OK(meshcache_cluster_options_new(&o));
+    OK(meshcache_cluster_options_set_membership(o, bad[i]));
+    meshcache_result rc = meshcache_cluster_new(o, &c);
+    meshcache_cluster_options_free(o);
+    CHECK_RC(rc, INV);
+    CHECK(c == NULL);
+    CHECK(strstr(meshcache_last_error_message(), "membership") != NULL);
+  }
+  /* A peer list with etcd: the peers come from etcd (refused before any connection). */
+  meshcache_cluster_options *o = NULL;
+  meshcache_cluster *c = NULL;
+  OK(meshcache_cluster_options_new(&o));
+  OK(meshcache_cluster_options_set_membership(o, "etcd://127.0.0.1:1/p"));
+  OK(meshcache_cluster_options_add_peer(o, "127.0.0.1:2"));
+  CHECK_RC(meshcache_cluster_new(o, &c), INV);
+  CHECK(c == NULL);
+  CHECK(strstr(meshcache_last_error_message(), "peer list") != NULL);
+  /* NULL pointers */
+  CHECK_RC(meshcache_cluster_options_set_membership(o, NULL), INV);
+  CHECK_RC(meshcache_cluster_options_set_membership(NULL, "static"), INV);
+  /* "static", spelled out, is the default */
+  OK(meshcache_cluster_options_set_membership(o, "static"));
+  OK(meshcache_cluster_new(o, &c));
+  meshcache_cluster_options_free(o);
+  meshcache_cluster_stats *s = NULL;
+  OK(meshcache_cluster_stats_get(c, &s));
+  CHECK(strcmp(meshcache_cluster_stats_ring_source(s), "static") == 0);
+  CHECK(meshcache_cluster_stats_ring_members_len(s) == 2); /* the peer list counts again */
+  meshcache_cluster_stats_free(s);
+  CHECK_RC(meshcache_cluster_wait_for_members(NULL, 1, BOUND_MS), INV);
+  CHECK_RC(meshcache_cluster_wait_for_members(c, 1, 0), INV);
+  meshcache_cluster_free(c);
+}
+
+typedef struct member_waiter {
+  meshcache_cluster *cluster;
+  size_t n;
+  meshcache_result rc;
+} member_waiter;
+
+static void *wait_for_members(void *p) {
+  member_waiter *w = (member_waiter *)p;
+  w->rc = meshcache_cluster_wait_for_members(w->cluster, w->n, BOUND_MS);
+  return NULL;
+}
+
+static void test_static_ring_stats_and_waits(void) {
+  fixture f;
+  time_t start = time(NULL);
+  CHECK(fixture_open(&f, NULL));
+  char addr[64];
+  size_t n = 0;
+  OK(meshcache_cluster_advertise_addr(f.cluster, addr, sizeof addr, &n));
+  meshcache_cluster_stats *s = NULL;
+  OK(meshcache_cluster_stats_get(f.cluster, &s));
+  CHECK(strcmp(meshcache_cluster_stats_ring_source(s), "static") == 0);
+  CHECK(meshcache_cluster_stats_ring_healthy(s));
+  CHECK(meshcache_cluster_stats_ring_error(s) == NULL);
+  CHECK(meshcache_cluster_stats_ring_members_len(s) == 1);
+  CHECK(strcmp(meshcache_cluster_stats_ring_member(s, 0), addr) == 0);
+  CHECK(meshcache_cluster_stats_ring_member(s, 1) == NULL);
+  CHECK(meshcache_cluster_stats_ring_member(s, (size_t)-1) == NULL);
+  CHECK(meshcache_cluster_stats_ring_epoch(s) == 1);
+  CHECK(unix_ms_between(meshcache_cluster_stats_ring_changed_at_ms(s), start));
+  meshcache_cluster_stats_free(s);
+  /* NULL stats: defaults, no crash */
+  CHECK(strcmp(meshcache_cluster_stats_ring_source(NULL), "") == 0);
+  CHECK(meshcache_cluster_stats_ring_members_len(NULL) == 0);
+  CHECK(meshcache_cluster_stats_ring_member(NULL, 0) == NULL);
+  CHECK(meshcache_cluster_stats_ring_epoch(NULL) == 0);
+  CHECK(meshcache_cluster_stats_ring_changed_at_ms(NULL) == 0);
+  CHECK(!meshcache_cluster_stats_ring_healthy(NULL));
+  CHECK(meshcache_cluster_stats_ring_error(NULL) == NULL);
+  /* Waits: already there returns at once; a ring that never forms times out. */
+  OK(meshcache_cluster_wait_for_members(f.cluster, 1, BOUND_MS));
+  double t0 = now_ms();
+  CHECK_RC(meshcache_cluster_wait_for_members(f.cluster, 2, 100), MESHCACHE_TIMEOUT);
+  CHECK(now_ms() - t0 >= 99);
+  /* A waiter on another thread is woken by set_peers (or finds two members, if it
+   * starts after it). */
+  member_waiter w = {f.cluster, 2, MESHCACHE_UNKNOWN};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, wait_for_members, &w) == 0);
+  const char *peers[2] = {addr, "127.0.0.1:1"};
+  meshcache_result rc = meshcache_cluster_set_peers(f.cluster, peers, 2);
+  pthread_join(t, NULL);
+  CHECK_RC(rc, MESHCACHE_OK);
+  CHECK_RC(w.rc, MESHCACHE_OK);
+  OK(meshcache_cluster_stats_get(f.cluster, &s));
+  CHECK(meshcache_cluster_stats_ring_members_len(s) == 2 && ring_has(s, "127.0.0.1:1"));
+  CHECK(meshcache_cluster_stats_ring_epoch(s) == 2);
+  meshcache_cluster_stats_free(s);
+  OK(meshcache_cluster_shutdown(f.cluster));
+  CHECK_RC(meshcache_cluster_wait_for_members(f.cluster, 2, BOUND_MS), MESHCACHE_CLOSED);
+  fixture_close(&f);
+}
+
 /* ---- runner ----------------------------------------------------------------------- */
 
 typedef struct test_case {
@@ -1949,6 +2195,8 @@ static const test_case TESTS[] = {
     T(test_shutdown_ends_with_idle_connections),
     T(test_load_timeout),           T(test_get_with_timeout),
     T(test_shutdown_releases_waiters_on_a_hung_loader),
+    T(test_membership_through_etcd), T(test_membership_specs_refused),
+    T(test_static_ring_stats_and_waits),
 };
 
 int main(int argc, char **argv) {
