@@ -5,7 +5,9 @@
 # diff against git means they were stale), node --test (fails if it ran no test), tsc
 # --strict on a typed example, then `npm pack` installed into an empty project, where the
 # README's examples run. The TLS tests make their certificates with $$MESHCACHE_GENCERT
-# (`make gencert`, exported by the Makefile) in a temp dir.
+# (`make gencert`, exported by the Makefile) in a temp dir; the membership tests (and the
+# README's Membership example) join through an etcd that $(WITH_ETCD) (also built by
+# `gencert`) starts for each `node --test` run: without MESHCACHE_TEST_ETCD they fail.
 NODE_DIR := node
 NODE_TGZ := $(NODE_DIR)/meshcache-0.1.0.tgz
 
@@ -22,7 +24,7 @@ node-build:
 	  || { echo "node/index.js or node/index.d.ts is stale: commit the regenerated files" >&2; exit 1; }
 
 test-node: deps gencert node-build
-	cd $(NODE_DIR) && node --test test/*.test.mjs 2>&1 | tee ../target/node-test.log
+	cd $(NODE_DIR) && $(WITH_ETCD) node --test test/*.test.mjs 2>&1 | tee ../target/node-test.log
 	@n=$$(grep -Eo '^# pass [0-9]+' target/node-test.log | awk '{print $$3}'); f=$$(grep -Eo '^# fail [0-9]+' target/node-test.log | awk '{print $$3}'); \
 	  echo "node --test: $${n:-0} passed, $${f:-?} failed"; \
 	  [ "$${n:-0}" -gt 0 ] && [ "$$f" = 0 ] || { echo "node --test failed or ran no tests" >&2; exit 1; }
@@ -31,7 +33,7 @@ test-node: deps gencert node-build
 	cd $(NODE_DIR) && npm pack --loglevel=error >/dev/null
 	@proj=$$(mktemp -d) && trap 'rm -rf "$$proj"' EXIT && cd "$$proj" && npm init -y >/dev/null \
 	  && npm install --no-audit --no-fund --loglevel=error "$(CURDIR)/$(NODE_TGZ)" \
-	  && cd "$(CURDIR)/$(NODE_DIR)" && MESHCACHE_README_PROJECT="$$proj" node --test test/readme.test.mjs >/dev/null \
+	  && cd "$(CURDIR)/$(NODE_DIR)" && MESHCACHE_README_PROJECT="$$proj" $(WITH_ETCD) node --test test/readme.test.mjs >/dev/null \
 	  && echo "npm pack: the tarball installs into an empty project and the README examples run"
 	rm -f $(NODE_TGZ)
 

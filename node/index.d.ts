@@ -75,10 +75,21 @@ export declare class Cluster {
    * `MESHCACHE_CLOSED` after `close()`.
    */
   group(name: string, options?: GroupOptions | undefined | null): Group
-  /** Replaces the peer list; the ring is swapped at once. */
+  /**
+   * Replaces the peer list; the ring is swapped at once. Throws a `RangeError`
+   * (`MESHCACHE_INVALID_ARGUMENT`) on a cluster whose membership is etcd or DNS.
+   */
   setPeers(peers: Array<string>): void
   /** The ring's nodes (this one included), sorted. */
   members(): Array<string>
+  /**
+   * Resolves with the ring's members (sorted) once it has exactly `n` of them, this node
+   * included: "the cluster has formed", or a node has left. Wakes on each change of the
+   * ring, without polling. Rejects with `MESHCACHE_TIMEOUT` after `options.timeoutMs`
+   * (default 10000), and with `MESHCACHE_CLOSED` if the cluster is closed meanwhile; it
+   * keeps the process alive until then, never longer.
+   */
+  waitForMembers(n: number, options?: WaitOptions | undefined | null): Promise<Array<string>>
   /** The node that owns `key` now. */
   ownerOf(key: string): string
   /**
@@ -168,9 +179,20 @@ export interface ClusterOptions {
   advertise?: string
   /**
    * Every node's advertised address (this node's own may be included). Default: none,
-   * a single-node cache.
+   * a single-node cache. Only with the `'static'` membership.
    */
   peers?: Array<string>
+  /**
+   * Where the nodes come from, one string spelled the same in every language:
+   * `'static'` (the default: `peers`, replaced by `setPeers`),
+   * `'etcd://host:port[,host:port]/prefix[?lease_ttl=10&...]'` (nodes register under
+   * `<prefix>/nodes/` with a lease and watch each other; a graceful `close()` revokes
+   * the lease) or `'dns://name:port[?interval=5s&resolver=ip:port]'` (the name's
+   * A/AAAA records, re-resolved every interval). With etcd or DNS the constructor waits
+   * up to 5 s for the first ring, and `peers` / `setPeers` are refused. A spec that
+   * cannot work throws a `RangeError` (`MESHCACHE_INVALID_ARGUMENT`).
+   */
+  membership?: string
   /** Deadline of each call to a peer, in ms. Default 1000. */
   peerTimeoutMs?: number
   /** Time to connect to a peer, in ms. Default 500. */
@@ -244,6 +266,8 @@ export interface ClusterStats {
   peers: Array<PeerStats>
   /** This node's peer server: refused requests and connection events. */
   server: ServerStats
+  /** This node's view of the ring: its members, and the health of their source. */
+  ring: RingStats
 }
 
 /** Options of `group.get()` and `group.getMany()`. */
@@ -257,7 +281,7 @@ export interface GetOptions {
   /**
    * Rejects the call with an `AbortError` (`code: 'ABORT_ERR'`, the signal's reason as
    * `cause`) when aborted, or at once if it already is; the load it waited for goes on
-   * for the others. Handled in `lib.cjs`.
+   * for the others. Handled in `lib.cjs`: declared here for the typings only.
    */
   signal?: AbortSignal
 }
@@ -383,6 +407,28 @@ export interface PeerStats {
   breaker_opened: number
 }
 
+/**
+ * `cluster.stats().ring`: this node's view of the ring. `error` is `null` while the
+ * source is healthy (always, for `'static'`).
+ */
+export interface RingStats {
+  /** Where membership comes from: the `membership` option's kind. */
+  source: 'static' | 'etcd' | 'dns'
+  /** The ring's nodes (advertised addresses), this one included, sorted. */
+  members: Array<string>
+  /** Bumped on every change of the member set (starts at 1). */
+  epoch: number
+  /** When the member set last changed, in unix milliseconds. */
+  changed_at_ms: number
+  /**
+   * Whether the source answers: `false` while etcd or DNS cannot be reached (the node
+   * keeps serving with the last ring it saw meanwhile).
+   */
+  healthy: boolean
+  /** The source's last error while unhealthy, else `null`. */
+  error: string | null
+}
+
 /** Options of `group.set()`. */
 export interface SetOptions {
   /** TTL of this value in ms. Default: the group's `ttlMs`. */
@@ -403,4 +449,13 @@ export interface TierStats {
   evictions: number
   /** Entries removed because their deadline passed. */
   expirations: number
+}
+
+/** Options of `cluster.waitForMembers()`. */
+export interface WaitOptions {
+  /**
+   * How long to wait, in ms (> 0): then the promise rejects with `MESHCACHE_TIMEOUT`.
+   * Default 10000.
+   */
+  timeoutMs?: number
 }

@@ -377,8 +377,8 @@ test('peek and get hits: fresh Buffers from the pool, large values, many pools',
 })
 
 // The names of core's `GroupStats::counters()`, `TierStats::fields()`,
-// `PeerStats::fields()` and `ServerStats::fields()`, in order: every language shows
-// exactly these (snake_case).
+// `PeerStats::fields()`, `ServerStats::fields()` and `RingStats::fields()`, in order:
+// every language shows exactly these (snake_case).
 const GROUP_COUNTERS = ['gets', 'hits', 'hot_hits', 'deduplicated', 'loads', 'load_errors', 'not_found',
   'remote_fetches', 'remote_not_found', 'remote_errors', 'fallback_loads', 'hot_inserts', 'served',
   'invalidation_errors', 'invalidations_retried', 'invalidations_dropped', 'capacity']
@@ -386,12 +386,21 @@ const TIER_FIELDS = ['items', 'bytes', 'gets', 'hits', 'evictions', 'expirations
 const PEER_FIELDS = ['requests', 'successes', 'failures', 'timeouts', 'retries', 'rejected', 'breaker_opened']
 const SERVER_FIELDS = ['rejected_unauthenticated', 'rejected_overloaded', 'rejected_too_many_keys', 'accept_errors',
   'handshake_timeouts', 'idle_closed', 'closed_at_shutdown', 'rejected_protocol_mismatch']
+const RING_FIELDS = ['source', 'members', 'epoch', 'changed_at_ms', 'healthy', 'error']
 
 /** The names a core function lists as `("name", self.name)`, read from its source. */
 function coreNames(file, fn) {
   const src = readFileSync(new URL(`../../core/src/${file}`, import.meta.url), 'utf8')
   const body = src.slice(src.indexOf(`pub fn ${fn}(`))
   return [...body.slice(0, body.indexOf('\n    }\n')).matchAll(/\("([a-z_]+)", self\.\1\)/g)].map((m) => m[1])
+}
+
+/** The names a core function returns as an array of string literals, read from its source. */
+function coreList(file, type, fn) {
+  const src = readFileSync(new URL(`../../core/src/${file}`, import.meta.url), 'utf8')
+  const impl = src.slice(src.indexOf(`impl ${type} {`))
+  const body = impl.slice(impl.indexOf(`pub fn ${fn}(`))
+  return [...body.slice(0, body.indexOf('\n    }\n')).matchAll(/"([a-z_]+)"/g)].map((m) => m[1])
 }
 
 test("err.code: MESHCACHE_ and core's kind names, the same list as the ErrorCode type", () => {
@@ -408,6 +417,15 @@ test("the lists above are core's", () => {
   assert.deepEqual(coreNames('store/mod.rs', 'fields'), TIER_FIELDS)
   assert.deepEqual(coreNames('peer/client.rs', 'fields'), PEER_FIELDS)
   assert.deepEqual(coreNames('peer/server.rs', 'fields'), SERVER_FIELDS)
+  assert.deepEqual(coreList('cluster/membership.rs', 'RingStats', 'fields'), RING_FIELDS)
+})
+
+test("the RingStats type in index.d.ts names core's ring fields", () => {
+  const dts = readFileSync(new URL('../index.d.ts', import.meta.url), 'utf8')
+  const start = dts.indexOf('export interface RingStats {')
+  assert.ok(start >= 0, 'index.d.ts declares RingStats')
+  const body = dts.slice(start, dts.indexOf('\n}', start))
+  assert.deepEqual([...body.matchAll(/^  ([a-z_]+): /gm)].map((m) => m[1]), RING_FIELDS)
 })
 
 test("the ServerStats type in index.d.ts names core's server counters", () => {
@@ -430,8 +448,10 @@ test('stats: the keys are core\'s names, snake_case, in core\'s order', async ()
     assert.equal(s.main.items, 1)
     cluster.setPeers([cluster.localAddr, '127.0.0.1:1'])
     const c = cluster.stats()
-    assert.deepEqual(Object.keys(c), ['node', 'peers', 'server'])
+    assert.deepEqual(Object.keys(c), ['node', 'peers', 'server', 'ring'])
     assert.deepEqual(Object.keys(c.server), SERVER_FIELDS)
+    assert.deepEqual(Object.keys(c.ring), RING_FIELDS)
+    assert.deepEqual(c.ring.members, [cluster.localAddr, '127.0.0.1:1'].sort())
     for (const k of SERVER_FIELDS) assert.equal(c.server[k], 0, k)
     assert.equal(c.peers.length, 1)
     assert.deepEqual(Object.keys(c.peers[0]), ['addr', 'breaker', ...PEER_FIELDS])

@@ -10,8 +10,11 @@ import { fileURLToPath } from 'node:url'
 
 const pkg = fileURLToPath(new URL('..', import.meta.url))
 const readme = readFileSync(join(pkg, '..', 'README.md'), 'utf8')
-// `## Node.js` up to the next `## `: the example, then `### Security` and its example.
-const [main, security] = readme.split('## Node.js')[1].split('\n## ')[0].split('\n### Security\n')
+// `## Node.js` up to the next `## `: the example, then `### Security`, `### Membership`...
+const [main, ...subsections] = readme.split('## Node.js')[1].split('\n## ')[0].split('\n### ')
+const subsection = (title) => subsections.find((s) => s.startsWith(`${title}\n`))
+const security = subsection('Security')
+const membership = subsection('Membership')
 const firstJs = (text) => text.match(/```js\n([\s\S]*?)```/)[1]
 
 // MESHCACHE_README_PROJECT: an empty project where the packed tarball was installed
@@ -45,4 +48,14 @@ test("README's Node.js Security example runs and exits", () => {
   const code = firstJs(security)
   assert.match(code, /token: '/)
   assert.equal(run('security.mjs', code), '0\n')
+})
+
+test("README's Node.js Membership example joins through etcd, runs and exits", () => {
+  assert.ok(membership, 'README `## Node.js` has a `### Membership` subsection')
+  const etcd = process.env.MESHCACHE_TEST_ETCD
+  assert.ok(etcd, 'MESHCACHE_TEST_ETCD is not set: run the suite with `make test-node` (it starts an etcd)')
+  const code = firstJs(membership)
+  assert.ok(code.includes("'etcd://127.0.0.1:2379/myservice'"), 'the example joins through etcd://127.0.0.1:2379/myservice')
+  const stdout = run('membership.mjs', code.replace('etcd://127.0.0.1:2379/myservice', `etcd://${etcd}/myservice`))
+  assert.equal(stdout, 'user 42, ring etcd: 1 member(s), healthy true\n')
 })

@@ -1,5 +1,5 @@
 // Type-checked (tsc --noEmit --strict) against index.d.ts; not run.
-import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats, type ServerStats } from 'meshcache'
+import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats, type ServerStats, type RingStats } from 'meshcache'
 
 const loader: Loader = async (key: string) => {
   if (key === '') throw new NotFoundError('empty', { ttlMs: 1000 })
@@ -29,6 +29,13 @@ async function main(): Promise<void> {
   })
   const server: ServerStats = secured.stats().server
   const refused: number = server.rejected_unauthenticated + server.rejected_protocol_mismatch + server.closed_at_shutdown
+  const joined = new Cluster({ membership: 'etcd://127.0.0.1:2379/myservice?lease_ttl=10' })
+  const members: string[] = await joined.waitForMembers(3, { timeoutMs: 10_000 })
+  const ring: RingStats = joined.stats().ring
+  const source: 'static' | 'etcd' | 'dns' = ring.source
+  const why: string | null = ring.healthy ? null : ring.error
+  console.log(members.length, ring.members, ring.epoch + ring.changed_at_ms, source, why)
+  await joined.close()
   try {
     await users.get('x')
   } catch (e) {

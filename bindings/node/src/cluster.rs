@@ -1,18 +1,20 @@
 //! `Cluster`: this process's node, its runtime and its groups, and `ClusterOptions`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use meshcache::ErrorKind;
 use napi::bindgen_prelude::*;
 use napi::{JsValue, Unknown};
 use napi_derive::napi;
 use tokio::runtime::Handle;
+use tokio::sync::watch;
 
-use crate::convert::{Out, convert, key_bytes, millis, options};
+use crate::convert::{JsNumber, Out, convert, key_bytes, millis, options};
 use crate::errors::{map_error, range_error};
 use crate::group::{Group, GroupOptions};
 use crate::loader::js_loader;
-use crate::promise::Gets;
+use crate::promise::{Gets, or_reject, spawn};
 use crate::stats::ClusterStats;
 
 /// Options of `new Cluster()`. Every node of a cluster must agree on `vnodes`.
@@ -26,8 +28,17 @@ pub struct ClusterOptions {
     /// bound address.
     pub advertise: Option<String>,
     /// Every node's advertised address (this node's own may be included). Default: none,
-    /// a single-node cache.
+    /// a single-node cache. Only with the `'static'` membership.
     pub peers: Option<Vec<String>>,
+    /// Where the nodes come from, one string spelled the same in every language:
+    /// `'static'` (the default: `peers`, replaced by `setPeers`),
+    /// `'etcd://host:port[,host:port]/prefix[?lease_ttl=10&...]'` (nodes register under
+    /// `<prefix>/nodes/` with a lease and watch each other; a graceful `close()` revokes
+    /// the lease) or `'dns://name:port[?interval=5s&resolver=ip:port]'` (the name's
+    /// A/AAAA records, re-resolved every interval). With etcd or DNS the constructor waits
+    /// up to 5 s for the first ring, and `peers` / `setPeers` are refused. A spec that
+    /// cannot work throws a `RangeError` (`MESHCACHE_INVALID_ARGUMENT`).
+    pub membership: Option<String>,
     /// Deadline of each call to a peer, in ms. Default 1000.
     pub peer_timeout_ms: Option<f64>,
     /// Time to connect to a peer, in ms. Default 500.
@@ -80,6 +91,18 @@ pub struct ClusterOptions {
     pub max_peer_requests: Option<u32>,
 }
 
+/// Options of `cluster.waitForMembers()`.
+#[napi(object, object_to_js = false)]
+#[derive(Default)]
+pub struct WaitOptions {
+    /// How long to wait, in ms (> 0): then the promise rejects with `MESHCACHE_TIMEOUT`.
+    /// Default 10000.
+    pub timeout_ms: Option<f64>,
+}
+
+/// `waitForMembers`' deadline when none is given.
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+
 /// The core cluster shared by the JS `Cluster` and its groups, until `close()`.
 pub(crate) struct Node {
     /// Guards the cluster handle; `None` once closed.
@@ -89,6 +112,9 @@ pub(crate) struct Node {
     pub(crate) rt: Handle,
     /// The pending gets that missed: how they settle, whether they keep the process alive.
     pub(crate) gets: Gets,
+    /// Set by `close()`: pending `waitForMembers` calls reject with `MESHCACHE_CLOSED` then,
+    /// instead of holding the cluster (and the process) until their deadline.
+    closing: watch::Sender<bool>,
 }
 
 impl Node {
@@ -133,6 +159,10 @@ impl Cluster {
         }
         if let Some(p) = o.peers {
             b = b.peers(p);
+        }
+        // Parsed (and refused with `peers`) by core, at build.
+        if let Some(m) = o.membership {
+            b = b.membership(m);
         }
         if let Some(t) = o.peer_timeout_ms {
             b = b.peer_timeout(millis(&env, t, "peerTimeoutMs")?);
@@ -208,6 +238,7 @@ impl Cluster {
                 last_stats: Mutex::new(None),
                 rt,
                 gets,
+                closing: watch::Sender::new(false),
             }),
         })
     }
@@ -277,7 +308,8 @@ impl Cluster {
         Ok(Group::new(group, id, self.node.clone(), bounded))
     }
 
-    /// Replaces the peer list; the ring is swapped at once.
+    /// Replaces the peer list; the ring is swapped at once. Throws a `RangeError`
+    /// (`MESHCACHE_INVALID_ARGUMENT`) on a cluster whose membership is etcd or DNS.
     #[napi(ts_args_type = "peers: Array<string>")]
     pub fn set_peers(&self, env: Env, peers: Unknown<'_>) -> Result<()> {
         let peers: Vec<String> = convert(&env, &peers, "peers")?;
@@ -288,6 +320,50 @@ impl Cluster {
     #[napi]
     pub fn members(&self, env: Env) -> Result<Vec<String>> {
         Ok(self.open(&env)?.members())
+    }
+
+    /// Resolves with the ring's members (sorted) once it has exactly `n` of them, this node
+    /// included: "the cluster has formed", or a node has left. Wakes on each change of the
+    /// ring, without polling. Rejects with `MESHCACHE_TIMEOUT` after `options.timeoutMs`
+    /// (default 10000), and with `MESHCACHE_CLOSED` if the cluster is closed meanwhile; it
+    /// keeps the process alive until then, never longer.
+    #[napi(
+        ts_args_type = "n: number, options?: WaitOptions | undefined | null",
+        ts_return_type = "Promise<Array<string>>"
+    )]
+    pub fn wait_for_members<'env>(
+        &self,
+        env: &'env Env,
+        n: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<Unknown<'env>> {
+        let r = (|| {
+            let n = member_count(env, &n)?;
+            let o: WaitOptions = self::options(env, options, "options")?.unwrap_or_default();
+            let timeout = match o.timeout_ms {
+                Some(0.0) => return Err(range_error(env, "timeoutMs must be greater than 0, not 0")),
+                Some(t) => millis(env, t, "timeoutMs")?,
+                None => DEFAULT_WAIT,
+            };
+            let cluster = self.open(env)?;
+            let mut closing = self.node.closing.subscribe();
+            let wait = async move {
+                tokio::select! {
+                    r = cluster.wait_for_members(n, timeout) => r,
+                    () = async {
+                        if closing.wait_for(|c| *c).await.is_err() {
+                            // The JS object was collected, never closed: the wait goes on.
+                            std::future::pending::<()>().await;
+                        }
+                    } => Err(meshcache::Error::new(
+                        ErrorKind::Closed,
+                        "the cluster was closed while waiting for members",
+                    )),
+                }
+            };
+            spawn(env, &self.node.rt, wait, Out::Strings)
+        })();
+        or_reject(env, r)
     }
 
     /// The node that owns `key` now.
@@ -347,6 +423,7 @@ impl Cluster {
         let Some(cluster) = taken else {
             return Ok(PromiseRaw::resolve(env, Out::Undefined)?.to_unknown());
         };
+        self.node.closing.send_replace(true);
         // Every pending get now waits for its MESHCACHE_CLOSED (sent when the runtime
         // drops it, maybe after the promise of close() resolved): keep the process alive
         // for it, even if the get was waiting for a JS loader.
@@ -415,4 +492,16 @@ fn tls(
         b = b.tls_server_name(name);
     }
     Ok(b)
+}
+
+/// `n` of `waitForMembers`: a whole number >= 0.
+fn member_count(env: &Env, n: &Unknown<'_>) -> Result<usize> {
+    let v: f64 = convert(env, n, "n")?;
+    if !(v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64) {
+        return Err(range_error(
+            env,
+            format!("n must be a whole number of members >= 0, not {}", JsNumber(v)),
+        ));
+    }
+    Ok(v as usize)
 }

@@ -205,6 +205,8 @@ pub(crate) enum Out {
     Buf(Bytes),
     Undefined,
     Map(Vec<(Bytes, Bytes)>),
+    /// An array of strings (the ring's members).
+    Strings(Vec<String>),
 }
 
 /// A fresh JS Buffer holding a copy of `b` (for small values a copy is cheaper than an
@@ -232,6 +234,8 @@ impl ToNapiValue for Out {
             Out::Buf(b) => buffer(&env, &b),
             // SAFETY: JS thread (ToNapiValue contract).
             Out::Undefined => unsafe { <()>::to_napi_value(raw_env, ()) },
+            // SAFETY: JS thread (ToNapiValue contract).
+            Out::Strings(v) => unsafe { Vec::<String>::to_napi_value(raw_env, v) },
             Out::Map(entries) => {
                 let mut global = std::ptr::null_mut();
                 let mut ctor = std::ptr::null_mut();

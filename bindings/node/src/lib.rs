@@ -11,8 +11,9 @@
 //! it waits for Rust work (a peer, the core), not while it waits for a JS loader that
 //! has not settled (see `promise::Gets`): a loader that is doing something keeps the
 //! process alive by itself, and one that never settles does not hang it. Other pending
-//! calls (`set`, `delete`, `getMany`, `close`) hold their promise's (ref'd) deferred. So
-//! the process waits for answers it is owed and for nothing else.
+//! calls (`set`, `delete`, `getMany`, `close`, `waitForMembers`, which ends by its
+//! deadline or with `close()`) hold their promise's (ref'd) deferred. So the process
+//! waits for answers it is owed and for nothing else.
 //!
 //! `get` asks the core's `Group::get_now` on the JS thread: a hit (or an error known at
 //! once) settles the promise there and then, without a trip through the runtime; a miss
@@ -24,7 +25,8 @@
 //!
 //! Named like the Python binding's (`bindings/python/src`):
 //!
-//! - `cluster.rs`: `Cluster` and `ClusterOptions`;
+//! - `cluster.rs`: `Cluster`, `ClusterOptions` (with `membership`) and
+//!   `cluster.waitForMembers()`;
 //! - `group.rs`: `Group`, `GroupOptions` and `SetOptions`;
 //! - `fast.rs`: the hit fast path of `group.peek` / `group.get` (`group._fast()`), and
 //!   the miss of a `get` made inside a loader;
@@ -51,7 +53,7 @@ mod loader;
 mod promise;
 mod stats;
 
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{Cluster, ClusterOptions, WaitOptions};
 pub use group::{Group, GroupOptions, SetOptions};
 pub use loader::{LoaderReply, Returned};
-pub use stats::{ClusterStats, GroupStats, PeerStats, ServerStats, TierStats};
+pub use stats::{ClusterStats, GroupStats, PeerStats, RingStats, ServerStats, TierStats};

@@ -2,7 +2,7 @@
 //!
 //! One shape and one spelling in every language, defined by the core: the keys are
 //! snake_case, named exactly as `GroupStats::counters()`, `TierStats::fields()`,
-//! `PeerStats::fields()` and `ServerStats::fields()` (they are data, like the JSON a
+//! `PeerStats::fields()`, `ServerStats::fields()` and `RingStats::fields()` (they are data, like the JSON a
 //! status page serves), in the same order. Hence the `js_name`s: napi would camelCase the
 //! field names. The server's counters are built from `ServerStats::fields()` itself (their
 //! TypeScript interface is in `node/dts-header.d.ts`). The package's tests compare the
@@ -46,6 +46,29 @@ pub struct ClusterStats {
     /// This node's peer server: refused requests and connection events.
     #[napi(ts_type = "ServerStats")]
     pub server: ServerStats,
+    /// This node's view of the ring: its members, and the health of their source.
+    pub ring: RingStats,
+}
+
+/// `cluster.stats().ring`: this node's view of the ring. `error` is `null` while the
+/// source is healthy (always, for `'static'`).
+#[napi(object, object_from_js = false, use_nullable = true)]
+pub struct RingStats {
+    /// Where membership comes from: the `membership` option's kind.
+    #[napi(ts_type = "'static' | 'etcd' | 'dns'")]
+    pub source: String,
+    /// The ring's nodes (advertised addresses), this one included, sorted.
+    pub members: Vec<String>,
+    /// Bumped on every change of the member set (starts at 1).
+    pub epoch: f64,
+    /// When the member set last changed, in unix milliseconds.
+    #[napi(js_name = "changed_at_ms")]
+    pub changed_at_ms: f64,
+    /// Whether the source answers: `false` while etcd or DNS cannot be reached (the node
+    /// keeps serving with the last ring it saw meanwhile).
+    pub healthy: bool,
+    /// The source's last error while unhealthy, else `null`.
+    pub error: Option<String>,
 }
 
 /// The server's counters, as a plain object whose keys are core's `ServerStats::fields()`
@@ -155,6 +178,20 @@ impl From<meshcache::ClusterStats> for ClusterStats {
                 })
                 .collect(),
             server: ServerStats(s.server),
+            ring: s.ring.into(),
+        }
+    }
+}
+
+impl From<meshcache::RingStats> for RingStats {
+    fn from(r: meshcache::RingStats) -> Self {
+        RingStats {
+            source: r.source,
+            members: r.members,
+            epoch: r.epoch as f64,
+            changed_at_ms: r.changed_at_ms as f64,
+            healthy: r.healthy,
+            error: r.error,
         }
     }
 }
