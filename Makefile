@@ -57,7 +57,8 @@ test: lint test-rust test-c test-python test-node
 fmt:
 	$(CARGO) fmt --all
 
-# Benchmarks (BENCHMARKS.md): throughput (interleaved), hit ratio, memory, then criterion.
+# Benchmarks (BENCHMARKS.md): remote get, membership (etcd), throughput (interleaved), hit
+# ratio, memory, then criterion.
 # Every benchmark in BENCHMARKS.md. redis-server/redis-benchmark (apt) are the peers of
 # the remote-get benches; they are installed here when missing.
 bench-deps: deps
@@ -67,6 +68,7 @@ bench: bench-deps bench-rust bench-c bench-python bench-node
 
 bench-rust: bench-deps
 	$(CARGO) run --release -p meshcache-bench --bin remote
+	$(CARGO) run --release -p meshcache-bench --bin membership
 	$(CARGO) run --release -p meshcache --example throughput
 	$(CARGO) run --release -p meshcache --example hit_ratio
 	$(CARGO) run --release -p meshcache --example memory

@@ -321,7 +321,14 @@ async fn options_that_cannot_work_together_are_refused() {
     let after = c.stats().ring;
     assert_eq!(after.epoch, before.epoch + 1);
     assert!(after.changed_at_ms >= before.changed_at_ms);
+    // A wait in progress ends with Closed when the node shuts down.
+    let waiter = {
+        let c = c.clone();
+        tokio::spawn(async move { c.wait_for_members(5, Duration::from_secs(60)).await })
+    };
     c.shutdown().await.unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::Closed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

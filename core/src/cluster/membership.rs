@@ -214,9 +214,10 @@ impl Membership {
         Ok(())
     }
 
-    /// Routes fail with `Closed` from now on.
+    /// Routes fail with `Closed` from now on; waiters on the ring wake (and see it).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.changed();
     }
 
     pub(crate) fn is_closed(&self) -> bool {

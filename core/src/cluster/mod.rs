@@ -141,7 +141,7 @@ impl Cluster {
     /// # Errors
     ///
     /// [`crate::ErrorKind::Timeout`] if `ready` did not hold in time;
-    /// [`crate::ErrorKind::Closed`] after shutdown.
+    /// [`crate::ErrorKind::Closed`] after shutdown (a wait in progress ends then too).
     pub async fn wait_for_ring(
         &self,
         timeout: std::time::Duration,
@@ -155,7 +155,7 @@ impl Cluster {
                 if ready(&ring) {
                     return Ok(ring);
                 }
-                if self.is_closed() || changes.changed().await.is_err() {
+                if self.inner.membership.is_closed() || changes.changed().await.is_err() {
                     return Err(Error::closed());
                 }
             }
