@@ -33,9 +33,11 @@ fn spawn(membership: &str) -> (Node, Instant) {
 /// Waits until every observer's ring has (or lacks) `addr`; returns when the last did.
 async fn all_see(observers: &[(Cluster, Group)], addr: &str, present: bool) -> Instant {
     for (c, _) in observers {
-        c.wait_for_ring(Duration::from_secs(60), |r| r.members.iter().any(|m| m == addr) == present)
-            .await
-            .expect("ring change");
+        c.wait_for_ring(Duration::from_secs(60), |r| {
+            r.members.iter().any(|m| m == addr) == present
+        })
+        .await
+        .expect("ring change");
     }
     Instant::now()
 }
@@ -76,7 +78,11 @@ async fn bench() {
     let spec = etcd.membership("bench", ttl);
     let mut observers = Vec::new();
     for _ in 0..2 {
-        let c = Cluster::builder().membership(&spec).start().await.expect("observer");
+        let c = Cluster::builder()
+            .membership(&spec)
+            .start()
+            .await
+            .expect("observer");
         let g = c
             .group("demo")
             .hot_sample(0)
@@ -85,8 +91,13 @@ async fn bench() {
             .expect("group");
         observers.push((c, g));
     }
-    observers[0].0.wait_for_members(2, Duration::from_secs(10)).await.expect("observers joined");
-    let (mut join_spawn, mut join_reg, mut death, mut leave) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    observers[0]
+        .0
+        .wait_for_members(2, Duration::from_secs(10))
+        .await
+        .expect("observers joined");
+    let (mut join_spawn, mut join_reg, mut death, mut leave) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds * 2 {
         let (child, spawned) = spawn(&spec);
         let registered = Instant::now();

@@ -327,7 +327,10 @@ async fn options_that_cannot_work_together_are_refused() {
         tokio::spawn(async move { c.wait_for_members(5, Duration::from_secs(60)).await })
     };
     c.shutdown().await.unwrap();
-    let e = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(e.unwrap_err().kind(), ErrorKind::Closed);
 }
 
