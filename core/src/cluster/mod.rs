@@ -179,7 +179,10 @@ impl Cluster {
     ///
     /// As [`Cluster::wait_for_ring`].
     pub async fn wait_for_members(&self, n: usize, timeout: std::time::Duration) -> Result<Vec<String>> {
-        Ok(self.wait_for_ring(timeout, |r| r.members.len() == n).await?.members)
+        Ok(self
+            .wait_for_ring(timeout, |r| r.members.len() == n)
+            .await?
+            .members)
     }
 
     /// Which node owns `key` now.
