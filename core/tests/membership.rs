@@ -358,3 +358,66 @@ async fn an_etcd_node_refuses_set_peers_and_starts_alone_when_etcd_is_unreachabl
     assert_eq!(g.get(b"k").await.unwrap(), Bytes::from_static(b"k"));
     c.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_mutual_tls_and_a_node_without_it_is_refused() {
+    let dir = std::env::temp_dir().join(format!("meshcache-etcd-tls-{}", std::process::id()));
+    let certs = meshcache_testkit::certs::write(&dir);
+    let etcd = Etcd::start_tls(certs.ca.clone(), certs.cert.clone(), certs.key.clone());
+    let tls = format!(
+        "etcd://{}/tls?lease_ttl=2&ca={}&cert={}&key={}&server_name=localhost",
+        etcd.endpoint(),
+        certs.ca.display(),
+        certs.cert.display(),
+        certs.key.display()
+    );
+    let a = Cluster::builder().membership(&tls).start().await.unwrap();
+    let b = Cluster::builder().membership(&tls).start().await.unwrap();
+    for c in [&a, &b] {
+        ring_of(c, 2).await;
+    }
+    // Plaintext to a TLS-only etcd, or TLS without a client certificate: never joins, and
+    // says so in its stats.
+    let without_cert = format!("etcd://{}/tls?lease_ttl=2&ca={}", etcd.endpoint(), certs.ca.display());
+    for spec in [etcd.membership("tls", 2), without_cert] {
+        let stranger = Cluster::builder().membership(&spec).start().await.unwrap();
+        let ring = stranger.stats().ring;
+        assert!(!ring.healthy && ring.members.len() == 1, "{ring:?}");
+        assert_eq!(a.members().len(), 2);
+        stranger.shutdown().await.unwrap();
+    }
+    for c in [a, b] {
+        c.shutdown().await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_with_auth_takes_a_user_and_refuses_a_wrong_password() {
+    let etcd = Etcd::start();
+    let mut admin = etcd_client::Client::connect([etcd.endpoint()], None).await.unwrap();
+    let _ = admin.role_add("root").await;
+    admin.user_add("root", "rootpw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("meshcache-etcd-pw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = dir.join("password");
+    std::fs::write(&pw, "rootpw\n").unwrap();
+    let by_file = format!("etcd://{}/auth?lease_ttl=2&user=root&password_file={}", etcd.endpoint(), pw.display());
+    let inline = format!("etcd://root:rootpw@{}/auth?lease_ttl=2", etcd.endpoint());
+    let a = Cluster::builder().membership(&by_file).start().await.unwrap();
+    let b = Cluster::builder().membership(&inline).start().await.unwrap();
+    for c in [&a, &b] {
+        ring_of(c, 2).await;
+    }
+    let wrong = format!("etcd://root:nope@{}/auth?lease_ttl=2", etcd.endpoint());
+    let stranger = Cluster::builder().membership(&wrong).start().await.unwrap();
+    let ring = stranger.stats().ring;
+    assert!(!ring.healthy && ring.members.len() == 1, "{ring:?}");
+    assert!(!ring.error.unwrap_or_default().contains("nope"), "no password in errors");
+    for c in [a, b, stranger] {
+        c.shutdown().await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -23,6 +23,8 @@ pub struct Etcd {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// CA, certificate and key: clients must use TLS and show a certificate from the CA.
+    tls: Option<[PathBuf; 3]>,
 }
 
 /// A loopback port free now (bound and released: etcd cannot report a port 0 it chose).
@@ -40,12 +42,27 @@ impl Etcd {
     ///
     /// If `etcd` is not installed (`make deps` installs it) or does not become ready.
     pub fn start() -> Etcd {
+        Self::start_with(None)
+    }
+
+    /// Starts etcd serving TLS only, with `cert`/`key`, and requiring client certificates
+    /// signed by `ca` (mutual TLS).
+    ///
+    /// # Panics
+    ///
+    /// As [`Etcd::start`].
+    pub fn start_tls(ca: PathBuf, cert: PathBuf, key: PathBuf) -> Etcd {
+        Self::start_with(Some([ca, cert, key]))
+    }
+
+    fn start_with(tls: Option<[PathBuf; 3]>) -> Etcd {
         let dir = std::env::temp_dir().join(format!("meshcache-etcd-{}-{}", std::process::id(), free_port()));
         let mut etcd = Etcd {
             child: None,
             dir,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
         };
         etcd.restart();
         etcd
@@ -76,9 +93,21 @@ impl Etcd {
     /// As [`Etcd::start`].
     pub fn restart(&mut self) {
         self.stop();
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let mut child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some([ca, cert, key]) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(cert)
+                .arg("--key-file")
+                .arg(key)
+                .arg("--trusted-ca-file")
+                .arg(ca)
+                .arg("--client-cert-auth");
+        }
+        let mut child = command
             .args(["--name", "meshcache-test", "--data-dir"])
             .arg(&self.dir)
             .args([
