@@ -378,7 +378,11 @@ async fn etcd_over_mutual_tls_and_a_node_without_it_is_refused() {
     }
     // Plaintext to a TLS-only etcd, or TLS without a client certificate: never joins, and
     // says so in its stats.
-    let without_cert = format!("etcd://{}/tls?lease_ttl=2&ca={}", etcd.endpoint(), certs.ca.display());
+    let without_cert = format!(
+        "etcd://{}/tls?lease_ttl=2&ca={}",
+        etcd.endpoint(),
+        certs.ca.display()
+    );
     for spec in [etcd.membership("tls", 2), without_cert] {
         let stranger = Cluster::builder().membership(&spec).start().await.unwrap();
         let ring = stranger.stats().ring;
@@ -395,7 +399,9 @@ async fn etcd_over_mutual_tls_and_a_node_without_it_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_with_auth_takes_a_user_and_refuses_a_wrong_password() {
     let etcd = Etcd::start();
-    let mut admin = etcd_client::Client::connect([etcd.endpoint()], None).await.unwrap();
+    let mut admin = etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap();
     let _ = admin.role_add("root").await;
     admin.user_add("root", "rootpw", None).await.unwrap();
     admin.user_grant_role("root", "root").await.unwrap();
@@ -404,7 +410,11 @@ async fn etcd_with_auth_takes_a_user_and_refuses_a_wrong_password() {
     std::fs::create_dir_all(&dir).unwrap();
     let pw = dir.join("password");
     std::fs::write(&pw, "rootpw\n").unwrap();
-    let by_file = format!("etcd://{}/auth?lease_ttl=2&user=root&password_file={}", etcd.endpoint(), pw.display());
+    let by_file = format!(
+        "etcd://{}/auth?lease_ttl=2&user=root&password_file={}",
+        etcd.endpoint(),
+        pw.display()
+    );
     let inline = format!("etcd://root:rootpw@{}/auth?lease_ttl=2", etcd.endpoint());
     let a = Cluster::builder().membership(&by_file).start().await.unwrap();
     let b = Cluster::builder().membership(&inline).start().await.unwrap();
@@ -415,7 +425,10 @@ async fn etcd_with_auth_takes_a_user_and_refuses_a_wrong_password() {
     let stranger = Cluster::builder().membership(&wrong).start().await.unwrap();
     let ring = stranger.stats().ring;
     assert!(!ring.healthy && ring.members.len() == 1, "{ring:?}");
-    assert!(!ring.error.unwrap_or_default().contains("nope"), "no password in errors");
+    assert!(
+        !ring.error.unwrap_or_default().contains("nope"),
+        "no password in errors"
+    );
     for c in [a, b, stranger] {
         c.shutdown().await.unwrap();
     }
