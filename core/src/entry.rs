@@ -12,6 +12,10 @@ pub struct Entry {
     pub value: Option<Bytes>,
     /// Absolute expiry in unix milliseconds; `0` never expires.
     pub deadline: u64,
+    /// When the value was written or loaded, as a hybrid logical clock reading (see
+    /// `version.rs`): of two copies of a key, the higher version wins. `0`: unknown (the
+    /// oldest).
+    pub version: u64,
 }
 
 impl Entry {
@@ -20,6 +24,7 @@ impl Entry {
         Entry {
             value: Some(value),
             deadline,
+            version: 0,
         }
     }
 
@@ -28,7 +33,14 @@ impl Entry {
         Entry {
             value: None,
             deadline,
+            version: 0,
         }
+    }
+
+    /// This entry with `version`.
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
     }
 
     /// The value, or [`crate::ErrorKind::NotFound`].

@@ -32,6 +32,11 @@ impl Registry {
         self.inner.read().0.get(name).cloned()
     }
 
+    /// Every group.
+    pub(crate) fn groups(&self) -> Vec<Group> {
+        self.inner.read().0.values().cloned().collect()
+    }
+
     /// Adds `group`.
     ///
     /// # Errors

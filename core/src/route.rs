@@ -41,17 +41,46 @@ pub(crate) trait Remote: Send + Sync + fmt::Debug + 'static {
     /// The owner's answers for `keys`: one result per key, in order.
     fn get_many<'a>(&'a self, group: &'a str, keys: Vec<Bytes>) -> BoxFuture<'a, Result<Vec<Result<Entry>>>>;
 
-    /// Stores `value` on the owner until `deadline` (unix ms, `0` never).
+    /// The node's copy of `key` from its store, never loading: `None` if it holds none.
+    /// For a node that newly owns a key (warm takeover).
+    fn peek<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Option<Entry>>>;
+
+    /// [`Remote::peek`] of many keys: one answer per key, in order.
+    fn peek_many<'a>(
+        &'a self,
+        group: &'a str,
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Option<Entry>>>>>;
+
+    /// Stores `value` on the node until `deadline` (unix ms, `0` never), with the write's
+    /// `version`; `replica`: the node is one of the key's replicas, not its primary.
     fn set<'a>(
         &'a self,
         group: &'a str,
         key: Bytes,
         value: Bytes,
         deadline: u64,
+        stamp: Stamp,
     ) -> BoxFuture<'a, Result<()>>;
 
-    /// Removes `key` from the node, whichever tier holds it. `true` if it was there.
-    fn delete<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<bool>>;
+    /// Removes `key` from the node, whichever tier holds it, if older than `stamp.version`
+    /// (`0`: whatever is there). `true` if it was there.
+    fn delete<'a>(&'a self, group: &'a str, key: Bytes, stamp: Stamp) -> BoxFuture<'a, Result<bool>>;
+
+    /// Hands `entries` of `group` to the node (a graceful leave). Returns how many it kept.
+    fn handoff<'a>(&'a self, group: &'a str, entries: Vec<(Bytes, Entry)>) -> BoxFuture<'a, Result<u64>>;
+}
+
+/// What a write to another node carries besides the key and value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// The write's version (`version.rs`); `0`: unversioned.
+    pub(crate) version: u64,
+    /// A set: the receiver is a replica of the key, not its primary owner.
+    pub(crate) replica: bool,
+    /// A delete (not an invalidation after a set): the receiver remembers it for a while,
+    /// so that an older copy arriving later is refused.
+    pub(crate) tombstone: bool,
 }
 
 /// Where a key's calls go.
@@ -74,4 +103,22 @@ pub(crate) trait Router: Send + Sync + fmt::Debug + 'static {
 
     /// Every other node (for invalidations).
     fn peers(&self) -> Vec<Arc<dyn Remote>>;
+
+    /// Where each of the first `n` distinct owners of `key` is, the primary first
+    /// (fewer when the ring has fewer nodes). By default, only the primary.
+    ///
+    /// # Errors
+    ///
+    /// As [`Router::route`].
+    fn owners(&self, key: &[u8], n: usize) -> Result<Vec<Route>> {
+        let _ = n;
+        Ok(vec![self.route(key)?])
+    }
+
+    /// Within the warm window after a ring change: the node that owned `key` before the
+    /// change, if that is another node. By default, none.
+    fn previous_owner(&self, key: &[u8]) -> Option<Arc<dyn Remote>> {
+        let _ = key;
+        None
+    }
 }

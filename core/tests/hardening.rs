@@ -38,6 +38,7 @@ fn get(key: &str) -> pb::GetRequest {
         group: "g".into(),
         key: Bytes::copy_from_slice(key.as_bytes()),
         forwarded: true,
+        ..Default::default()
     }
 }
 
@@ -245,7 +246,8 @@ async fn a_token_keeps_strangers_out_and_lets_members_in() {
                 c.get_many(pb::GetManyRequest {
                     group: "g".into(),
                     keys: vec![Bytes::from_static(b"x")],
-                    forwarded: true
+                    forwarded: true,
+                    ..Default::default()
                 })
                 .await
                 .map(drop)
@@ -258,7 +260,7 @@ async fn a_token_keeps_strangers_out_and_lets_members_in() {
                     group: "g".into(),
                     key: Bytes::from_static(b"k"),
                     value: Bytes::from_static(b"evil"),
-                    expire_at_ms: 0
+                    ..Default::default()
                 })
                 .await
                 .map(drop)
@@ -269,7 +271,8 @@ async fn a_token_keeps_strangers_out_and_lets_members_in() {
             code(
                 c.delete(pb::DeleteRequest {
                     group: "g".into(),
-                    key: Bytes::from_static(b"k")
+                    key: Bytes::from_static(b"k"),
+                    ..Default::default()
                 })
                 .await
                 .map(drop)
@@ -433,6 +436,7 @@ async fn get_many_answers_duplicates_once_and_refuses_oversized_batches() {
         group: "g".into(),
         keys: vec![Bytes::from_static(b"same"); n],
         forwarded: true,
+        ..Default::default()
     };
     let items = c
         .get_many(many(MAX_KEYS_PER_GET_MANY))
@@ -500,6 +504,7 @@ fn out_of_file_descriptors_the_server_backs_off_and_keeps_serving() {
         group: "demo".into(),
         key: Bytes::copy_from_slice(k.as_bytes()),
         forwarded: true,
+        ..Default::default()
     };
     let (mut client, flood) = rt.block_on(async {
         let mut client = raw(addr).await;

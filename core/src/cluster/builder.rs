@@ -66,6 +66,14 @@ struct TlsFiles {
     server_name: Option<String>,
 }
 
+/// Default time after a ring change during which a node that misses a key it newly owns
+/// first asks the key's previous owner (warm takeover).
+pub const DEFAULT_WARM_WINDOW: Duration = Duration::from_secs(60);
+/// Default longest time a graceful leave spends handing entries to their new owners.
+pub const DEFAULT_HANDOFF_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default most bytes (values and keys) a graceful leave hands off.
+pub const DEFAULT_HANDOFF_MAX_BYTES: usize = 1 << 30;
+
 /// Default worker threads of the runtime a cluster creates for itself.
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 
@@ -89,6 +97,9 @@ pub struct ClusterBuilder {
     conn: ConnLimits,
     max_peer_requests: usize,
     max_streams_per_connection: u32,
+    warm_window: Duration,
+    handoff_timeout: Duration,
+    handoff_max_bytes: usize,
 }
 
 impl std::fmt::Debug for ClusterBuilder {
@@ -145,6 +156,9 @@ impl Default for ClusterBuilder {
             },
             max_peer_requests: DEFAULT_MAX_PEER_REQUESTS,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            warm_window: DEFAULT_WARM_WINDOW,
+            handoff_timeout: DEFAULT_HANDOFF_TIMEOUT,
+            handoff_max_bytes: DEFAULT_HANDOFF_MAX_BYTES,
         }
     }
 }
@@ -192,6 +206,25 @@ impl ClusterBuilder {
     /// if the source cannot be reached: it keeps trying, and stats report it).
     pub fn membership(mut self, spec: impl Into<String>) -> Self {
         self.membership = spec.into();
+        self
+    }
+
+    /// How long after a ring change a node that misses a key it newly owns first asks
+    /// the key's previous owner (for at most 250 ms) before loading it: a node that joins
+    /// (or takes over a leaver's keys) starts warm instead of sending every miss to the
+    /// database. Default [`DEFAULT_WARM_WINDOW`]; zero turns it off.
+    pub fn warm_window(mut self, window: Duration) -> Self {
+        self.warm_window = window;
+        self
+    }
+
+    /// Bounds of the handoff of a graceful leave (etcd or DNS membership): at most
+    /// `timeout` and `max_bytes` of keys and values streamed to the entries' new owners
+    /// before the node stops serving. Defaults [`DEFAULT_HANDOFF_TIMEOUT`] and
+    /// [`DEFAULT_HANDOFF_MAX_BYTES`]; a zero timeout turns handoff off.
+    pub fn handoff(mut self, timeout: Duration, max_bytes: usize) -> Self {
+        self.handoff_timeout = timeout;
+        self.handoff_max_bytes = max_bytes;
         self
     }
 
@@ -467,6 +500,7 @@ impl ClusterBuilder {
             self.vnodes,
             self.hash,
             handle.clone(),
+            self.warm_window,
         ));
         membership.set_peers(self.peers)?;
         let registry = Arc::new(Registry::default());
@@ -494,6 +528,10 @@ impl ClusterBuilder {
             server,
             runtime,
             shutdown_grace: self.shutdown_grace,
+            handoff: super::handoff::Limits {
+                timeout: self.handoff_timeout,
+                max_bytes: self.handoff_max_bytes,
+            },
             closed: AtomicBool::new(false),
         }))
     }

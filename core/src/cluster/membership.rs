@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
@@ -20,6 +20,9 @@ use crate::peer::client::{PeerClient, PeerOptions};
 use crate::ring::{HashFn, Ring};
 use crate::route::{Remote, Route, Router};
 
+/// Clients of the other nodes, by advertised address.
+pub(crate) type Clients = HashMap<String, Arc<PeerClient>>;
+
 /// The ring and a client for every other node, swapped together on a change.
 pub(crate) struct Membership {
     self_addr: String,
@@ -27,6 +30,9 @@ pub(crate) struct Membership {
     ring: ArcSwap<Ring>,
     /// Clients of the other nodes, by advertised address. Swapped with the ring.
     peers: ArcSwap<HashMap<String, Arc<PeerClient>>>,
+    /// The ring before the last change, with its clients, until the warm window ends.
+    previous: ArcSwapOption<Previous>,
+    warm_window: std::time::Duration,
     /// Serialises membership changes (readers never take it).
     changes: Mutex<()>,
     opts: PeerOptions,
@@ -38,6 +44,14 @@ pub(crate) struct Membership {
     info: Mutex<RingInfo>,
     /// Bumped on every change of the ring or of its source's health.
     changes_seen: tokio::sync::watch::Sender<u64>,
+}
+
+/// The ring before a change: a node that newly owns a key asks the key's owner in it
+/// before loading (warm takeover), until `until`.
+struct Previous {
+    ring: Ring,
+    clients: HashMap<String, Arc<PeerClient>>,
+    until: std::time::Instant,
 }
 
 /// What [`RingStats`] reports besides the members.
@@ -91,11 +105,14 @@ impl Membership {
         vnodes: usize,
         hash: HashFn,
         runtime: Handle,
+        warm_window: std::time::Duration,
     ) -> Self {
         Membership {
             ring: ArcSwap::from_pointee(Ring::with_hash([self_addr.clone()], vnodes, hash)),
             self_addr,
             peers: ArcSwap::from_pointee(HashMap::new()),
+            previous: ArcSwapOption::empty(),
+            warm_window,
             changes: Mutex::new(()),
             opts,
             vnodes,
@@ -165,6 +182,21 @@ impl Membership {
         self.ring.load().owner(key).unwrap_or(&self.self_addr).to_string()
     }
 
+    /// For a graceful leave: the ring now, the ring without this node, and the clients of
+    /// the other nodes; `None` when this node is alone.
+    pub(crate) fn rings_without_self(&self) -> Option<(Arc<Ring>, Ring, Arc<Clients>)> {
+        let now = self.ring.load_full();
+        let others: Vec<String> = (now.nodes().iter())
+            .filter(|n| **n != self.self_addr)
+            .cloned()
+            .collect();
+        if others.is_empty() {
+            return None;
+        }
+        let after = Ring::with_hash(others, self.vnodes, self.hash);
+        Some((now, after, self.peers.load_full()))
+    }
+
     /// Every other node's client.
     pub(crate) fn clients(&self) -> Vec<Arc<PeerClient>> {
         self.peers.load().values().cloned().collect()
@@ -201,7 +233,25 @@ impl Membership {
         if nodes == self.ring.load().nodes() {
             return Ok(());
         }
-        let ring = Ring::with_hash(nodes, self.vnodes, self.hash);
+        let ring = Ring::with_hash(nodes.clone(), self.vnodes, self.hash);
+        // The ring before: for a node that was alone (it just started), the ring without
+        // it, which is what the others had.
+        let old_ring = self.ring.load_full();
+        let previous = if old_ring.nodes().len() <= 1 {
+            let others: Vec<String> = nodes.iter().filter(|n| **n != self.self_addr).cloned().collect();
+            (!others.is_empty()).then(|| (Ring::with_hash(others, self.vnodes, self.hash), clients.clone()))
+        } else {
+            Some((Ring::clone(&old_ring), HashMap::clone(&old)))
+        };
+        if !self.warm_window.is_zero() {
+            self.previous.store(previous.map(|(ring, clients)| {
+                Arc::new(Previous {
+                    ring,
+                    clients,
+                    until: std::time::Instant::now() + self.warm_window,
+                })
+            }));
+        }
         // Clients first, so a route read between the two swaps finds its client (or, for a
         // removed node, falls back to local).
         self.peers.store(Arc::new(clients));
@@ -246,5 +296,37 @@ impl Router for Membership {
             .values()
             .map(|p| p.clone() as Arc<dyn Remote>)
             .collect()
+    }
+
+    fn owners(&self, key: &[u8], n: usize) -> Result<Vec<Route>> {
+        if self.is_closed() {
+            return Err(Error::closed());
+        }
+        let ring = self.ring.load();
+        let peers = self.peers.load();
+        let mut out: Vec<Route> = (ring.owners(key, n).into_iter())
+            .filter_map(|node| match peers.get(node) {
+                Some(p) if node != self.self_addr => Some(Route::Remote(p.clone())),
+                Some(_) => None,
+                None => (node == self.self_addr).then_some(Route::Local),
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(Route::Local);
+        }
+        Ok(out)
+    }
+
+    fn previous_owner(&self, key: &[u8]) -> Option<Arc<dyn Remote>> {
+        let previous = self.previous.load();
+        let p = previous.as_ref()?;
+        if std::time::Instant::now() >= p.until {
+            return None;
+        }
+        let owner = p.ring.owner(key)?;
+        if owner == self.self_addr {
+            return None;
+        }
+        p.clients.get(owner).map(|c| c.clone() as Arc<dyn Remote>)
     }
 }

@@ -17,6 +17,7 @@
 
 mod builder;
 mod discovery;
+mod handoff;
 mod membership;
 mod runtime;
 
@@ -29,9 +30,10 @@ use tokio::runtime::Handle;
 
 pub use builder::{
     ClusterBuilder, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEER_REQUESTS,
-    DEFAULT_MAX_STREAMS_PER_CONNECTION, DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKER_THREADS,
+    DEFAULT_HANDOFF_MAX_BYTES, DEFAULT_HANDOFF_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_PEER_REQUESTS, DEFAULT_MAX_STREAMS_PER_CONNECTION,
+    DEFAULT_PEER_TIMEOUT, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WARM_WINDOW, DEFAULT_WORKER_THREADS,
 };
 
 pub use self::discovery::{DEFAULT_DNS_INTERVAL, DEFAULT_ETCD_LEASE_TTL, Discovery, DnsSpec, EtcdSpec};
@@ -89,6 +91,7 @@ struct ClusterInner {
     server: Server,
     runtime: NodeRuntime,
     shutdown_grace: std::time::Duration,
+    handoff: handoff::Limits,
     closed: AtomicBool,
 }
 
@@ -274,6 +277,9 @@ impl Cluster {
         // stop routing here before the server stops answering.
         if let Some(d) = &self.inner.discovery {
             d.stop().await;
+            // Then hand what this node holds to the keys' new owners, while its server
+            // still answers the warm takeovers of those that miss meanwhile.
+            handoff::run(&self.inner.membership, &self.inner.registry, &self.inner.handoff).await;
         }
         self.inner.membership.close();
         let result = self.inner.server.shutdown(self.inner.shutdown_grace).await;

@@ -40,6 +40,8 @@ pub struct GroupBuilder {
     hot_sample: u32,
     hot_ttl: Duration,
     load_timeout: Option<Duration>,
+    replicas: usize,
+    replicate_loads: bool,
     limits: Limits,
     clock: Arc<dyn Clock>,
     loader: Option<Arc<dyn Loader>>,
@@ -68,6 +70,8 @@ impl GroupBuilder {
             hot_sample: DEFAULT_HOT_SAMPLE,
             hot_ttl: DEFAULT_HOT_TTL,
             load_timeout: None,
+            replicas: 1,
+            replicate_loads: false,
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
             loader: None,
@@ -120,6 +124,27 @@ impl GroupBuilder {
     /// owner's own expiry still applies when it is sooner). Default [`DEFAULT_HOT_TTL`].
     pub fn hot_ttl(mut self, ttl: Duration) -> Self {
         self.hot_ttl = ttl;
+        self
+    }
+
+    /// How many nodes hold each key written with `set` (or removed with `delete`): the
+    /// key's primary owner and the next `replicas - 1` distinct nodes on the ring. Default
+    /// 1 (the owner only). `set` writes to every replica at once and returns when all have
+    /// answered; it fails only if the primary failed (a replica's failure is counted in
+    /// `replica_write_errors`). A get whose primary cannot be reached asks the next replica
+    /// before loading locally, so a written value survives `replicas - 1` dead nodes.
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// Whether values the loader returned are written to the key's replicas too (default
+    /// `false`: a loaded value can be loaded again, so replicating it would cost every
+    /// miss `replicas - 1` extra writes and the memory of `replicas` copies for nothing a
+    /// reload cannot restore; turn it on when loads are expensive enough that a dead
+    /// owner's keys should not be reloaded).
+    pub fn replicate_loads(mut self, on: bool) -> Self {
+        self.replicate_loads = on;
         self
     }
 
@@ -204,6 +229,9 @@ impl GroupBuilder {
                 "load_timeout and hot_ttl must be greater than zero",
             ));
         }
+        if self.replicas == 0 {
+            return Err(Error::invalid("replicas must be at least 1 (the owner)"));
+        }
         if self.limits.max_key_len == 0 || self.limits.max_value_len == 0 {
             return Err(Error::invalid(
                 "max_key_len and max_value_len must be greater than zero",
@@ -234,13 +262,18 @@ impl GroupBuilder {
                 hot: HotSampler::new(self.hot_sample),
                 hot_ttl: self.hot_ttl,
                 load_timeout: self.load_timeout,
+                replicas: self.replicas,
+                replicate_loads: self.replicate_loads,
                 limits: self.limits,
+                hlc: crate::version::Hlc::new(self.clock.clone()),
                 clock: self.clock,
                 runtime: runtime.clone(),
                 router,
                 fence: Default::default(),
+                tombstones: Default::default(),
                 retries: Default::default(),
                 batchers: Default::default(),
+                peek_batchers: crate::peer::batch::Batchers::of_peeks(),
                 counters: Default::default(),
                 closed: AtomicBool::new(false),
             }),

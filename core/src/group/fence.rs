@@ -41,16 +41,25 @@ impl Fence {
         self.slot(key).load(Ordering::SeqCst)
     }
 
-    fn bump(&self, key: &[u8]) {
+    pub(super) fn bump(&self, key: &[u8]) {
         self.slot(key).fetch_add(1, Ordering::SeqCst);
     }
 }
 
 impl Group {
-    /// A write by `set` (or a peer's): bump the epoch, then write.
-    pub(super) fn write_local(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64) {
+    /// A write by `set` (or a peer's) with its `version`: bump the epoch, then write.
+    pub(super) fn write_local(
+        &self,
+        tier: Tier,
+        key: Bytes,
+        value: Option<Bytes>,
+        deadline: u64,
+        version: u64,
+    ) {
         self.inner.fence.bump(&key);
-        self.inner.store.insert(tier, key, value, deadline);
+        self.inner
+            .store
+            .insert_if(tier, key, value, deadline, version, |_| true);
     }
 
     /// A removal by `delete`, `set` on another owner, or an invalidation: bump, remove.
@@ -67,6 +76,7 @@ impl Group {
         key: Bytes,
         value: Option<Bytes>,
         deadline: u64,
+        version: u64,
         epoch: u64,
     ) {
         // A mirror lives at most the hot TTL, and never longer than its owner keeps it.
@@ -79,8 +89,10 @@ impl Group {
         };
         let fence = &self.inner.fence;
         let slot = fence.slot(&key);
-        self.inner.store.insert_if(tier, key, value, deadline, || {
-            slot.load(Ordering::SeqCst) == epoch
-        });
+        self.inner
+            .store
+            .insert_if(tier, key, value, deadline, version, |_| {
+                slot.load(Ordering::SeqCst) == epoch
+            });
     }
 }

@@ -51,7 +51,15 @@ impl Group {
     /// Loads `key` on this node (once per key at a time) into the main tier.
     pub(super) async fn load_local(&self, key: Bytes) -> Result<Entry> {
         self.flight(false, key, |g, key| async move {
-            g.load_and_cache(key, Tier::Main).await
+            if let Some(hit) = g.inner.store.get_uncounted(&key) {
+                return Ok(hit);
+            }
+            if let Some(warm) = g.warm_takeover(&key).await {
+                return Ok(warm);
+            }
+            let entry = g.load_and_cache(key.clone(), Tier::Main).await?;
+            g.replicate_load(&key, &entry);
+            Ok(entry)
         })
         .await
     }
@@ -70,6 +78,9 @@ impl Group {
                 Err(e) if is_unreachable(&e) => {
                     let c = &g.inner.counters;
                     bump(&c.remote_errors);
+                    if let Some(found) = g.read_replica(&key).await {
+                        return Ok(g.remote_answer(key, found, epoch));
+                    }
                     bump(&c.fallback_loads);
                     tracing::debug!(group = %g.inner.name, error = %e, "owner unreachable, loading locally");
                     g.load_and_cache(key, Tier::Hot).await
@@ -124,18 +135,20 @@ impl Group {
                     ));
                 }
                 let deadline = clock::deadline(now, ttl.or(self.inner.default_ttl));
+                let version = self.inner.hlc.next();
                 if !self.is_closed() {
-                    self.cache_if_unchanged(tier, key, Some(value.clone()), deadline, epoch);
+                    self.cache_if_unchanged(tier, key, Some(value.clone()), deadline, version, epoch);
                 }
-                Ok(Entry::value(value, deadline))
+                Ok(Entry::value(value, deadline).with_version(version))
             }
             Loaded::NotFound { ttl } => {
                 bump(&c.not_found);
                 let deadline = clock::deadline(now, Some(ttl.unwrap_or(self.inner.negative_ttl)));
+                let version = self.inner.hlc.next();
                 if !self.is_closed() {
-                    self.cache_if_unchanged(tier, key, None, deadline, epoch);
+                    self.cache_if_unchanged(tier, key, None, deadline, version, epoch);
                 }
-                Ok(Entry::not_found(deadline))
+                Ok(Entry::not_found(deadline).with_version(version))
             }
         }
     }

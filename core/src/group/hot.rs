@@ -52,7 +52,8 @@ impl Group {
                     // does not keep the whole answer alive (the store counts only this
                     // value).
                     let own = Bytes::copy_from_slice(value);
-                    self.cache_if_unchanged(Tier::Hot, key, Some(own), found.deadline, epoch);
+                    self.inner.hlc.observe(found.version);
+                    self.cache_if_unchanged(Tier::Hot, key, Some(own), found.deadline, found.version, epoch);
                 }
             }
             None => bump(&c.remote_not_found),

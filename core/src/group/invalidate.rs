@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::stats::bump;
 use super::{Group, GroupInner};
-use crate::route::Remote;
+use crate::route::{Remote, Stamp};
 
 /// Most invalidations waiting for a retry, per group.
 const MAX_PENDING: usize = 10_000;
@@ -29,6 +29,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(250);
 struct Pending {
     peer: Arc<dyn Remote>,
     key: Bytes,
+    stamp: Stamp,
     /// After this, no mirror can still hold the old value.
     until: Instant,
 }
@@ -58,27 +59,30 @@ impl Retries {
 }
 
 impl Group {
-    /// Tells every peer but `except` to drop `key`. A peer that cannot be reached is told
+    /// Tells every peer but those in `except` (the key's owners, written already) to drop
+    /// copies of `key` older than `stamp.version`. A peer that cannot be reached is told
     /// again later (see the module docs); failures are counted, not returned.
-    pub(super) async fn invalidate_peers(&self, key: &Bytes, except: Option<&str>) {
+    pub(super) async fn invalidate_peers(&self, key: &Bytes, except: &[&str], stamp: Stamp) {
         let Some(router) = &self.inner.router else { return };
         let peers: Vec<Arc<dyn Remote>> = router
             .peers()
             .into_iter()
-            .filter(|p| Some(p.addr()) != except)
+            .filter(|p| !except.contains(&p.addr()))
             .collect();
-        let calls = peers.iter().map(|p| p.delete(&self.inner.name, key.clone()));
+        let calls = peers
+            .iter()
+            .map(|p| p.delete(&self.inner.name, key.clone(), stamp));
         let results = join_all(calls).await;
         for (peer, r) in peers.iter().zip(results) {
             if let Err(e) = r {
                 bump(&self.inner.counters.invalidation_errors);
                 tracing::warn!(group = %self.inner.name, peer = peer.addr(), error = %e, "could not invalidate a peer's copy; will retry");
-                self.retry_later(peer.clone(), key.clone());
+                self.retry_later(peer.clone(), key.clone(), stamp);
             }
         }
     }
 
-    fn retry_later(&self, peer: Arc<dyn Remote>, key: Bytes) {
+    fn retry_later(&self, peer: Arc<dyn Remote>, key: Bytes, stamp: Stamp) {
         let retries = &self.inner.retries;
         {
             let mut q = retries.queue.lock();
@@ -89,6 +93,7 @@ impl Group {
             q.push_back(Pending {
                 peer,
                 key,
+                stamp,
                 until: Instant::now() + self.inner.hot_ttl,
             });
         }
@@ -122,7 +127,9 @@ async fn retry_task(group: Weak<GroupInner>) {
         if due.is_empty() {
             continue;
         }
-        let calls = due.iter().map(|p| p.peer.delete(&inner.name, p.key.clone()));
+        let calls = due
+            .iter()
+            .map(|p| p.peer.delete(&inner.name, p.key.clone(), p.stamp));
         let results = join_all(calls).await;
         let mut failed = Vec::new();
         for (p, r) in due.into_iter().zip(results) {

@@ -19,15 +19,19 @@
 //! | `fence.rs` | the write epochs that keep a stale load from undoing a write |
 //! | `hot.rs` | which fetched values are mirrored in the hot tier |
 //! | `serve.rs` | the answers to other nodes' requests |
+//! | `replicate.rs` | `set`/`delete` on every replica, replica reads, warm takeover |
+//! | `copies.rs` | copies from other nodes: last writer wins, tombstones, handoff |
 //! | `stats.rs`, `limits.rs` | counters and size limits |
 
 mod builder;
+mod copies;
 mod fence;
 mod fill;
 mod hot;
 mod invalidate;
 mod limits;
 mod many;
+mod replicate;
 mod serve;
 mod stats;
 #[cfg(test)]
@@ -111,16 +115,25 @@ pub(crate) struct GroupInner {
     hot_ttl: Duration,
     /// Longest a load may take, if bounded.
     load_timeout: Option<Duration>,
+    /// Nodes that hold each written key (`replicas`), and whether loads are replicated.
+    replicas: usize,
+    replicate_loads: bool,
     limits: Limits,
+    /// Versions of this group's writes and loads.
+    hlc: crate::version::Hlc,
     clock: Arc<dyn Clock>,
     runtime: Option<Handle>,
     /// How keys reach their owners; `None` for a standalone group (every key is local).
     router: Option<Arc<dyn Router>>,
     fence: Fence,
+    /// Deletes remembered against late copies.
+    tombstones: copies::Tombstones,
     /// Invalidations that did not get through, retried.
     retries: invalidate::Retries,
     /// Coalesces this group's gets to each peer.
     batchers: Batchers,
+    /// Coalesces warm takeovers' peeks to each previous owner.
+    peek_batchers: Batchers,
     counters: Counters,
     closed: AtomicBool,
 }
@@ -293,14 +306,16 @@ impl Group {
     }
 
     /// Caches `value` for `key` for `ttl` (the group's default TTL when `None`), on the
-    /// key's owner. Other nodes drop any mirror of the key.
+    /// key's owner and its replicas (see [`GroupBuilder::replicas`]). Other nodes drop any
+    /// mirror of the key.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidArgument`] for a bad key, a value over `max_value_len`, or a
     /// value larger than this group's store can hold (half its capacity: it could never
     /// be cached; see [`GroupBuilder::capacity`]); [`ErrorKind::Peer`] or
-    /// [`ErrorKind::Timeout`] if the owner could not be reached (nothing is cached then);
+    /// [`ErrorKind::Timeout`] if the owner could not be reached (nothing is cached there;
+    /// replicas that answered hold the value);
     /// [`ErrorKind::Closed`] after shutdown.
     pub async fn set(&self, key: &[u8], value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.check_open()?;
@@ -309,19 +324,7 @@ impl Group {
         self.check_storable(key, &value)?;
         let key = Bytes::copy_from_slice(key);
         let deadline = clock::deadline(self.inner.clock.now_ms(), ttl.or(self.inner.default_ttl));
-        match self.route(&key)? {
-            Route::Local => {
-                self.write_local(Tier::Main, key.clone(), Some(value), deadline);
-                self.invalidate_peers(&key, None).await;
-                Ok(())
-            }
-            Route::Remote(owner) => {
-                self.remove_local(&key);
-                let result = owner.set(&self.inner.name, key.clone(), value, deadline).await;
-                self.invalidate_peers(&key, Some(owner.addr())).await;
-                result
-            }
-        }
+        self.set_on_owners(key, value, deadline).await
     }
 
     /// `InvalidArgument` for a value this group's store can never hold: a `set` that
@@ -338,7 +341,9 @@ impl Group {
         )))
     }
 
-    /// Removes `key` on its owner and every mirror of it on every node.
+    /// Removes `key` on its owner, its replicas and every mirror of it on every node.
+    /// Each owner remembers the delete for a minute, so that an older copy arriving later
+    /// (a handoff, a late replica write) does not bring the value back.
     ///
     /// # Errors
     ///
@@ -348,21 +353,7 @@ impl Group {
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.check_open()?;
         self.inner.limits.check_key(key)?;
-        let key = Bytes::copy_from_slice(key);
-        self.remove_local(&key);
-        match self.route(&key)? {
-            Route::Local => {
-                self.invalidate_peers(&key, None).await;
-                Ok(())
-            }
-            Route::Remote(owner) => {
-                let (result, ()) = tokio::join!(
-                    owner.delete(&self.inner.name, key.clone()),
-                    self.invalidate_peers(&key, Some(owner.addr()))
-                );
-                result.map(|_| ())
-            }
-        }
+        self.delete_on_owners(Bytes::copy_from_slice(key)).await
     }
 
     /// The group's counters.

@@ -44,6 +44,19 @@ pub struct GroupStats {
     /// Invalidations given up because the retry queue was full (the mirror still
     /// expires within the hot TTL).
     pub invalidations_dropped: u64,
+    /// Writes (`set`, `delete`) this node sent to a key's replicas that they applied.
+    pub replica_writes: u64,
+    /// Writes to a replica that failed (the primary still holds the value).
+    pub replica_write_errors: u64,
+    /// Gets answered by a replica because the key's primary could not be reached.
+    pub replica_reads: u64,
+    /// Entries this node handed to new owners when it left the ring gracefully.
+    pub handoff_sent: u64,
+    /// Entries other nodes handed to this one that it kept (newer than what it held).
+    pub handoff_received: u64,
+    /// Misses of newly owned keys answered by the key's previous owner (warm takeover)
+    /// instead of the loader.
+    pub warm_takeovers: u64,
     /// The byte budget of the group's store (both tiers).
     pub capacity: u64,
     /// The main tier: keys this node owns.
@@ -54,7 +67,7 @@ pub struct GroupStats {
 
 impl GroupStats {
     /// The top-level counters by name, in the order every language lists them.
-    pub fn counters(&self) -> [(&'static str, u64); 17] {
+    pub fn counters(&self) -> [(&'static str, u64); 23] {
         [
             ("gets", self.gets),
             ("hits", self.hits),
@@ -72,6 +85,12 @@ impl GroupStats {
             ("invalidation_errors", self.invalidation_errors),
             ("invalidations_retried", self.invalidations_retried),
             ("invalidations_dropped", self.invalidations_dropped),
+            ("replica_writes", self.replica_writes),
+            ("replica_write_errors", self.replica_write_errors),
+            ("replica_reads", self.replica_reads),
+            ("handoff_sent", self.handoff_sent),
+            ("handoff_received", self.handoff_received),
+            ("warm_takeovers", self.warm_takeovers),
             ("capacity", self.capacity),
         ]
     }
@@ -99,6 +118,12 @@ pub(super) struct Counters {
     pub(super) invalidation_errors: AtomicU64,
     pub(super) invalidations_retried: AtomicU64,
     pub(super) invalidations_dropped: AtomicU64,
+    pub(super) replica_writes: AtomicU64,
+    pub(super) replica_write_errors: AtomicU64,
+    pub(super) replica_reads: AtomicU64,
+    pub(super) handoff_sent: AtomicU64,
+    pub(super) handoff_received: AtomicU64,
+    pub(super) warm_takeovers: AtomicU64,
 }
 
 pub(super) fn bump(c: &AtomicU64) {
@@ -126,6 +151,12 @@ impl Counters {
             invalidation_errors: l(&self.invalidation_errors),
             invalidations_retried: l(&self.invalidations_retried),
             invalidations_dropped: l(&self.invalidations_dropped),
+            replica_writes: l(&self.replica_writes),
+            replica_write_errors: l(&self.replica_write_errors),
+            replica_reads: l(&self.replica_reads),
+            handoff_sent: l(&self.handoff_sent),
+            handoff_received: l(&self.handoff_received),
+            warm_takeovers: l(&self.warm_takeovers),
             capacity: store.capacity,
             main: store.main,
             hot: store.hot,

@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
-use crate::route::Remote;
+use crate::route::{BoxFuture, Remote, Stamp};
 
 /// Calls to one peer, per group, in flight at once.
 pub(crate) const MAX_IN_FLIGHT: usize = 4;
@@ -28,32 +28,113 @@ pub(crate) const MAX_BATCH: usize = 128;
 
 type Reply = oneshot::Sender<Result<Entry>>;
 
+/// A batcher and the peer client it was made for.
+type Made = (Arc<dyn Remote>, Arc<Batcher>);
+
 /// One group's batchers, one per peer, made on first use.
 #[derive(Debug, Default)]
 pub(crate) struct Batchers {
-    /// Guards the batchers, by peer address.
-    map: Mutex<HashMap<String, Arc<Batcher>>>,
+    /// Guards the batchers, by peer address, with the client each was made for.
+    map: Mutex<HashMap<String, Made>>,
+    /// Batchers of peeks (warm takeovers) instead of gets.
+    peeks: bool,
 }
 
 impl Batchers {
+    /// Batchers of peeks: their `get` asks for the peer's stored copy only, and a key the
+    /// peer does not hold answers [`ErrorKind::NotFound`] (see [`Peeks`]).
+    pub(crate) fn of_peeks() -> Self {
+        Batchers {
+            map: Mutex::default(),
+            peeks: true,
+        }
+    }
+
     /// The batcher of `group`'s gets to `peer` (a new one if the peer's client was
     /// replaced since).
     pub(crate) fn for_peer(&self, peer: &Arc<dyn Remote>, group: &str, runtime: &Handle) -> Arc<Batcher> {
         let mut map = self.map.lock();
-        if let Some(b) = map.get(peer.addr())
-            && Arc::ptr_eq(&b.peer, peer)
+        if let Some((origin, b)) = map.get(peer.addr())
+            && Arc::ptr_eq(origin, peer)
         {
             return b.clone();
         }
-        let b = Arc::new(Batcher::new(peer.clone(), Arc::from(group), runtime));
-        map.insert(peer.addr().to_string(), b.clone());
+        let target: Arc<dyn Remote> = if self.peeks {
+            Arc::new(Peeks(peer.clone()))
+        } else {
+            peer.clone()
+        };
+        let b = Arc::new(Batcher::new(target, Arc::from(group), runtime));
+        map.insert(peer.addr().to_string(), (peer.clone(), b.clone()));
         b
     }
 
     /// Gets waiting, over every peer.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
-        self.map.lock().values().map(|b| b.queued()).sum()
+        self.map.lock().values().map(|(_, b)| b.queued()).sum()
+    }
+}
+
+/// A peer seen through its peeks, for a batcher: `get` is `peek`, `get_many` is
+/// `peek_many`, and a key the peer does not hold is [`ErrorKind::NotFound`] (a cached
+/// "not found" stays an entry without a value). Only gets go through a batcher.
+#[derive(Debug)]
+struct Peeks(Arc<dyn Remote>);
+
+fn absent(found: Option<Entry>) -> Result<Entry> {
+    found.ok_or_else(|| Error::new(ErrorKind::NotFound, "the previous owner does not hold the key"))
+}
+
+impl Remote for Peeks {
+    fn addr(&self) -> &str {
+        self.0.addr()
+    }
+
+    fn call_timeout(&self) -> Option<std::time::Duration> {
+        self.0.call_timeout()
+    }
+
+    fn get<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Entry>> {
+        Box::pin(async move { absent(self.0.peek(group, key).await?) })
+    }
+
+    fn get_many<'a>(&'a self, group: &'a str, keys: Vec<Bytes>) -> BoxFuture<'a, Result<Vec<Result<Entry>>>> {
+        Box::pin(async move {
+            let found = self.0.peek_many(group, keys).await?;
+            Ok(found.into_iter().map(|r| r.and_then(absent)).collect())
+        })
+    }
+
+    fn peek<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Option<Entry>>> {
+        self.0.peek(group, key)
+    }
+
+    fn peek_many<'a>(
+        &'a self,
+        group: &'a str,
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Option<Entry>>>>> {
+        self.0.peek_many(group, keys)
+    }
+
+    fn set<'a>(
+        &'a self,
+        group: &'a str,
+        key: Bytes,
+        value: Bytes,
+        deadline: u64,
+        stamp: Stamp,
+    ) -> BoxFuture<'a, Result<()>> {
+        self.0.set(group, key, value, deadline, stamp)
+    }
+
+    fn delete<'a>(&'a self, group: &'a str, key: Bytes, stamp: Stamp) -> BoxFuture<'a, Result<bool>> {
+        self.0.delete(group, key, stamp)
+    }
+
+    fn handoff<'a>(&'a self, group: &'a str, entries: Vec<(Bytes, Entry)>) -> BoxFuture<'a, Result<u64>> {
+        self.0.handoff(group, entries)
     }
 }
 

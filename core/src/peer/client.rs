@@ -19,7 +19,7 @@ use super::pb::peer_client::PeerClient as RawClient;
 use super::server::{MAX_KEYS_PER_GET_MANY, key_cost};
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
-use crate::route::{BoxFuture, Remote};
+use crate::route::{BoxFuture, Remote, Stamp};
 
 /// How a node talks to its peers. See [`crate::ClusterBuilder`] for the defaults.
 #[derive(Debug, Clone)]
@@ -225,6 +225,7 @@ impl PeerClient {
             group: group.to_string(),
             key,
             forwarded: true,
+            peek: false,
         };
         let resp = self
             .call(true, req, |mut c, r| async move { c.get(r).await })
@@ -232,7 +233,66 @@ impl PeerClient {
         Ok(Entry {
             value: resp.found.then_some(resp.value),
             deadline: resp.expire_at_ms,
+            version: resp.version,
         })
+    }
+
+    /// The peer's stored copy of `key`, never loaded there: `None` if it holds none.
+    pub(crate) async fn peek(&self, group: &str, key: Bytes) -> Result<Option<Entry>> {
+        let req = pb::GetRequest {
+            group: group.to_string(),
+            key,
+            forwarded: true,
+            peek: true,
+        };
+        let resp = self
+            .call(true, req, |mut c, r| async move { c.get(r).await })
+            .await?;
+        Ok((!resp.absent).then(|| Entry {
+            value: resp.found.then_some(resp.value),
+            deadline: resp.expire_at_ms,
+            version: resp.version,
+        }))
+    }
+
+    /// Streams `entries` of `group` to the peer (a graceful leave), in messages of at most
+    /// a quarter of the message limit. Returns how many the peer kept.
+    pub(crate) async fn handoff(&self, group: &str, entries: Vec<(Bytes, Entry)>) -> Result<u64> {
+        let budget = (self.opts.max_message_size / 4).max(1);
+        let mut batches = vec![pb::HandoffBatch {
+            group: group.to_string(),
+            entries: Vec::new(),
+        }];
+        let mut size = 0;
+        for (key, e) in entries {
+            let cost = key.len() + e.value.as_ref().map_or(0, Bytes::len) + 32;
+            let last = batches.last_mut().expect("never empty");
+            if !last.entries.is_empty() && size + cost > budget {
+                batches.push(pb::HandoffBatch {
+                    group: group.to_string(),
+                    entries: Vec::new(),
+                });
+                size = 0;
+            }
+            size += cost;
+            batches
+                .last_mut()
+                .expect("never empty")
+                .entries
+                .push(pb::HandoffEntry {
+                    key,
+                    found: e.value.is_some(),
+                    value: e.value.unwrap_or_default(),
+                    expire_at_ms: e.deadline,
+                    version: e.version,
+                });
+        }
+        let mut client = self.client.clone();
+        let resp = client
+            .handoff(Request::new(futures_util::stream::iter(batches)))
+            .await
+            .map_err(|s| super::from_status(&self.addr, &s))?;
+        Ok(resp.into_inner().accepted)
     }
 
     /// Asks the owner for many keys: one call per [`MAX_KEYS_PER_GET_MANY`] keys (each
@@ -260,11 +320,45 @@ impl PeerClient {
     /// One `GetMany` call. Keys the owner left out of a response that grew too large are
     /// then asked for one by one.
     async fn get_many_call(&self, group: &str, keys: Vec<Bytes>) -> Result<Vec<Result<Entry>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for item in self.get_many_items(group, keys, false).await? {
+            out.push(if item.omitted {
+                self.get(group, item.key).await
+            } else {
+                self.item_result(item)
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`PeerClient::peek`] of many keys, in one `GetMany` (the caller keeps the batch
+    /// small: a batcher's at most).
+    pub(crate) async fn peek_many(
+        &self,
+        group: &str,
+        keys: Vec<Bytes>,
+    ) -> Result<Vec<Result<Option<Entry>>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for item in self.get_many_items(group, keys, true).await? {
+            out.push(if item.omitted {
+                self.peek(group, item.key).await
+            } else if item.absent {
+                Ok(None)
+            } else {
+                self.item_result(item).map(Some)
+            });
+        }
+        Ok(out)
+    }
+
+    /// One `GetMany` call's items, checked to be one per key.
+    async fn get_many_items(&self, group: &str, keys: Vec<Bytes>, peek: bool) -> Result<Vec<pb::Item>> {
         let n = keys.len();
         let req = pb::GetManyRequest {
             group: group.to_string(),
             keys,
             forwarded: true,
+            peek,
         };
         let resp = self
             .call(true, req, |mut c, r| async move { c.get_many(r).await })
@@ -279,15 +373,7 @@ impl PeerClient {
                 ),
             ));
         }
-        let mut out = Vec::with_capacity(n);
-        for item in resp.items {
-            out.push(if item.omitted {
-                self.get(group, item.key).await
-            } else {
-                self.item_result(item)
-            });
-        }
-        Ok(out)
+        Ok(resp.items)
     }
 
     fn item_result(&self, item: pb::Item) -> Result<Entry> {
@@ -306,16 +392,26 @@ impl PeerClient {
         Ok(Entry {
             value: item.found.then_some(item.value),
             deadline: item.expire_at_ms,
+            version: item.version,
         })
     }
 
     /// Stores `value` on the owner.
-    pub(crate) async fn set(&self, group: &str, key: Bytes, value: Bytes, deadline: u64) -> Result<()> {
+    pub(crate) async fn set(
+        &self,
+        group: &str,
+        key: Bytes,
+        value: Bytes,
+        deadline: u64,
+        stamp: Stamp,
+    ) -> Result<()> {
         let req = pb::SetRequest {
             group: group.to_string(),
             key,
             value,
             expire_at_ms: deadline,
+            version: stamp.version,
+            replica: stamp.replica,
         };
         self.call(true, req, |mut c, r| async move { c.set(r).await })
             .await?;
@@ -323,10 +419,12 @@ impl PeerClient {
     }
 
     /// Removes `key` from the peer, whichever tier holds it.
-    pub(crate) async fn delete(&self, group: &str, key: Bytes) -> Result<bool> {
+    pub(crate) async fn delete(&self, group: &str, key: Bytes, stamp: Stamp) -> Result<bool> {
         let req = pb::DeleteRequest {
             group: group.to_string(),
             key,
+            version: stamp.version,
+            tombstone: stamp.tombstone,
         };
         Ok(self
             .call(true, req, |mut c, r| async move { c.delete(r).await })
@@ -370,18 +468,35 @@ impl Remote for PeerClient {
         Box::pin(PeerClient::get_many(self, group, keys))
     }
 
+    fn peek<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<Option<Entry>>> {
+        Box::pin(PeerClient::peek(self, group, key))
+    }
+
+    fn peek_many<'a>(
+        &'a self,
+        group: &'a str,
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Option<Entry>>>>> {
+        Box::pin(PeerClient::peek_many(self, group, keys))
+    }
+
     fn set<'a>(
         &'a self,
         group: &'a str,
         key: Bytes,
         value: Bytes,
         deadline: u64,
+        stamp: Stamp,
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(PeerClient::set(self, group, key, value, deadline))
+        Box::pin(PeerClient::set(self, group, key, value, deadline, stamp))
     }
 
-    fn delete<'a>(&'a self, group: &'a str, key: Bytes) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(PeerClient::delete(self, group, key))
+    fn delete<'a>(&'a self, group: &'a str, key: Bytes, stamp: Stamp) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(PeerClient::delete(self, group, key, stamp))
+    }
+
+    fn handoff<'a>(&'a self, group: &'a str, entries: Vec<(Bytes, Entry)>) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(PeerClient::handoff(self, group, entries))
     }
 }
 

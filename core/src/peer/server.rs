@@ -39,6 +39,7 @@ use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::Group;
 use crate::registry::Registry;
+use crate::route::Stamp;
 
 /// Most keys one `GetMany` may carry; clients split larger batches.
 pub const MAX_KEYS_PER_GET_MANY: usize = 1000;
@@ -321,6 +322,7 @@ fn item(key: Bytes, r: &Result<Entry>, room: &mut usize) -> pb::Item {
         Ok(Entry {
             value: Some(value),
             deadline,
+            version,
         }) => {
             if value.len() > *room {
                 // Left out to keep the answer inside the message limit: the caller asks
@@ -337,15 +339,18 @@ fn item(key: Bytes, r: &Result<Entry>, room: &mut usize) -> pb::Item {
                 found: true,
                 value: value.clone(),
                 expire_at_ms: *deadline,
+                version: *version,
                 ..Default::default()
             }
         }
         Ok(Entry {
             value: None,
             deadline,
+            version,
         }) => pb::Item {
             key,
             expire_at_ms: *deadline,
+            version: *version,
             ..Default::default()
         },
         Err(e) => {
@@ -375,11 +380,25 @@ impl Peer for PeerService {
         let group = self.group(&req.group)?;
         // Its own bytes: a cached key must not keep the request buffer alive.
         let key = Bytes::copy_from_slice(&req.key);
-        let entry = group.serve_get(key).await.map_err(|e| super::to_status(&e))?;
+        let entry = if req.peek {
+            match group.serve_peek(&key).map_err(|e| super::to_status(&e))? {
+                Some(entry) => entry,
+                None => {
+                    return Ok(Response::new(pb::GetResponse {
+                        absent: true,
+                        ..Default::default()
+                    }));
+                }
+            }
+        } else {
+            group.serve_get(key).await.map_err(|e| super::to_status(&e))?
+        };
         Ok(Response::new(pb::GetResponse {
             found: entry.value.is_some(),
             value: entry.value.unwrap_or_default(),
             expire_at_ms: entry.deadline,
+            version: entry.version,
+            absent: false,
         }))
     }
 
@@ -407,6 +426,10 @@ impl Peer for PeerService {
             ))));
         }
         let group = self.group(&req.group)?;
+        // The answer stays well inside the message limit: every item's key and overhead
+        // are counted first, and values fill what is left; values that do not fit are
+        // marked omitted and the caller asks for them one by one.
+        let mut room = (self.max_message_size / 2).saturating_sub(fixed);
         // Each distinct key is served once, however often it is repeated.
         let mut first: HashMap<&Bytes, usize> = HashMap::with_capacity(req.keys.len());
         let mut distinct: Vec<Bytes> = Vec::new();
@@ -422,15 +445,25 @@ impl Peer for PeerService {
                 })
             })
             .collect();
+        if req.peek {
+            let items = (req.keys.into_iter().zip(slots))
+                .map(|(key, slot)| match group.serve_peek(&distinct[slot]) {
+                    Ok(None) => pb::Item {
+                        key,
+                        absent: true,
+                        ..Default::default()
+                    },
+                    Ok(Some(e)) => item(key, &Ok(e), &mut room),
+                    Err(e) => item(key, &Err(e), &mut room),
+                })
+                .collect();
+            return Ok(Response::new(pb::GetManyResponse { items }));
+        }
         let results = join_all(distinct.into_iter().map(|key| {
             let group = group.clone();
             async move { group.serve_get(key).await }
         }))
         .await;
-        // The answer stays well inside the message limit: every item's key and overhead
-        // are counted first, and values fill what is left; values that do not fit are
-        // marked omitted and the caller asks for them one by one.
-        let mut room = (self.max_message_size / 2).saturating_sub(fixed);
         let items = req
             .keys
             .into_iter()
@@ -450,6 +483,11 @@ impl Peer for PeerService {
                 Bytes::copy_from_slice(&req.key),
                 Bytes::copy_from_slice(&req.value),
                 req.expire_at_ms,
+                Stamp {
+                    version: req.version,
+                    replica: req.replica,
+                    tombstone: false,
+                },
             )
             .map_err(|e| super::to_status(&e))?;
         Ok(Response::new(pb::SetResponse {}))
@@ -462,8 +500,42 @@ impl Peer for PeerService {
         let _serving = self.admit(&request)?;
         let req = request.into_inner();
         let group = self.group(&req.group)?;
-        let removed = group.serve_delete(&req.key).map_err(|e| super::to_status(&e))?;
+        let stamp = Stamp {
+            version: req.version,
+            replica: false,
+            tombstone: req.tombstone,
+        };
+        let removed = group
+            .serve_delete(&req.key, stamp)
+            .map_err(|e| super::to_status(&e))?;
         Ok(Response::new(pb::DeleteResponse { removed }))
+    }
+
+    async fn handoff(
+        &self,
+        request: Request<tonic::Streaming<pb::HandoffBatch>>,
+    ) -> Result<Response<pb::HandoffResponse>, Status> {
+        let _serving = self.admit(&request)?;
+        let mut stream = request.into_inner();
+        let (mut accepted, mut total) = (0, 0);
+        while let Some(batch) = stream.message().await? {
+            let group = self.group(&batch.group)?;
+            total += batch.entries.len() as u64;
+            // Own bytes: a cached entry must not keep the message buffer alive.
+            accepted += group.accept_handoff(batch.entries.into_iter().map(|e| {
+                let value = e.found.then(|| Bytes::copy_from_slice(&e.value));
+                let entry = Entry {
+                    value,
+                    deadline: e.expire_at_ms,
+                    version: e.version,
+                };
+                (Bytes::copy_from_slice(&e.key), entry)
+            }));
+        }
+        Ok(Response::new(pb::HandoffResponse {
+            accepted,
+            refused: total - accepted,
+        }))
     }
 }
 
@@ -539,7 +611,7 @@ mod tests {
                     all.resize(MAX_KEYS_PER_GET_MANY + 1, Bytes::from_static(b"x"));
                 }
                 let n = all.len();
-                let r = svc.get_many(Request::new(pb::GetManyRequest { group: group.clone(), keys: all, forwarded: true })).await;
+                let r = svc.get_many(Request::new(pb::GetManyRequest { group: group.clone(), keys: all, forwarded: true, ..Default::default() })).await;
                 match r {
                     Ok(resp) => {
                         let items = resp.into_inner().items;
@@ -551,9 +623,9 @@ mod tests {
                 }
                 for k in keys.iter().take(4) {
                     let k = Bytes::copy_from_slice(k);
-                    let _ = svc.get(Request::new(pb::GetRequest { group: group.clone(), key: k.clone(), forwarded: true })).await;
-                    let _ = svc.set(Request::new(pb::SetRequest { group: group.clone(), key: k.clone(), value: Bytes::from(value.clone()), expire_at_ms: u64::MAX })).await;
-                    let _ = svc.delete(Request::new(pb::DeleteRequest { group: group.clone(), key: k })).await;
+                    let _ = svc.get(Request::new(pb::GetRequest { group: group.clone(), key: k.clone(), forwarded: true, ..Default::default() })).await;
+                    let _ = svc.set(Request::new(pb::SetRequest { group: group.clone(), key: k.clone(), value: Bytes::from(value.clone()), expire_at_ms: u64::MAX, ..Default::default() })).await;
+                    let _ = svc.delete(Request::new(pb::DeleteRequest { group: group.clone(), key: k, ..Default::default() })).await;
                 }
                 Ok(())
             })?;
@@ -576,6 +648,7 @@ mod tests {
                 group: "g".into(),
                 key: Bytes::from_static(b"k"),
                 forwarded: true,
+                ..Default::default()
             }))
             .await
             .unwrap_err();

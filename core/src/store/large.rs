@@ -104,12 +104,14 @@ impl Large {
 
     /// Stores `key` (replacing any older entry for it), evicting others as needed.
     /// `charge` must be at most [`Large::limit`].
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn insert(
         &self,
         hash: u64,
         key: Bytes,
         value: Bytes,
         deadline: u64,
+        version: u64,
         now_ms: u64,
         charge: usize,
     ) {
@@ -128,6 +130,7 @@ impl Large {
             value: Some(value),
             hash,
             deadline,
+            version,
             charge: charge as u32,
             freq: Default::default(),
             tier: Tier::Main,
@@ -189,6 +192,18 @@ impl Large {
         true
     }
 
+    /// Visits every unexpired entry.
+    pub(super) fn for_each(&self, now_ms: u64, mut f: impl FnMut(&[u8], &Entry)) {
+        if self.is_empty() {
+            return;
+        }
+        for b in self.table.read().entries.iter() {
+            if !b.entry.expired(now_ms) {
+                f(b.entry.key.as_slice(), &b.entry);
+            }
+        }
+    }
+
     /// Removes expired entries; returns how many.
     pub(super) fn reap(&self, now_ms: u64) -> usize {
         if self.is_empty() {
@@ -239,10 +254,10 @@ mod tests {
     #[test]
     fn holds_replaces_and_removes() {
         let large = Large::new(1000, 4);
-        large.insert(1, Bytes::from_static(b"a"), big(10), 0, 0, 400);
+        large.insert(1, Bytes::from_static(b"a"), big(10), 0, 0, 0, 400);
         assert_eq!(large.read(1, b"a", 0, |e| e.value.clone()), Some(Some(big(10))));
         assert_eq!(large.share(), 100);
-        large.insert(1, Bytes::from_static(b"a"), big(20), 0, 0, 500);
+        large.insert(1, Bytes::from_static(b"a"), big(20), 0, 0, 0, 500);
         assert_eq!(large.bytes(), 500, "a replaced entry is uncharged");
         assert!(large.remove(1, b"a"));
         assert!(large.is_empty() && large.bytes() == 0);
@@ -251,12 +266,12 @@ mod tests {
     #[test]
     fn evicts_expired_then_least_read_oldest_first() {
         let large = Large::new(1000, 1);
-        large.insert(1, Bytes::from_static(b"old"), big(1), 0, 0, 300);
-        large.insert(2, Bytes::from_static(b"read"), big(1), 0, 0, 300);
-        large.insert(3, Bytes::from_static(b"gone"), big(1), 50, 0, 300);
+        large.insert(1, Bytes::from_static(b"old"), big(1), 0, 0, 0, 300);
+        large.insert(2, Bytes::from_static(b"read"), big(1), 0, 0, 0, 300);
+        large.insert(3, Bytes::from_static(b"gone"), big(1), 50, 0, 0, 300);
         large.read(2, b"read", 0, |_| ());
         // 100 ms later "gone" has expired: it makes room first, then "old" (unread).
-        large.insert(4, Bytes::from_static(b"new"), big(1), 0, 100, 600);
+        large.insert(4, Bytes::from_static(b"new"), big(1), 0, 0, 100, 600);
         assert!(large.read(2, b"read", 100, |_| ()).is_some());
         assert!(large.read(1, b"old", 100, |_| ()).is_none());
         let mut st = TierStats::default();
@@ -267,8 +282,8 @@ mod tests {
     #[test]
     fn reaps_expired_entries() {
         let large = Large::new(1000, 1);
-        large.insert(1, Bytes::from_static(b"a"), big(1), 10, 0, 300);
-        large.insert(2, Bytes::from_static(b"b"), big(1), 0, 0, 300);
+        large.insert(1, Bytes::from_static(b"a"), big(1), 10, 0, 0, 300);
+        large.insert(2, Bytes::from_static(b"b"), big(1), 0, 0, 0, 300);
         assert!(large.read(1, b"a", 10, |_| ()).is_none(), "expired is not found");
         assert_eq!(large.reap(10), 1);
         assert_eq!(large.bytes(), 300);

@@ -130,6 +130,7 @@ fn hit(e: &Entry) -> crate::entry::Entry {
     crate::entry::Entry {
         value: e.value.clone(),
         deadline: e.deadline,
+        version: e.version,
     }
 }
 
@@ -328,25 +329,32 @@ impl Store {
     /// Returns `false` if the entry is larger than the store can hold (see [`Store::fits`];
     /// it is not stored, and any older value for the key is removed).
     pub fn insert(&self, tier: Tier, key: Bytes, value: Option<Bytes>, deadline: u64) -> bool {
-        self.insert_if(tier, key, value, deadline, || true)
+        self.insert_if(tier, key, value, deadline, 0, |_| true)
     }
 
-    /// [`Store::insert`] only if `cond()` holds, evaluated under the shard's write lock.
-    /// A writer that changes what `cond` reads *before* writing the same key (under the
-    /// same lock) can therefore never be overwritten by an insert that checked earlier.
+    /// [`Store::insert`] of an entry with `version`, only if `cond(version of the entry
+    /// there now)` holds, evaluated under the shard's write lock. A writer that changes
+    /// what `cond` reads *before* writing the same key (under the same lock) can
+    /// therefore never be overwritten by an insert that checked earlier.
     pub fn insert_if(
         &self,
         tier: Tier,
         key: Bytes,
         value: Option<Bytes>,
         deadline: u64,
-        cond: impl FnOnce() -> bool,
+        version: u64,
+        cond: impl FnOnce(Option<u64>) -> bool,
     ) -> bool {
         let hash = self.hash(&key);
         let now = self.clock.now_ms();
         let charge = charge(key.len(), value.as_ref().map_or(0, Bytes::len));
         let mut shard = self.shard(hash).write();
-        if !cond() {
+        let current = match shard.find(hash, &key) {
+            Some(e) if !e.expired(now) => Some(e.version),
+            Some(_) => None,
+            None => self.large.read(hash, &key, now, |e| e.version),
+        };
+        if !cond(current) {
             return false;
         }
         // Lock order: a shard, then the large area.
@@ -362,7 +370,8 @@ impl Store {
                     self.large.remove(hash, &key);
                     return false;
                 }
-                self.large.insert(hash, key, value, deadline, now, charge);
+                self.large
+                    .insert(hash, key, value, deadline, version, now, charge);
                 drop(shard);
                 self.lend(now);
                 true
@@ -370,7 +379,9 @@ impl Store {
             value => {
                 self.large.remove(hash, &key);
                 shard.set_lent(self.large.share());
-                shard.insert(tier, hash, key, value, deadline, now).stored
+                shard
+                    .insert(tier, hash, key, value, deadline, version, now)
+                    .stored
             }
         }
     }
@@ -398,6 +409,34 @@ impl Store {
     /// The largest charge (value, key and per-entry overhead) a main-tier entry may have.
     pub fn max_entry(&self) -> usize {
         self.large.limit().max(self.large_above).min(u32::MAX as usize)
+    }
+
+    /// Removes `key` if its entry's version is below `version` (or it has expired).
+    /// Returns whether it removed it.
+    pub fn remove_older(&self, key: &[u8], version: u64) -> bool {
+        let hash = self.hash(key);
+        let now = self.clock.now_ms();
+        let mut shard = self.shard(hash).write();
+        let current = match shard.find(hash, key) {
+            Some(e) => Some(e.version),
+            None => self.large.read(hash, key, now, |e| e.version),
+        };
+        match current {
+            Some(v) if v < version => shard.remove(hash, key) | self.large.remove(hash, key),
+            _ => false,
+        }
+    }
+
+    /// Visits every unexpired entry of `tier` (key, entry), a shard at a time under its
+    /// read lock: `f` should be quick (a copy). For handing entries off to other nodes.
+    pub fn for_each(&self, tier: Tier, mut f: impl FnMut(&[u8], crate::entry::Entry)) {
+        let now = self.clock.now_ms();
+        for s in self.shards.iter() {
+            s.0.read().for_each(tier, now, |k, e| f(k, hit(e)));
+        }
+        if tier == Tier::Main {
+            self.large.for_each(now, |k, e| f(k, hit(e)));
+        }
     }
 
     /// Removes `key` from whichever tier holds it. Returns whether it was present.
@@ -518,7 +557,8 @@ mod tests {
             s.get(b"b").unwrap(),
             crate::entry::Entry {
                 value: Some(Bytes::from_static(b"2")),
-                deadline: 0
+                deadline: 0,
+                version: 0
             }
         );
         assert_eq!(s.get(b"n").unwrap().value, None);

@@ -344,10 +344,10 @@ mod tests {
         let per = charge(2, 10);
         let mut s = Shard::new(per * 20, per * 2);
         let v = Some(Bytes::from(vec![0; 10]));
-        s.insert(Tier::Main, 0, key(0), v.clone(), 0, 0);
+        s.insert(Tier::Main, 0, key(0), v.clone(), 0, 0, 0);
         s.find(0, b"k0").unwrap().touch();
         for i in 1..200 {
-            s.insert(Tier::Main, i, key(i), v.clone(), 0, 0);
+            s.insert(Tier::Main, i, key(i), v.clone(), 0, 0, 0);
             s.check_invariants();
         }
         assert!(
@@ -362,7 +362,7 @@ mod tests {
         let mut s = Shard::new(per * 80, per * 10);
         let v = Some(Bytes::from(vec![0; 10]));
         for i in 0..100 {
-            s.insert(Tier::Hot, i, key(i), v.clone(), 0, 0);
+            s.insert(Tier::Hot, i, key(i), v.clone(), 0, 0, 0);
         }
         s.check_invariants();
         let mut st = TierStats::default();

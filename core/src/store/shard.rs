@@ -80,6 +80,7 @@ impl Shard {
     }
 
     /// Inserts or replaces `key` in `tier`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn insert(
         &mut self,
         tier: Tier,
@@ -87,6 +88,7 @@ impl Shard {
         key: Bytes,
         value: Option<Bytes>,
         deadline: u64,
+        version: u64,
         now_ms: u64,
     ) -> InsertOutcome {
         let charge = charge(key.len(), value.as_ref().map_or(0, Bytes::len));
@@ -109,6 +111,7 @@ impl Shard {
             value,
             hash,
             deadline,
+            version,
             charge: charge as u32,
             freq: AtomicU8::new(freq),
             tier,
@@ -138,6 +141,15 @@ impl Shard {
     /// Records what is lent now, without evicting (the insert that follows does).
     pub(super) fn set_lent(&mut self, bytes: usize) {
         self.policy.set_lent(bytes);
+    }
+
+    /// Visits every unexpired entry of `tier`.
+    pub(super) fn for_each(&self, tier: Tier, now_ms: u64, mut f: impl FnMut(&[u8], &Entry)) {
+        for e in self.slab.iter() {
+            if e.tier == tier && !e.expired(now_ms) {
+                f(e.key.as_slice(), e);
+            }
+        }
     }
 
     /// Removes `key`; returns whether it was present.
@@ -214,7 +226,7 @@ mod tests {
     #[test]
     fn insert_find_remove() {
         let mut s = Shard::new(100_000, 10_000);
-        s.insert(Tier::Main, 1, key(1), Some(Bytes::from_static(b"v")), 0, 0);
+        s.insert(Tier::Main, 1, key(1), Some(Bytes::from_static(b"v")), 0, 0, 0);
         assert_eq!(s.find(1, b"k1").unwrap().value.as_deref(), Some(&b"v"[..]));
         assert!(s.find(1, b"k2").is_none());
         assert!(s.remove(1, b"k1"));
@@ -228,7 +240,7 @@ mod tests {
         let short = Bytes::from(vec![b's'; INLINE_KEY]);
         let long = Bytes::from(vec![b'l'; INLINE_KEY + 1]);
         for (h, k) in [(1, &short), (2, &long)] {
-            s.insert(Tier::Main, h, k.clone(), Some(Bytes::from_static(b"v")), 0, 0);
+            s.insert(Tier::Main, h, k.clone(), Some(Bytes::from_static(b"v")), 0, 0, 0);
             assert_eq!(s.find(h, k).unwrap().key.as_slice(), &k[..]);
             assert!(s.find(h, &k[..k.len() - 1]).is_none(), "a prefix is another key");
         }
@@ -241,7 +253,7 @@ mod tests {
     #[test]
     fn oversized_entry_is_not_stored() {
         let mut s = Shard::new(1000, 100);
-        let out = s.insert(Tier::Main, 1, key(1), Some(Bytes::from(vec![0; 2000])), 0, 0);
+        let out = s.insert(Tier::Main, 1, key(1), Some(Bytes::from(vec![0; 2000])), 0, 0, 0);
         assert!(!out.stored);
         assert_eq!(s.used(), 0);
     }
@@ -251,7 +263,15 @@ mod tests {
         let mut s = Shard::new(1 << 20, 1 << 17);
         for i in 0..100 {
             let deadline = if i % 2 == 0 { 50 } else { 0 };
-            s.insert(Tier::Main, i, key(i), Some(Bytes::from_static(b"x")), deadline, 0);
+            s.insert(
+                Tier::Main,
+                i,
+                key(i),
+                Some(Bytes::from_static(b"x")),
+                deadline,
+                0,
+                0,
+            );
         }
         assert_eq!(s.reap(100, 1000), 50);
         s.check_invariants();

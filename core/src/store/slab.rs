@@ -20,6 +20,8 @@ pub(super) struct Entry {
     pub(super) hash: u64,
     /// Absolute unix milliseconds; `0` never expires.
     pub(super) deadline: u64,
+    /// The entry's version (see `crate::entry::Entry::version`).
+    pub(super) version: u64,
     /// What the entry costs against the budget (see `accounting.rs`).
     pub(super) charge: u32,
     /// Reads since the eviction policy last looked, capped at [`MAX_FREQ`].
@@ -113,6 +115,11 @@ impl Slab {
         entry
     }
 
+    /// The occupied slots' entries.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.slots.iter().filter_map(|s| s.entry.as_ref())
+    }
+
     /// Slots, occupied or free: indices below this are valid.
     pub(super) fn slot_count(&self) -> usize {
         self.slots.len()
@@ -134,6 +141,7 @@ mod tests {
             value: None,
             hash,
             deadline: 0,
+            version: 0,
             charge: 0,
             freq: AtomicU8::new(0),
             tier: Tier::Main,

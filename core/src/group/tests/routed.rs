@@ -11,7 +11,7 @@ use super::counting_loader;
 use crate::clock::ManualClock;
 use crate::peer::batch::{MAX_BATCH, MAX_IN_FLIGHT};
 use crate::registry::Registry;
-use crate::route::{BoxFuture, Remote};
+use crate::route::{BoxFuture, Remote, Stamp};
 
 /// How the fake owner answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +112,25 @@ impl Remote for FakePeer {
         })
     }
 
+    fn peek<'a>(&'a self, _group: &'a str, _key: Bytes) -> BoxFuture<'a, Result<Option<Entry>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn peek_many<'a>(
+        &'a self,
+        _group: &'a str,
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Option<Entry>>>>> {
+        Box::pin(async move { Ok(keys.iter().map(|_| Ok(None)).collect()) })
+    }
+
     fn set<'a>(
         &'a self,
         _group: &'a str,
         key: Bytes,
         value: Bytes,
         _deadline: u64,
+        _stamp: Stamp,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             if self.owner == Owner::Unreachable {
@@ -128,7 +141,7 @@ impl Remote for FakePeer {
         })
     }
 
-    fn delete<'a>(&'a self, _group: &'a str, key: Bytes) -> BoxFuture<'a, Result<bool>> {
+    fn delete<'a>(&'a self, _group: &'a str, key: Bytes, _stamp: Stamp) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
             if self.down.load(Ordering::SeqCst) {
                 return Err(Error::new(ErrorKind::Peer, "connection refused"));
@@ -136,6 +149,10 @@ impl Remote for FakePeer {
             self.deletes.lock().push(key);
             Ok(true)
         })
+    }
+
+    fn handoff<'a>(&'a self, _group: &'a str, _entries: Vec<(Bytes, Entry)>) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async { Err(Error::new(ErrorKind::Peer, "no handoff to a fake peer")) })
     }
 }
 
