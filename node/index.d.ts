@@ -257,6 +257,23 @@ export interface ClusterOptions {
    * itself). Default 1024.
    */
   maxPeerRequests?: number
+  /**
+   * How long after a ring change a node that misses a key it newly owns first asks the
+   * key's previous owner (for at most 250 ms) before loading it (warm takeover), in ms;
+   * 0 turns it off. Default 60000.
+   */
+  warmWindowMs?: number
+  /**
+   * Longest time a graceful `close()` (etcd or DNS membership) spends handing the
+   * entries this node holds to their new owners, in ms; 0 turns handoff off. Default
+   * 10000.
+   */
+  handoffTimeoutMs?: number
+  /**
+   * Most bytes (keys and values) that handoff sends: a number of bytes or a size such
+   * as `'256MiB'`. Default 1 GiB.
+   */
+  handoffMaxBytes?: number | string
 }
 
 /** `cluster.stats()`. */
@@ -323,6 +340,20 @@ export interface GroupOptions {
    * answer is dropped. Default: no limit.
    */
   loadTimeoutMs?: number
+  /**
+   * How many nodes hold each key written with `set` (or removed with `delete`): its
+   * owner and the next `replicas - 1` nodes of the ring. `set` writes to all of them
+   * and fails only if the owner did; a get whose owner cannot be reached asks the next
+   * replica before loading, so a written value survives `replicas - 1` dead nodes. At
+   * least 1. Default 1 (the owner only).
+   */
+  replicas?: number
+  /**
+   * Whether values the loader returned go to the key's replicas too (costs every miss
+   * `replicas - 1` writes; for loads too expensive to repeat when an owner dies).
+   * Default false.
+   */
+  replicateLoads?: boolean
 }
 
 /** `group.stats()`: counters since the group was created. */
@@ -359,6 +390,21 @@ export interface GroupStats {
   invalidations_retried: number
   /** Invalidations given up because the retry queue was full. */
   invalidations_dropped: number
+  /** Writes (`set`, `delete`) this node sent to a key's replicas that they applied. */
+  replica_writes: number
+  /** Writes to a replica that failed (the owner still holds the value). */
+  replica_write_errors: number
+  /** Gets answered by a replica because the key's owner could not be reached. */
+  replica_reads: number
+  /** Entries this node handed to their new owners when it left the ring gracefully. */
+  handoff_sent: number
+  /** Entries other nodes handed to this one that it kept (newer than what it held). */
+  handoff_received: number
+  /**
+   * Misses of newly owned keys answered by the key's previous owner (warm takeover)
+   * instead of the loader.
+   */
+  warm_takeovers: number
   /** The byte budget of the store (both tiers). */
   capacity: number
   /** The main tier: keys this node owns. */

@@ -381,7 +381,8 @@ test('peek and get hits: fresh Buffers from the pool, large values, many pools',
 // every language shows exactly these (snake_case).
 const GROUP_COUNTERS = ['gets', 'hits', 'hot_hits', 'deduplicated', 'loads', 'load_errors', 'not_found',
   'remote_fetches', 'remote_not_found', 'remote_errors', 'fallback_loads', 'hot_inserts', 'served',
-  'invalidation_errors', 'invalidations_retried', 'invalidations_dropped', 'capacity']
+  'invalidation_errors', 'invalidations_retried', 'invalidations_dropped', 'replica_writes', 'replica_write_errors',
+  'replica_reads', 'handoff_sent', 'handoff_received', 'warm_takeovers', 'capacity']
 const TIER_FIELDS = ['items', 'bytes', 'gets', 'hits', 'evictions', 'expirations']
 const PEER_FIELDS = ['requests', 'successes', 'failures', 'timeouts', 'retries', 'rejected', 'breaker_opened']
 const SERVER_FIELDS = ['rejected_unauthenticated', 'rejected_overloaded', 'rejected_too_many_keys', 'accept_errors',

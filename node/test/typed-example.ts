@@ -12,6 +12,7 @@ async function main(): Promise<void> {
   const bytes = cluster.group('bytes', { capacity: 1 << 20, loader: (k) => new Uint8Array([k.length]) })
   const v: Buffer = await users.get('42', { timeoutMs: 500 })
   const deadlined: Group = cluster.group('deadlined', { loadTimeoutMs: 2000, loader })
+  const replicated: Group = cluster.group('replicated', { replicas: 2, replicateLoads: true, loader })
   const some: Map<string, Buffer> = await deadlined.getMany(['1'], { timeoutMs: 500 })
   const p: Buffer | undefined = users.peek('42')
   const m: Map<string, Buffer> = await users.getMany(['1', '2'])
@@ -20,12 +21,14 @@ async function main(): Promise<void> {
   await users.delete('42')
   const s: GroupStats = bytes.stats()
   const n: number = s.main.items + s.loads + s.hot_hits + s.hot.evictions
+  const copies: number = s.replica_writes + s.replica_write_errors + s.replica_reads + s.handoff_sent + s.handoff_received + s.warm_takeovers
   const breakers: Array<'closed' | 'open' | 'half_open'> = cluster.stats().peers.map((x) => x.breaker)
   const addr: string = cluster.localAddr
   const secured = new Cluster({
     token: 's3cret', tokenFile: '/run/secrets/meshcache', previousToken: 'old',
     tlsCert: 'node.pem', tlsKey: 'node.key', tlsCa: 'ca.pem', tlsClientAuth: false, tlsServerName: 'localhost',
     shutdownGraceMs: 300, handshakeTimeoutMs: 10_000, idleTimeoutMs: 300_000, maxPeerRequests: 1024,
+    warmWindowMs: 60_000, handoffTimeoutMs: 10_000, handoffMaxBytes: '1GiB',
   })
   const server: ServerStats = secured.stats().server
   const refused: number = server.rejected_unauthenticated + server.rejected_protocol_mismatch + server.closed_at_shutdown
@@ -42,7 +45,7 @@ async function main(): Promise<void> {
     const code = (e as { code?: ErrorCode }).code
     if (code === 'MESHCACHE_LOAD') console.log((e as Error).cause)
   }
-  console.log(p, m.size, n, addr, breakers, cluster.stats().peers.map((x) => x.breaker_opened), refused)
+  console.log(p, m.size, n, copies, replicated.name, addr, breakers, cluster.stats().peers.map((x) => x.breaker_opened), refused)
   await cluster.close()
   await secured.close()
 }

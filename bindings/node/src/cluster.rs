@@ -10,7 +10,7 @@ use napi_derive::napi;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-use crate::convert::{JsNumber, Out, convert, key_bytes, millis, options};
+use crate::convert::{JsNumber, Out, convert, key_bytes, millis, options, size, whole};
 use crate::errors::{map_error, range_error};
 use crate::group::{Group, GroupOptions};
 use crate::loader::js_loader;
@@ -89,6 +89,17 @@ pub struct ClusterOptions {
     /// Peer requests this node works on at once; more are refused (the peer loads the key
     /// itself). Default 1024.
     pub max_peer_requests: Option<u32>,
+    /// How long after a ring change a node that misses a key it newly owns first asks the
+    /// key's previous owner (for at most 250 ms) before loading it (warm takeover), in ms;
+    /// 0 turns it off. Default 60000.
+    pub warm_window_ms: Option<f64>,
+    /// Longest time a graceful `close()` (etcd or DNS membership) spends handing the
+    /// entries this node holds to their new owners, in ms; 0 turns handoff off. Default
+    /// 10000.
+    pub handoff_timeout_ms: Option<f64>,
+    /// Most bytes (keys and values) that handoff sends: a number of bytes or a size such
+    /// as `'256MiB'`. Default 1 GiB.
+    pub handoff_max_bytes: Option<Either<f64, String>>,
 }
 
 /// Options of `cluster.waitForMembers()`.
@@ -228,6 +239,21 @@ impl Cluster {
         if let Some(n) = o.max_peer_requests {
             b = b.max_peer_requests(n as usize);
         }
+        if let Some(t) = o.warm_window_ms {
+            b = b.warm_window(millis(&env, t, "warmWindowMs")?);
+        }
+        // One call in core: an option given alone keeps core's default for its partner.
+        if o.handoff_timeout_ms.is_some() || o.handoff_max_bytes.is_some() {
+            let timeout = match o.handoff_timeout_ms {
+                Some(t) => millis(&env, t, "handoffTimeoutMs")?,
+                None => meshcache::DEFAULT_HANDOFF_TIMEOUT,
+            };
+            let max_bytes = match o.handoff_max_bytes {
+                Some(m) => size(&env, m, "handoffMaxBytes")?,
+                None => meshcache::DEFAULT_HANDOFF_MAX_BYTES,
+            };
+            b = b.handoff(timeout, max_bytes);
+        }
         // Before the cluster: a cluster dropped here would stop its runtime on the JS thread.
         let gets = Gets::new(&env)?;
         let cluster = b.build().map_err(|e| map_error(&env, &e))?;
@@ -262,18 +288,8 @@ impl Cluster {
         let cluster = self.open(env)?;
         let mut b = cluster.group(name);
         if let Some(c) = o.capacity {
-            let bytes = match c {
-                // Zero is core's to refuse; a negative or non-finite number is no size.
-                Either::A(n) if n.is_finite() && n >= 0.0 => n as usize,
-                Either::A(n) => {
-                    return Err(range_error(
-                        env,
-                        format!("capacity must be a number of bytes, not {n}"),
-                    ));
-                }
-                Either::B(s) => meshcache::parse_size(&s).map_err(|e| map_error(env, &e))?,
-            };
-            b = b.capacity(bytes);
+            // Zero is core's to refuse; a negative or non-finite number is no size.
+            b = b.capacity(size(env, c, "capacity")?);
         }
         if let Some(t) = o.ttl_ms {
             b = b.default_ttl(millis(env, t, "ttlMs")?);
@@ -298,6 +314,13 @@ impl Cluster {
                 return Err(range_error(env, "loadTimeoutMs must be greater than 0, not 0"));
             }
             b = b.load_timeout(millis(env, t, "loadTimeoutMs")?);
+        }
+        // Zero is core's to refuse (the owner always holds the key).
+        if let Some(n) = o.replicas {
+            b = b.replicas(whole(env, n, "replicas")?);
+        }
+        if let Some(on) = o.replicate_loads {
+            b = b.replicate_loads(on);
         }
         let id = self.node.gets.group_id();
         if let Some(l) = o.loader {

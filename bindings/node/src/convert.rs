@@ -185,6 +185,30 @@ pub(crate) fn millis(env: &Env, ms: f64, what: &str) -> Result<Duration> {
         .map_err(|_| range_error(env, format!("{what} is too large: {}", JsNumber(ms))))
 }
 
+/// A byte size from JS: a number of bytes (>= 0; zero is core's to refuse where it makes
+/// no sense) or a size string such as `'256MiB'` or `'1.5GB'`.
+pub(crate) fn size(env: &Env, v: Either<f64, String>, what: &str) -> Result<usize> {
+    match v {
+        Either::A(n) if n.is_finite() && n >= 0.0 => Ok(n as usize),
+        Either::A(n) => Err(range_error(
+            env,
+            format!("{what} must be a number of bytes, not {}", JsNumber(n)),
+        )),
+        Either::B(s) => meshcache::parse_size(&s).map_err(|e| crate::errors::map_error(env, &e)),
+    }
+}
+
+/// A whole number >= 0 (a count) from JS; `what` names it in the error.
+pub(crate) fn whole(env: &Env, v: f64, what: &str) -> Result<usize> {
+    if !(v >= 0.0 && v.fract() == 0.0 && v <= u32::MAX as f64) {
+        return Err(range_error(
+            env,
+            format!("{what} must be a whole number >= 0, not {}", JsNumber(v)),
+        ));
+    }
+    Ok(v as usize)
+}
+
 /// A number in a message as JS would print it: `Infinity`, `1e+300`, not `inf` or 301
 /// digits.
 pub(crate) struct JsNumber(pub(crate) f64);

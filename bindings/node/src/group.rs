@@ -49,6 +49,16 @@ pub struct GroupOptions {
     /// reject with `MESHCACHE_TIMEOUT`, the key is free for the next get, and the late
     /// answer is dropped. Default: no limit.
     pub load_timeout_ms: Option<f64>,
+    /// How many nodes hold each key written with `set` (or removed with `delete`): its
+    /// owner and the next `replicas - 1` nodes of the ring. `set` writes to all of them
+    /// and fails only if the owner did; a get whose owner cannot be reached asks the next
+    /// replica before loading, so a written value survives `replicas - 1` dead nodes. At
+    /// least 1. Default 1 (the owner only).
+    pub replicas: Option<f64>,
+    /// Whether values the loader returned go to the key's replicas too (costs every miss
+    /// `replicas - 1` writes; for loads too expensive to repeat when an owner dies).
+    /// Default false.
+    pub replicate_loads: Option<bool>,
 }
 
 /// Options of `group.get()` and `group.getMany()`.

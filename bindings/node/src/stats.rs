@@ -150,6 +150,25 @@ pub struct GroupStats {
     /// Invalidations given up because the retry queue was full.
     #[napi(js_name = "invalidations_dropped")]
     pub invalidations_dropped: f64,
+    /// Writes (`set`, `delete`) this node sent to a key's replicas that they applied.
+    #[napi(js_name = "replica_writes")]
+    pub replica_writes: f64,
+    /// Writes to a replica that failed (the owner still holds the value).
+    #[napi(js_name = "replica_write_errors")]
+    pub replica_write_errors: f64,
+    /// Gets answered by a replica because the key's owner could not be reached.
+    #[napi(js_name = "replica_reads")]
+    pub replica_reads: f64,
+    /// Entries this node handed to their new owners when it left the ring gracefully.
+    #[napi(js_name = "handoff_sent")]
+    pub handoff_sent: f64,
+    /// Entries other nodes handed to this one that it kept (newer than what it held).
+    #[napi(js_name = "handoff_received")]
+    pub handoff_received: f64,
+    /// Misses of newly owned keys answered by the key's previous owner (warm takeover)
+    /// instead of the loader.
+    #[napi(js_name = "warm_takeovers")]
+    pub warm_takeovers: f64,
     /// The byte budget of the store (both tiers).
     pub capacity: f64,
     /// The main tier: keys this node owns.
@@ -215,6 +234,12 @@ impl From<meshcache::GroupStats> for GroupStats {
             invalidation_errors: s.invalidation_errors as f64,
             invalidations_retried: s.invalidations_retried as f64,
             invalidations_dropped: s.invalidations_dropped as f64,
+            replica_writes: s.replica_writes as f64,
+            replica_write_errors: s.replica_write_errors as f64,
+            replica_reads: s.replica_reads as f64,
+            handoff_sent: s.handoff_sent as f64,
+            handoff_received: s.handoff_received as f64,
+            warm_takeovers: s.warm_takeovers as f64,
             capacity: s.capacity as f64,
             main: s.main.into(),
             hot: s.hot.into(),
