@@ -40,6 +40,13 @@ another node), :class:`PanicError`. Arguments of the wrong type raise ``TypeErro
 A loader's ``get`` of the very key it is loading (which would wait for itself) raises
 :class:`InvalidArgument`.
 
+Replicas: ``Cluster.group(..., replicas=2)`` writes each ``set`` to the key's owner and
+the next node of the ring, whose copy answers while the owner is down
+(``replicate_loads=True`` copies loaded values too). ``Cluster(warm_window=60.0)``
+(seconds, 0 = off) lets a node that newly owns a key ask its previous owner first;
+``handoff_timeout=10.0`` and ``handoff_max_bytes`` bound what an etcd or DNS node hands
+to the new owners when it closes.
+
 Stats: ``Group.stats()`` is a :class:`GroupStats` (counters, and :class:`TierStats` under
 ``"main"`` and ``"hot"``); ``Cluster.stats()`` a :class:`ClusterStats` (this node, a
 :class:`PeerStats` per peer, its view of the ring as :class:`RingStats`, and this node's

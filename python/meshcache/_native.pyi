@@ -51,6 +51,12 @@ class GroupStats(TypedDict):
     invalidation_errors: int
     invalidations_retried: int
     invalidations_dropped: int
+    replica_writes: int
+    replica_write_errors: int
+    replica_reads: int
+    handoff_sent: int
+    handoff_received: int
+    warm_takeovers: int
     capacity: int
     main: TierStats
     hot: TierStats
@@ -140,6 +146,9 @@ class Cluster:
         handshake_timeout: Optional[float] = None,
         idle_timeout: Optional[float] = None,
         max_peer_requests: Optional[int] = None,
+        warm_window: float = 60.0,
+        handoff_timeout: float = 10.0,
+        handoff_max_bytes: Union[int, str, None] = None,
     ) -> Cluster: ...
     def group(
         self,
@@ -155,6 +164,8 @@ class Cluster:
         bytes_keys: bool = False,
         loop: Optional[asyncio.AbstractEventLoop] = None,
         load_timeout: Optional[float] = None,
+        replicas: int = 1,
+        replicate_loads: bool = False,
     ) -> Group: ...
     @property
     def local_addr(self) -> str: ...

@@ -10,7 +10,8 @@ import meshcache
 # The names core defines (GroupStats::counters, TierStats::fields, PeerStats::fields,
 # ServerStats::fields, RingStats::fields): the same in C, Node and Python.
 TIER = {"items", "bytes", "gets", "hits", "evictions", "expirations"}
-GROUP = {
+# In core's order (GroupStats::counters, then the tiers): the dict and the TypedDicts keep it.
+GROUP_ORDER = [
     "gets",
     "hits",
     "hot_hits",
@@ -27,10 +28,17 @@ GROUP = {
     "invalidation_errors",
     "invalidations_retried",
     "invalidations_dropped",
+    "replica_writes",
+    "replica_write_errors",
+    "replica_reads",
+    "handoff_sent",
+    "handoff_received",
+    "warm_takeovers",
     "capacity",
     "main",
     "hot",
-}
+]
+GROUP = set(GROUP_ORDER)
 PEER = {
     "addr",
     "breaker",
@@ -56,19 +64,19 @@ RING = {"source", "members", "epoch", "changed_at_ms", "healthy", "error"}
 CLUSTER = {"node", "peers", "server", "ring"}
 
 
-def stub_typed_dicts() -> dict[str, set[str]]:
-    """The keys of each TypedDict in _native.pyi, which type checkers see."""
+def stub_typed_dicts() -> dict[str, list[str]]:
+    """The keys of each TypedDict in _native.pyi, which type checkers see, in order."""
     stub = pathlib.Path(meshcache.__file__).with_name("_native.pyi")
     out = {}
     for node in ast.parse(stub.read_text()).body:
         if isinstance(node, ast.ClassDef) and any(
             isinstance(b, ast.Name) and b.id == "TypedDict" for b in node.bases
         ):
-            out[node.name] = {
+            out[node.name] = [
                 s.target.id
                 for s in node.body
                 if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
-            }
+            ]
     return out
 
 
@@ -76,7 +84,7 @@ def test_group_and_cluster_stats_have_exactly_cores_keys(cluster: meshcache.Clus
     g = cluster.group("g", loader=lambda k: k.encode())
     g.get("a")
     s = g.stats()
-    assert set(s) == GROUP
+    assert list(s) == GROUP_ORDER
     assert set(s["main"]) == TIER and set(s["hot"]) == TIER
     assert all(isinstance(v, int) for k, v in s.items() if k not in ("main", "hot"))
     assert s["loads"] == 1 and s["main"]["items"] == 1 and s["hot"]["items"] == 0
@@ -109,4 +117,7 @@ def test_the_typed_dicts_match_the_dicts() -> None:
         td = getattr(meshcache, name)
         assert set(td.__annotations__) == keys, name
     # ... and in the stubs, which stubtest does not compare key by key.
-    assert stub_typed_dicts() == expected
+    stubs = stub_typed_dicts()
+    assert {name: set(keys) for name, keys in stubs.items()} == expected
+    assert list(meshcache.GroupStats.__annotations__) == GROUP_ORDER
+    assert stubs["GroupStats"] == GROUP_ORDER

@@ -34,6 +34,11 @@ def secured(secrets: pathlib.Path) -> meshcache.Cluster:
     )
 
 
+def ring_changes() -> meshcache.Cluster:
+    # Seconds (0 turns each off); the handoff's byte bound is an int or a size string.
+    return meshcache.Cluster(warm_window=30.0, handoff_timeout=5, handoff_max_bytes="256MiB")
+
+
 def main() -> int:
     with meshcache.Cluster(
         listen="127.0.0.1:0", peers=[], peer_timeout=1.0, token="typed-token", shutdown_grace=1, max_peer_requests=64
@@ -49,6 +54,10 @@ def main() -> int:
         bounded_many: dict[object, bytes] = dict(users.get_many(["1"], timeout=2))
         timed = cluster.group("timed", load_timeout=5, loader=load_user)
         timed_value: bytes = timed.get("1", timeout=None)
+        copies = cluster.group("copies", replicas=2, replicate_loads=True, loader=load_user)
+        copied: meshcache.GroupStats = copies.stats()
+        replicated: int = copied["replica_writes"] + copied["replica_reads"] + copied["warm_takeovers"]
+        handed: int = copied["replica_write_errors"] + copied["handoff_sent"] + copied["handoff_received"]
         users.set("k", b"v", ttl=1.5)
         users.delete("k")
         stats: meshcache.GroupStats = users.stats()
@@ -76,7 +85,7 @@ def main() -> int:
             print(e)
         return (
             len(value) + len(maybe or b"") + len(hit) + int(present) + len(many) + loads + len(addr) + len(got) + refused
-            + len(members) + ring["changed_at_ms"] % 2
+            + len(members) + ring["changed_at_ms"] % 2 + replicated + handed
         )
 
 

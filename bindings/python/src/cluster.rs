@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshcache::{Cluster, ClusterBuilder};
+use meshcache::{
+    Cluster, ClusterBuilder, DEFAULT_HANDOFF_MAX_BYTES, DEFAULT_HANDOFF_TIMEOUT, DEFAULT_WARM_WINDOW,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString, PyTuple};
@@ -111,6 +113,35 @@ fn count(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult
         .map_err(|_| errors::invalid(py, format!("{what} must be a positive int, not {obj}")))
 }
 
+// The defaults `Cluster`'s text signature shows are core's.
+const _: () = assert!(DEFAULT_WARM_WINDOW.as_secs() == 60 && DEFAULT_WARM_WINDOW.subsec_nanos() == 0);
+const _: () = assert!(DEFAULT_HANDOFF_TIMEOUT.as_secs() == 10 && DEFAULT_HANDOFF_TIMEOUT.subsec_nanos() == 0);
+
+/// The options of ring changes: the warm window and the handoff's bounds (core takes
+/// both bounds at once: one not given keeps core's default). `None` keeps core's.
+fn ring_changes(
+    py: Python<'_>,
+    mut b: ClusterBuilder,
+    warm_window: Option<&Bound<'_, PyAny>>,
+    handoff_timeout: Option<&Bound<'_, PyAny>>,
+    handoff_max_bytes: Option<&Bound<'_, PyAny>>,
+) -> PyResult<ClusterBuilder> {
+    if let Some(w) = convert::off_or_seconds(py, warm_window, "warm_window")? {
+        b = b.warm_window(w);
+    }
+    let timeout = convert::off_or_seconds(py, handoff_timeout, "handoff_timeout")?;
+    let max_bytes = (handoff_max_bytes.filter(|m| !m.is_none()))
+        .map(|m| convert::size(m, "handoff_max_bytes"))
+        .transpose()?;
+    if timeout.is_some() || max_bytes.is_some() {
+        b = b.handoff(
+            timeout.unwrap_or(DEFAULT_HANDOFF_TIMEOUT),
+            max_bytes.unwrap_or(DEFAULT_HANDOFF_MAX_BYTES),
+        );
+    }
+    Ok(b)
+}
+
 /// The security and connection options of `Cluster(...)`, passed to core as given (core
 /// checks them). Tokens are never echoed in an error.
 struct Hardening {
@@ -165,6 +196,12 @@ impl Hardening {
 impl PyCluster {
     /// Starts a node: binds `listen`, starts the runtime and the peer server.
     ///
+    /// Ring changes: `warm_window` (seconds, 0 = off) is how long a
+    /// node that newly owns a key first asks its previous owner for it before loading;
+    /// `handoff_timeout` (seconds, 0 = off) and `handoff_max_bytes` (an int or a size
+    /// string like capacity; default 1 GiB) bound what a node leaving an etcd or DNS
+    /// membership hands to the new owners on `close()`.
+    ///
     /// Security (README "Security"): `token` (or `token_file`, and `previous_token` while
     /// rotating) guards the peer port; `tls_cert`, `tls_key` and `tls_ca` (PEM files, all
     /// three) turn on TLS with mutual TLS unless `tls_client_auth=False`. Durations are
@@ -180,7 +217,12 @@ impl PyCluster {
         worker_threads=None, token=None, token_file=None, previous_token=None, tls_cert=None,
         tls_key=None, tls_ca=None, tls_client_auth=true, tls_server_name=None,
         shutdown_grace=None, handshake_timeout=None, idle_timeout=None, max_peer_requests=None,
-    ))]
+        warm_window=None, handoff_timeout=None, handoff_max_bytes=None,
+    ), text_signature = "(listen=None, peers=None, *, membership=None, advertise=None, peer_timeout=None, \
+        connect_timeout=None, worker_threads=None, token=None, token_file=None, previous_token=None, \
+        tls_cert=None, tls_key=None, tls_ca=None, tls_client_auth=True, tls_server_name=None, \
+        shutdown_grace=None, handshake_timeout=None, idle_timeout=None, max_peer_requests=None, \
+        warm_window=60.0, handoff_timeout=10.0, handoff_max_bytes=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -203,6 +245,9 @@ impl PyCluster {
         handshake_timeout: Option<&Bound<'_, PyAny>>,
         idle_timeout: Option<&Bound<'_, PyAny>>,
         max_peer_requests: Option<&Bound<'_, PyAny>>,
+        warm_window: Option<&Bound<'_, PyAny>>,
+        handoff_timeout: Option<&Bound<'_, PyAny>>,
+        handoff_max_bytes: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Options not given keep core's defaults; values core cannot use, it refuses.
         let mut b = Cluster::builder().peers(addresses(peers)?);
@@ -231,6 +276,7 @@ impl PyCluster {
         if let Some(n) = count(py, worker_threads, "worker_threads")? {
             b = b.worker_threads(n);
         }
+        b = ring_changes(py, b, warm_window, handoff_timeout, handoff_max_bytes)?;
         // Core takes the three TLS files in one call, and its two TLS refinements mean
         // nothing without them: a node that looks secured but is not is refused here.
         let tls_server_name = text(tls_server_name, "tls_server_name")?;
@@ -271,7 +317,21 @@ impl PyCluster {
     }
 
     /// A group served by this cluster. Every node must create the same groups.
-    #[pyo3(signature = (name, *, capacity=None, ttl=None, negative_ttl=None, loader=None, max_key_len=None, max_value_len=None, hot_sample=None, bytes_keys=false, r#loop=None, load_timeout=None))]
+    ///
+    /// `replicas`: how many nodes hold each key written with `set`
+    /// (the owner and the next `replicas - 1` on the ring), so that a written value
+    /// survives `replicas - 1` dead nodes; `replicate_loads=True` copies loaded values to
+    /// the replicas too.
+    #[pyo3(
+        signature = (
+            name, *, capacity=None, ttl=None, negative_ttl=None, loader=None, max_key_len=None,
+            max_value_len=None, hot_sample=None, bytes_keys=false, r#loop=None, load_timeout=None,
+            replicas=None, replicate_loads=false,
+        ),
+        text_signature = "($self, /, name, *, capacity=None, ttl=None, negative_ttl=None, loader=None, \
+            max_key_len=None, max_value_len=None, hot_sample=None, bytes_keys=False, loop=None, \
+            load_timeout=None, replicas=1, replicate_loads=False)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn group(
         &self,
@@ -287,6 +347,8 @@ impl PyCluster {
         bytes_keys: bool,
         r#loop: Option<&Bound<'_, PyAny>>,
         load_timeout: Option<&Bound<'_, PyAny>>,
+        replicas: Option<&Bound<'_, PyAny>>,
+        replicate_loads: bool,
     ) -> PyResult<PyGroup> {
         self.check_fork(py)?;
         let name: String = name
@@ -316,6 +378,11 @@ impl PyCluster {
         if let Some(t) = convert::timeout(load_timeout, "load_timeout")? {
             b = b.load_timeout(t);
         }
+        // Zero is core's to refuse; a negative int is not a count.
+        if let Some(n) = count(py, replicas, "replicas")? {
+            b = b.replicas(n);
+        }
+        b = b.replicate_loads(replicate_loads);
         let event_loop = r#loop.filter(|l| !l.is_none()).map(|l| l.clone().unbind());
         let loader = match loader.filter(|l| !l.is_none()) {
             None => None,

@@ -114,12 +114,11 @@ pub(crate) fn value_to_py<'py>(py: Python<'py>, v: &[u8]) -> Bound<'py, PyBytes>
     PyBytes::new(py, v)
 }
 
-/// A TTL in seconds (int or float) or `None`.
-pub(crate) fn ttl(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
-    let Some(obj) = obj else { return Ok(None) };
-    if obj.is_none() {
+/// A number of seconds (int or float, not bool) or `None`; `TypeError` for anything else.
+fn seconds(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<f64>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(None);
-    }
+    };
     if obj.is_instance_of::<pyo3::types::PyBool>()
         || !(obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>())
     {
@@ -128,7 +127,14 @@ pub(crate) fn ttl(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option
             type_name(obj)
         )));
     }
-    let secs: f64 = obj.extract()?;
+    obj.extract().map(Some)
+}
+
+/// A TTL in seconds (int or float) or `None`.
+pub(crate) fn ttl(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
+    let Some(secs) = seconds(obj, what)? else {
+        return Ok(None);
+    };
     Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
         PyValueError::new_err(format!(
             "{what} must be a finite, non-negative number of seconds, not {secs}"
@@ -136,22 +142,32 @@ pub(crate) fn ttl(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option
     })
 }
 
+/// A duration in seconds where zero turns a feature off (`warm_window`,
+/// `handoff_timeout`), or `None` (core's default). Negative, infinite or NaN raise
+/// `InvalidArgument` (a `ValueError`).
+pub(crate) fn off_or_seconds(
+    py: Python<'_>,
+    obj: Option<&Bound<'_, PyAny>>,
+    what: &str,
+) -> PyResult<Option<Duration>> {
+    let Some(secs) = seconds(obj, what)? else {
+        return Ok(None);
+    };
+    Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
+        errors::invalid(
+            py,
+            format!("{what} must be a finite, non-negative number of seconds (0 turns it off), not {secs}"),
+        )
+    })
+}
+
 /// A timeout or deadline in seconds: a positive `int` or `float`, or `None` (none).
 /// Zero, negative, infinite or NaN raise `InvalidArgument` (a `ValueError`).
 pub(crate) fn timeout(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Option<Duration>> {
     let Some(obj) = obj else { return Ok(None) };
-    if obj.is_none() {
+    let Some(secs) = seconds(Some(obj), what)? else {
         return Ok(None);
-    }
-    if obj.is_instance_of::<pyo3::types::PyBool>()
-        || !(obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>())
-    {
-        return Err(PyTypeError::new_err(format!(
-            "{what} must be a number of seconds (int or float) or None, not {}",
-            type_name(obj)
-        )));
-    }
-    let secs: f64 = obj.extract()?;
+    };
     match Duration::try_from_secs_f64(secs) {
         Ok(d) if !d.is_zero() => Ok(Some(d)),
         _ => Err(errors::invalid(
