@@ -14,6 +14,9 @@ use crate::group::Group;
 pub(crate) struct Registry {
     /// Guards the groups and the closed flag: a group is never added after `close_all`.
     inner: RwLock<(HashMap<String, Group>, bool)>,
+    /// Groups registered so far, for whoever waits for the first (an etcd node joins the
+    /// ring once it serves a group).
+    count: tokio::sync::watch::Sender<usize>,
 }
 
 impl fmt::Debug for Registry {
@@ -30,6 +33,11 @@ impl Registry {
     /// The group registered under `name`.
     pub(crate) fn get(&self, name: &str) -> Option<Group> {
         self.inner.read().0.get(name).cloned()
+    }
+
+    /// A receiver of the number of groups registered.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<usize> {
+        self.count.subscribe()
     }
 
     /// Every group.
@@ -54,6 +62,7 @@ impl Registry {
             )));
         }
         inner.0.insert(group.name().to_string(), group.clone());
+        self.count.send_replace(inner.0.len());
         Ok(())
     }
 

@@ -115,10 +115,10 @@ pub(crate) trait Router: Send + Sync + fmt::Debug + 'static {
         Ok(vec![self.route(key)?])
     }
 
-    /// Within the warm window after a ring change: the node that owned `key` before the
-    /// change, if that is another node. By default, none.
-    fn previous_owner(&self, key: &[u8]) -> Option<Arc<dyn Remote>> {
+    /// Within the warm window after ring changes: the nodes that owned `key` before the
+    /// last changes, newest first, without this node. By default, none.
+    fn previous_owners(&self, key: &[u8]) -> Vec<Arc<dyn Remote>> {
         let _ = key;
-        None
+        Vec::new()
     }
 }

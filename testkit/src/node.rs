@@ -9,13 +9,16 @@
 //! | `peers a,b,c` | `ok` |
 //! | `get <key>` | `ok <value>` or `err <KIND>` |
 //! | `load <gets> <keys> <zipf_s> <tasks> <seed>` | `started` after 1% of the gets, then `done <gets> <failures> <ms>` |
-//! | `stats` | `stats gets=.. hits=.. hot_hits=.. remote_fetches=.. loads=.. fallback_loads=.. remote_errors=.. accept_errors=..` |
+//! | `stats` | `stats gets=.. hits=.. hot_hits=.. remote_fetches=.. loads=.. fallback_loads=.. remote_errors=.. accept_errors=.. replica_reads=.. warm_takeovers=..` |
 //! | `loaded` | `loaded <key> <key> ...`: every key this node's loader was called for |
+//! | `setn <n> <prefix>` | `setn <failures>`: sets `<prefix>-<i>` to `set-<prefix>-<i>`, i < n |
+//! | `checkn <n> <prefix>` | `checkn <right> <wrong> <failed>`: gets those keys and compares |
 //! | `members <n> <ms>` | `members <ms waited> <a,b,..>` once the ring has `n` members, or `err Timeout <a,b,..>` after `ms` |
 //! | `quit` (or end of input) | `bye`, then the node shuts down |
 //!
 //! `MESHCACHE_LOAD_DELAY_MS` sets the simulated database's latency (default 1 ms);
-//! `MESHCACHE_MEMBERSHIP` the node's membership (default static).
+//! `MESHCACHE_MEMBERSHIP` the node's membership (default static); `MESHCACHE_REPLICAS` its
+//! group's replicas (default 1).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -52,9 +55,14 @@ pub fn child_main() {
         .expect("start node");
     let loaded: Arc<Mutex<Vec<Bytes>>> = Arc::default();
     let log = loaded.clone();
+    let replicas = std::env::var("MESHCACHE_REPLICAS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let group = cluster
         .group("demo")
         .capacity(64 << 20)
+        .replicas(replicas)
         .loader(move |key: Bytes| {
             log.lock().push(key.clone());
             async move {
@@ -133,7 +141,7 @@ pub fn child_main() {
                 let s = group.stats();
                 let server = cluster.stats().server;
                 say(format!(
-                    "stats gets={} hits={} hot_hits={} remote_fetches={} loads={} fallback_loads={} remote_errors={} accept_errors={}",
+                    "stats gets={} hits={} hot_hits={} remote_fetches={} loads={} fallback_loads={} remote_errors={} accept_errors={} replica_reads={} warm_takeovers={}",
                     s.gets,
                     s.hits,
                     s.hot_hits,
@@ -141,7 +149,9 @@ pub fn child_main() {
                     s.loads,
                     s.fallback_loads,
                     s.remote_errors,
-                    server.accept_errors
+                    server.accept_errors,
+                    s.replica_reads,
+                    s.warm_takeovers
                 ));
             }
             Some("loaded") => {
@@ -152,6 +162,34 @@ pub fn child_main() {
                     line.push_str(&String::from_utf8_lossy(k));
                 }
                 say(line);
+            }
+            Some("setn") | Some("checkn") => {
+                let set = line.starts_with("setn");
+                let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let prefix = words.next().unwrap_or("k").to_string();
+                let (mut right, mut wrong, mut failed) = (0, 0, 0);
+                rt.block_on(async {
+                    for i in 0..n {
+                        let key = format!("{prefix}-{i}");
+                        let want = format!("set-{key}");
+                        if set {
+                            if group.set(key.as_bytes(), Bytes::from(want), None).await.is_err() {
+                                failed += 1;
+                            }
+                            continue;
+                        }
+                        match group.get(key.as_bytes()).await {
+                            Ok(v) if v == want.as_bytes() => right += 1,
+                            Ok(_) => wrong += 1,
+                            Err(_) => failed += 1,
+                        }
+                    }
+                });
+                if set {
+                    say(format!("setn {failed}"));
+                } else {
+                    say(format!("checkn {right} {wrong} {failed}"));
+                }
             }
             Some("members") => {
                 let mut n = || words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(0);

@@ -519,7 +519,8 @@ impl ClusterBuilder {
         };
         let server = server::serve(listener, Arc::downgrade(&registry), serve, &handle).await?;
         // Registered once the server answers, so that no node routes here too early.
-        let discovery = Running::start(&self.membership.parse()?, &membership, &handle).await;
+        let discovery =
+            Running::start(&self.membership.parse()?, &membership, registry.watch(), &handle).await;
         Ok(Cluster::from_parts(ClusterInner {
             discovery,
             membership,

@@ -5,8 +5,9 @@
 //! It runs after the node has left the ring (an etcd node has revoked its lease) and
 //! before its server stops: the others route to the new owners already, and a new owner
 //! that misses a key meanwhile asks this node (warm takeover) while the entries stream.
-//! For each main-tier entry, the new owners that were not owners before (with the group's
-//! `replicas`) get it, in batches per node, within the handoff's time and byte bounds.
+//! For each main-tier entry, its owners without this node (with the group's `replicas`)
+//! get it, except replicas that held it already, in batches per node, within the
+//! handoff's time and byte bounds.
 //! Receivers keep an entry only if it is newer than what they hold and than any delete
 //! they remember (`group/copies.rs`).
 
@@ -44,6 +45,7 @@ async fn handoff(membership: &Membership, registry: &Registry, max_bytes: usize)
     let Some((before, after, clients)) = membership.rings_without_self() else {
         return;
     };
+    let me = membership.self_addr();
     let mut budget = max_bytes;
     for group in registry.groups() {
         let n = group.replicas();
@@ -53,9 +55,13 @@ async fn handoff(membership: &Membership, registry: &Registry, max_bytes: usize)
             if cost > budget {
                 return;
             }
+            // Replicas this node wrote along with it hold the entry already; a copy this
+            // node keeps though its key moved away (a newer owner has not asked for it
+            // yet) goes to every owner.
             let was = before.owners(key, n);
+            let replicated = was.contains(&me);
             for node in after.owners(key, n) {
-                if !was.contains(&node) && budget >= cost {
+                if !(replicated && was.contains(&node)) && budget >= cost {
                     budget -= cost;
                     let batch = batches.entry(node.to_string()).or_default();
                     batch.push((Bytes::copy_from_slice(key), entry.clone()));

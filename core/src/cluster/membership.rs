@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
@@ -31,7 +31,7 @@ pub(crate) struct Membership {
     /// Clients of the other nodes, by advertised address. Swapped with the ring.
     peers: ArcSwap<HashMap<String, Arc<PeerClient>>>,
     /// The ring before the last change, with its clients, until the warm window ends.
-    previous: ArcSwapOption<Previous>,
+    previous: ArcSwap<Vec<Arc<Previous>>>,
     warm_window: std::time::Duration,
     /// Serialises membership changes (readers never take it).
     changes: Mutex<()>,
@@ -45,6 +45,10 @@ pub(crate) struct Membership {
     /// Bumped on every change of the ring or of its source's health.
     changes_seen: tokio::sync::watch::Sender<u64>,
 }
+
+/// Rings before the last changes kept for warm takeovers (a key can move twice within a
+/// window, say to a node that joins and never asks for it, then on when another leaves).
+const MAX_PREVIOUS_RINGS: usize = 4;
 
 /// The ring before a change: a node that newly owns a key asks the key's owner in it
 /// before loading (warm takeover), until `until`.
@@ -111,7 +115,7 @@ impl Membership {
             ring: ArcSwap::from_pointee(Ring::with_hash([self_addr.clone()], vnodes, hash)),
             self_addr,
             peers: ArcSwap::from_pointee(HashMap::new()),
-            previous: ArcSwapOption::empty(),
+            previous: ArcSwap::from_pointee(Vec::new()),
             warm_window,
             changes: Mutex::new(()),
             opts,
@@ -243,14 +247,24 @@ impl Membership {
         } else {
             Some((Ring::clone(&old_ring), HashMap::clone(&old)))
         };
-        if !self.warm_window.is_zero() {
-            self.previous.store(previous.map(|(ring, clients)| {
-                Arc::new(Previous {
-                    ring,
-                    clients,
-                    until: std::time::Instant::now() + self.warm_window,
-                })
-            }));
+        if !self.warm_window.is_zero()
+            && let Some((ring, clients)) = previous
+        {
+            // Newest first; rings whose window ended, and the oldest beyond a few, go.
+            let now = std::time::Instant::now();
+            let mut history = vec![Arc::new(Previous {
+                ring,
+                clients,
+                until: now + self.warm_window,
+            })];
+            let kept = self.previous.load();
+            history.extend(
+                kept.iter()
+                    .filter(|p| p.until > now)
+                    .take(MAX_PREVIOUS_RINGS - 1)
+                    .cloned(),
+            );
+            self.previous.store(Arc::new(history));
         }
         // Clients first, so a route read between the two swaps finds its client (or, for a
         // removed node, falls back to local).
@@ -317,16 +331,18 @@ impl Router for Membership {
         Ok(out)
     }
 
-    fn previous_owner(&self, key: &[u8]) -> Option<Arc<dyn Remote>> {
-        let previous = self.previous.load();
-        let p = previous.as_ref()?;
-        if std::time::Instant::now() >= p.until {
-            return None;
+    fn previous_owners(&self, key: &[u8]) -> Vec<Arc<dyn Remote>> {
+        let now = std::time::Instant::now();
+        let mut out: Vec<Arc<dyn Remote>> = Vec::new();
+        for p in self.previous.load().iter().filter(|p| p.until > now) {
+            let Some(owner) = p.ring.owner(key) else { continue };
+            if owner == self.self_addr || out.iter().any(|o| o.addr() == owner) {
+                continue;
+            }
+            if let Some(c) = p.clients.get(owner) {
+                out.push(c.clone());
+            }
         }
-        let owner = p.ring.owner(key)?;
-        if owner == self.self_addr {
-            return None;
-        }
-        p.clients.get(owner).map(|c| c.clone() as Arc<dyn Remote>)
+        out
     }
 }

@@ -280,6 +280,8 @@ impl Cluster {
             // Then hand what this node holds to the keys' new owners, while its server
             // still answers the warm takeovers of those that miss meanwhile.
             handoff::run(&self.inner.membership, &self.inner.registry, &self.inner.handoff).await;
+            // And until the peers whose rings still name it have stopped calling.
+            self.inner.server.until_quiet(self.inner.shutdown_grace).await;
         }
         self.inner.membership.close();
         let result = self.inner.server.shutdown(self.inner.shutdown_grace).await;

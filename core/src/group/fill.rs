@@ -12,7 +12,7 @@ use crate::clock;
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::loader::Loaded;
-use crate::route::Remote;
+use crate::route::{Remote, Route};
 use crate::scope::{self, LoadScope};
 use crate::store::Tier;
 
@@ -79,6 +79,20 @@ impl Group {
                     let c = &g.inner.counters;
                     bump(&c.remote_errors);
                     if let Some(found) = g.read_replica(&key).await {
+                        return Ok(g.remote_answer(key, found, epoch));
+                    }
+                    // The ring may have changed meanwhile (the owner left): ask the new one.
+                    match g.route(&key) {
+                        Ok(Route::Remote(now)) if now.addr() != peer.addr() => {
+                            let batcher = g.inner.batchers.for_peer(&now, &g.inner.name, &g.runtime()?);
+                            if let Ok(found) = batcher.get(key.clone()).await {
+                                return Ok(g.remote_answer(key, found, epoch));
+                            }
+                        }
+                        Ok(Route::Local) => return g.load_local(key).await,
+                        _ => {}
+                    }
+                    if let Some(found) = g.peek_previous(&key).await {
                         return Ok(g.remote_answer(key, found, epoch));
                     }
                     bump(&c.fallback_loads);

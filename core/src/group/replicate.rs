@@ -26,6 +26,9 @@ use crate::store::Tier;
 /// How long a node that newly owns a key waits for the previous owner's copy before it
 /// loads the key itself.
 pub(crate) const WARM_PEEK_TIMEOUT: Duration = Duration::from_millis(250);
+/// Peeks of one group waiting for a call to one previous owner beyond which a miss loads
+/// at once (two full batches).
+const MAX_QUEUED_PEEKS: usize = 2 * crate::peer::batch::MAX_BATCH;
 
 impl Group {
     /// The key's owners, the primary first (only this node for a standalone group).
@@ -142,19 +145,39 @@ impl Group {
         None
     }
 
-    /// Within the warm window after a ring change, a key this node newly owns: the
-    /// previous owner's copy, stored here, if it answers within [`WARM_PEEK_TIMEOUT`].
+    /// Within the warm window after ring changes, a key this node newly owns: the copy of
+    /// one of its previous owners (newest first), stored here, if one answers within
+    /// [`WARM_PEEK_TIMEOUT`] in all.
     pub(super) async fn warm_takeover(&self, key: &Bytes) -> Option<Entry> {
-        let previous = self.inner.router.as_ref()?.previous_owner(key)?;
-        // Through a batcher: the misses of a node that just joined share calls.
-        let peeks = (self.inner.peek_batchers).for_peer(&previous, &self.inner.name, &self.runtime().ok()?);
-        let entry = tokio::time::timeout(WARM_PEEK_TIMEOUT, peeks.get(key.clone()))
-            .await
-            .ok()?
-            .ok()?;
+        let entry = self.peek_previous(key).await?;
         self.accept_copy(key.clone(), entry.clone());
         bump(&self.inner.counters.warm_takeovers);
         Some(entry)
+    }
+
+    /// Within the warm window: the copy of `key` held by one of its previous owners
+    /// (newest first), if one answers within [`WARM_PEEK_TIMEOUT`] in all. Also what a
+    /// node asks before loading locally when the key's owner cannot be reached: during a
+    /// change, the node that held the key is likely still up.
+    pub(super) async fn peek_previous(&self, key: &Bytes) -> Option<Entry> {
+        let previous = self.inner.router.as_ref()?.previous_owners(key);
+        if previous.is_empty() {
+            return None;
+        }
+        let rt = self.runtime().ok()?;
+        let ask = async {
+            for owner in &previous {
+                // Through a batcher: the misses of a node that just joined share calls.
+                let peeks = self.inner.peek_batchers.for_peer(owner, &self.inner.name, &rt);
+                if let Some(Ok(entry)) = peeks.get_if_quick(key.clone(), MAX_QUEUED_PEEKS).await {
+                    // Its own bytes: the value must not keep the whole answer alive.
+                    let value = entry.value.as_deref().map(Bytes::copy_from_slice);
+                    return Some(Entry { value, ..entry });
+                }
+            }
+            None
+        };
+        tokio::time::timeout(WARM_PEEK_TIMEOUT, ask).await.ok()?
     }
 
     /// After a load on the primary, with `replicate_loads`: the value goes to the other

@@ -176,6 +176,17 @@ impl Batcher {
         self.queued.load(Ordering::Acquire)
     }
 
+    /// [`Batcher::get`], or `None` at once when `max_queued` gets already wait for a
+    /// call slot: for requests that are worth making only if they are quick (a warm
+    /// takeover's peek, whose caller loads the key otherwise), so that a backlog never
+    /// builds up behind a slow peer.
+    pub(crate) async fn get_if_quick(&self, key: Bytes, max_queued: usize) -> Option<Result<Entry>> {
+        if self.queued.load(Ordering::Acquire) >= max_queued {
+            return None;
+        }
+        Some(self.get(key).await)
+    }
+
     /// Gets `key` from the peer, alone if a call slot is free, else with the next batch.
     ///
     /// # Cancel safety

@@ -74,6 +74,9 @@ pub(crate) struct ServeOptions {
     pub(crate) keepalive_timeout: Duration,
 }
 
+/// How long a leaving node must go without peer requests before it stops serving.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
 /// Counters of the server: refusals and connection events.
 #[derive(Debug, Default)]
 pub(crate) struct ServerCounters {
@@ -81,6 +84,8 @@ pub(crate) struct ServerCounters {
     pub(crate) overloaded: AtomicU64,
     pub(crate) too_many_keys: AtomicU64,
     pub(crate) conn: Arc<ConnCounters>,
+    /// Requests admitted so far (a leaving node waits for them to stop coming).
+    pub(crate) admitted: AtomicU64,
 }
 
 /// A snapshot of a node's server counters.
@@ -174,6 +179,7 @@ impl PeerService {
                 "node is serving as many peer requests as it allows",
             ));
         };
+        self.counters.admitted.fetch_add(1, Ordering::Relaxed);
         let ext = request.extensions();
         let info = ext.get::<ConnInfo>().or_else(|| {
             ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
@@ -274,6 +280,21 @@ impl Server {
     /// The server's counters.
     pub(crate) fn stats(&self) -> ServerStats {
         self.counters.snapshot()
+    }
+
+    /// Waits until no request has come for [`DRAIN_QUIET`], for at most `limit`: a node
+    /// that has left the ring keeps answering the peers whose rings still name it.
+    pub(crate) async fn until_quiet(&self, limit: Duration) {
+        let start = tokio::time::Instant::now();
+        let mut seen = self.counters.admitted.load(Ordering::Relaxed);
+        while start.elapsed() < limit {
+            tokio::time::sleep(DRAIN_QUIET.min(limit)).await;
+            let now = self.counters.admitted.load(Ordering::Relaxed);
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
     }
 
     /// Stops accepting, lets calls in flight finish for up to `grace`, then closes every

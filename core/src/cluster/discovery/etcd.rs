@@ -1,7 +1,9 @@
 //! etcd membership: a node registers `<prefix>/nodes/<advertised addr>` on a lease it
 //! keeps alive, and watches the prefix; every change swaps the ring.
 //!
-//! One *session* connects, grants a lease, puts the node's key, reads the prefix, then
+//! One *session* connects and reads the prefix (the ring `start` returns with), waits
+//! until the node serves a group (at most 2 s: peers routing to a node without its groups
+//! would load elsewhere), grants a lease, puts the node's key, reads the prefix again and
 //! watches it from the revision it read, keeping the lease alive at a third of its TTL.
 //! Any failure (etcd unreachable, the lease lost, the watch cancelled by a compaction,
 //! the node's own key deleted) ends the session: the ring stays as it was, the error is
@@ -17,6 +19,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, PutOptions, TlsOptions,
     WatchOptions,
 };
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Ready;
@@ -27,12 +30,20 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Bounds every etcd request (and the lease revoke on stop).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node that serves no group yet waits before it joins the ring anyway.
+const JOIN_WITHOUT_GROUPS: Duration = Duration::from_secs(2);
 
 /// Runs sessions until `stop`; then revokes the lease.
-pub(super) async fn run(spec: EtcdSpec, membership: Arc<Membership>, stop: CancellationToken, ready: Ready) {
+pub(super) async fn run(
+    spec: EtcdSpec,
+    membership: Arc<Membership>,
+    stop: CancellationToken,
+    ready: Ready,
+    mut groups: watch::Receiver<usize>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        let result = session(&spec, &membership, &stop, &ready, &mut backoff).await;
+        let result = session(&spec, &membership, &stop, &ready, &mut groups, &mut backoff).await;
         match result {
             Ok(()) => return,
             Err(e) => {
@@ -84,6 +95,7 @@ async fn session(
     membership: &Membership,
     stop: &CancellationToken,
     ready: &Ready,
+    groups: &mut watch::Receiver<usize>,
     backoff: &mut Duration,
 ) -> Result<(), String> {
     let err = |e: etcd_client::Error| e.to_string();
@@ -91,16 +103,39 @@ async fn session(
     let me = membership.self_addr().to_string();
     let key = format!("{dir}{me}");
     let mut client = connect(spec).await?;
+    // The ring first (so that `start` returns with it), then this node joins it once it
+    // serves a group: before that, peers routing here would find no group and load
+    // elsewhere. A node that builds no group within a moment joins anyway.
+    let listed = client
+        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(err)?;
+    let others: BTreeMap<Vec<u8>, String> = (listed.kvs().iter())
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            )
+        })
+        .collect();
+    apply(membership, &others)?;
+    membership.set_health(Ok(()));
+    ready.done();
+    tokio::select! {
+        () = stop.cancelled() => return Ok(()),
+        _ = groups.wait_for(|n| *n > 0) => {}
+        () = tokio::time::sleep(JOIN_WITHOUT_GROUPS) => {}
+    }
     let lease = client
         .lease_grant(spec.lease_ttl.as_secs() as i64, None)
         .await
         .map_err(err)?
         .id();
+    let (mut keeper, mut kept) = client.lease_keep_alive(lease).await.map_err(err)?;
     client
         .put(key.clone(), me.clone(), Some(PutOptions::new().with_lease(lease)))
         .await
         .map_err(err)?;
-    let (mut keeper, mut kept) = client.lease_keep_alive(lease).await.map_err(err)?;
     let listed = client
         .get(dir.clone(), Some(GetOptions::new().with_prefix()))
         .await

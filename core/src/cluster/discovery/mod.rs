@@ -57,6 +57,7 @@ impl Running {
     pub(crate) async fn start(
         discovery: &Discovery,
         membership: &Arc<Membership>,
+        groups: watch::Receiver<usize>,
         runtime: &Handle,
     ) -> Option<Running> {
         membership.set_source(discovery.kind());
@@ -66,7 +67,7 @@ impl Running {
         let (m, s) = (membership.clone(), stop.clone());
         let task = match discovery.clone() {
             Discovery::Static => return None,
-            Discovery::Etcd(spec) => runtime.spawn(etcd::run(spec, m, s, ready)),
+            Discovery::Etcd(spec) => runtime.spawn(etcd::run(spec, m, s, ready, groups)),
             Discovery::Dns(spec) => runtime.spawn(dns::run(spec, m, s, ready)),
         };
         let _ = tokio::time::timeout(FIRST_RING_WAIT, rx.wait_for(|r| *r)).await;
