@@ -69,6 +69,7 @@ bench: bench-deps bench-rust bench-c bench-python bench-node
 bench-rust: bench-deps
 	$(CARGO) run --release -p meshcache-bench --bin remote
 	$(CARGO) run --release -p meshcache-bench --bin membership
+	$(CARGO) run --release -p meshcache-bench --bin replicas
 	$(CARGO) run --release -p meshcache --example throughput
 	$(CARGO) run --release -p meshcache --example hit_ratio
 	$(CARGO) run --release -p meshcache --example memory
