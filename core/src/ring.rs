@@ -93,6 +93,29 @@ impl Ring {
         &self.nodes
     }
 
+    /// Each node's share of the hash space (the keys it owns), in [`Ring::nodes`] order;
+    /// the shares add up to 1.
+    pub fn shares(&self) -> Vec<f64> {
+        let mut out = vec![0.0; self.nodes.len()];
+        let n = self.points.len();
+        for (i, &(h, _)) in self.points.iter().enumerate() {
+            // A point owns the arc from the previous point (exclusive) to itself.
+            let prev = if i == 0 {
+                self.points[n - 1].0
+            } else {
+                self.points[i - 1].0
+            };
+            let arc = h.wrapping_sub(prev);
+            let owner = self.points[i].1 as usize;
+            out[owner] += if n == 1 { u64::MAX as f64 } else { arc as f64 };
+        }
+        let total: f64 = out.iter().sum();
+        if total > 0.0 {
+            out.iter_mut().for_each(|s| *s /= total);
+        }
+        out
+    }
+
     /// Whether the ring has no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()

@@ -100,6 +100,7 @@ pub struct ClusterBuilder {
     warm_window: Duration,
     handoff_timeout: Duration,
     handoff_max_bytes: usize,
+    metrics_listen: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterBuilder {
@@ -138,6 +139,7 @@ impl Default for ClusterBuilder {
                 breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 tokens: Tokens::default(),
+                latency: Default::default(),
                 tls: None,
             },
             vnodes: ring::DEFAULT_VNODES,
@@ -159,6 +161,7 @@ impl Default for ClusterBuilder {
             warm_window: DEFAULT_WARM_WINDOW,
             handoff_timeout: DEFAULT_HANDOFF_TIMEOUT,
             handoff_max_bytes: DEFAULT_HANDOFF_MAX_BYTES,
+            metrics_listen: None,
         }
     }
 }
@@ -225,6 +228,15 @@ impl ClusterBuilder {
     pub fn handoff(mut self, timeout: Duration, max_bytes: usize) -> Self {
         self.handoff_timeout = timeout;
         self.handoff_max_bytes = max_bytes;
+        self
+    }
+
+    /// Also serve the node's metrics and status over HTTP on `addr` (`host:port`; port 0
+    /// picks one, see [`Cluster::metrics_addr`]): `/metrics` (Prometheus), `/` (a status
+    /// page), `/v1/status` (JSON), `/healthz`, `/readyz`. A separate port from the peer
+    /// port, read-only. Default: none ([`Cluster::metrics_text`] works either way).
+    pub fn metrics_listen(mut self, addr: impl Into<String>) -> Self {
+        self.metrics_listen = Some(addr.into());
         self
     }
 
@@ -517,24 +529,44 @@ impl ClusterBuilder {
             keepalive_interval: KEEPALIVE_INTERVAL,
             keepalive_timeout: KEEPALIVE_TIMEOUT,
         };
+        let metrics_listener = match &self.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr.as_str())
+                    .await
+                    .map_err(|e| Error::invalid(format!("cannot listen for metrics on {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let latency = self.opts.latency.clone();
         let server = server::serve(listener, Arc::downgrade(&registry), serve, &handle).await?;
         // Registered once the server answers, so that no node routes here too early.
         let discovery =
             Running::start(&self.membership.parse()?, &membership, registry.watch(), &handle).await;
-        Ok(Cluster::from_parts(ClusterInner {
-            discovery,
-            membership,
-            registry,
-            local_addr,
-            server,
-            runtime,
-            shutdown_grace: self.shutdown_grace,
-            handoff: super::handoff::Limits {
-                timeout: self.handoff_timeout,
-                max_bytes: self.handoff_max_bytes,
+        let cluster = Cluster::from_parts(
+            ClusterInner {
+                discovery,
+                membership,
+                registry,
+                local_addr,
+                server,
+                runtime,
+                shutdown_grace: self.shutdown_grace,
+                handoff: super::handoff::Limits {
+                    timeout: self.handoff_timeout,
+                    max_bytes: self.handoff_max_bytes,
+                },
+                metrics: Default::default(),
+                http: Default::default(),
+                closed: AtomicBool::new(false),
             },
-            closed: AtomicBool::new(false),
-        }))
+            &latency,
+        );
+        if let Some(listener) = metrics_listener {
+            let http = super::http::HttpServer::start(listener, Arc::downgrade(&cluster.inner), &handle)
+                .map_err(|e| Error::invalid(format!("metrics server: {e}")))?;
+            *cluster.inner.http.lock() = Some(http);
+        }
+        Ok(cluster)
     }
 }
 

@@ -18,7 +18,9 @@
 mod builder;
 mod discovery;
 mod handoff;
+mod http;
 mod membership;
+mod metrics;
 mod runtime;
 
 use std::fmt;
@@ -38,6 +40,8 @@ pub use builder::{
 
 pub use self::discovery::{DEFAULT_DNS_INTERVAL, DEFAULT_ETCD_LEASE_TTL, Discovery, DnsSpec, EtcdSpec};
 pub use self::membership::RingStats;
+
+pub(crate) use self::metrics::PeerLatency;
 
 use self::discovery::Running;
 use self::membership::Membership;
@@ -92,6 +96,11 @@ struct ClusterInner {
     runtime: NodeRuntime,
     shutdown_grace: std::time::Duration,
     handoff: handoff::Limits,
+    /// The Prometheus registry, set right after the cluster is made (it reads the
+    /// cluster's stats through a weak reference).
+    metrics: std::sync::OnceLock<metrics::Metrics>,
+    /// The metrics and status server of `metrics_listen`, if any.
+    http: parking_lot::Mutex<Option<http::HttpServer>>,
     closed: AtomicBool,
 }
 
@@ -104,10 +113,24 @@ impl Drop for ClusterInner {
 }
 
 impl Cluster {
-    fn from_parts(inner: ClusterInner) -> Self {
-        Cluster {
-            inner: Arc::new(inner),
-        }
+    fn from_parts(inner: ClusterInner, latency: &PeerLatency) -> Self {
+        let inner = Arc::new(inner);
+        let _ = inner
+            .metrics
+            .set(metrics::Metrics::new(latency, Arc::downgrade(&inner)));
+        Cluster { inner }
+    }
+
+    /// The cluster's metrics in the Prometheus text exposition format: what
+    /// `metrics_listen` serves at `/metrics`, for an application that serves its own
+    /// metrics endpoint (append it to yours). See `cluster/metrics.rs` for the names.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.get().map(|m| m.text()).unwrap_or_default()
+    }
+
+    /// The address of the metrics and status server (`metrics_listen`), if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner.http.lock().as_ref().map(|h| h.addr())
     }
 
     /// A builder with the defaults: listen on `127.0.0.1:0`, no peers.
@@ -284,6 +307,9 @@ impl Cluster {
             self.inner.server.until_quiet(self.inner.shutdown_grace).await;
         }
         self.inner.membership.close();
+        if let Some(h) = self.inner.http.lock().take() {
+            h.stop();
+        }
         let result = self.inner.server.shutdown(self.inner.shutdown_grace).await;
         self.inner.registry.close_all();
         result

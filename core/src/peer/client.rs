@@ -35,9 +35,20 @@ pub(crate) struct PeerOptions {
     pub(crate) tokens: Tokens,
     /// TLS to peers (`https`), when configured.
     pub(crate) tls: Option<ClientTlsConfig>,
+    /// Where each call's duration goes (the cluster's metrics).
+    pub(crate) latency: crate::cluster::PeerLatency,
 }
 
 type Transport = InterceptedService<Channel, Attach>;
+
+/// Records a call's duration in the latency histogram when the call ends, however.
+struct Timed<'a>(&'a crate::cluster::PeerLatency, &'a str, std::time::Instant);
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.0.observe(self.1, self.2.elapsed());
+    }
+}
 
 /// `GetMany` chunks of one large batch in flight at once.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -157,6 +168,8 @@ impl PeerClient {
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let c = &self.counters;
+        let started = std::time::Instant::now();
+        let _timed = Timed(&self.opts.latency, &self.addr, started);
         // Held until this call has reported success or failure (see `Breaker::allow`).
         let Some(_permit) = self.breaker.allow() else {
             c.rejected.fetch_add(1, Ordering::Relaxed);
