@@ -289,6 +289,31 @@ typedef struct meshcache_group_stats {
    */
   uint64_t invalidations_dropped;
   /**
+   * Writes (set, delete) this node sent to a key's replicas that they applied.
+   */
+  uint64_t replica_writes;
+  /**
+   * Writes to a replica that failed (the primary still holds the value).
+   */
+  uint64_t replica_write_errors;
+  /**
+   * Gets answered by a replica because the key's primary could not be reached.
+   */
+  uint64_t replica_reads;
+  /**
+   * Entries this node handed to new owners when it left the ring gracefully.
+   */
+  uint64_t handoff_sent;
+  /**
+   * Entries other nodes handed to this one that it kept (newer than what it held).
+   */
+  uint64_t handoff_received;
+  /**
+   * Misses of newly owned keys answered by the key's previous owner (warm takeover)
+   * instead of the loader.
+   */
+  uint64_t warm_takeovers;
+  /**
    * The byte budget of the store (both tiers).
    */
   uint64_t capacity;
@@ -518,6 +543,22 @@ enum meshcache_result meshcache_cluster_advertise_addr(const struct meshcache_cl
                                                        size_t *out_len);
 
 /**
+ * Writes the advertised address of the node that owns `(key, key_len)` now (the
+ * primary of its replicas, on this node's ring), NUL-terminated, into `(buf, len)`, and
+ * its length without the NUL into `*out_len`, like `meshcache_cluster_local_addr`.
+ *
+ * Returns `MESHCACHE_INSUFFICIENT_SIZE` if it does not fit (nothing is written),
+ * `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer (`key` may be NULL with a `key_len`
+ * of 0).
+ */
+enum meshcache_result meshcache_cluster_owner_of(const struct meshcache_cluster *cluster,
+                                                 const uint8_t *key,
+                                                 size_t key_len,
+                                                 char *buf,
+                                                 size_t len,
+                                                 size_t *out_len);
+
+/**
  * A snapshot of the cluster's stats into `*out` (free it with
  * `meshcache_cluster_stats_free`): this node's address; for each other node, its
  * address, breaker state and call counters; this node's server counters; and its view
@@ -528,10 +569,13 @@ enum meshcache_result meshcache_cluster_stats_get(const struct meshcache_cluster
                                                   struct meshcache_cluster_stats **out);
 
 /**
- * Shuts the node down gracefully: stops serving peers, lets calls in flight finish for
- * up to the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`,
- * default 5000 ms), then closes every connection still open, and closes every group.
- * Always returns within about the grace period plus a second, whatever the peers do.
+ * Shuts the node down gracefully: with etcd or DNS membership, leaves the ring and
+ * hands the entries it holds to their new owners (`meshcache_cluster_options_set_handoff`,
+ * default at most 10000 ms); stops serving peers, lets calls in flight finish for up to
+ * the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`, default
+ * 5000 ms), then closes every connection still open, and closes every group. Always
+ * returns within about the handoff timeout and the grace period plus a second, whatever
+ * the peers do.
  * Every later call on the cluster or its groups returns `MESHCACHE_CLOSED`. Idempotent.
  * Blocks until done; must not be called from a loader (returns
  * `MESHCACHE_INVALID_ARGUMENT` there).
@@ -555,7 +599,7 @@ void meshcache_cluster_free(struct meshcache_cluster *cluster);
  * 10 ms, breaker opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads;
  * no token and no TLS (keep the port private then: see the README's Security section),
  * shutdown grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer
- * requests at once.
+ * requests at once, warm window 60000 ms, handoff for up to 10000 ms and 1 GiB.
  */
 enum meshcache_result meshcache_cluster_options_new(struct meshcache_cluster_options **out);
 
@@ -762,6 +806,27 @@ enum meshcache_result meshcache_cluster_options_set_max_peer_requests(struct mes
                                                                       size_t n);
 
 /**
+ * How long after a ring change a node that misses a key it newly owns first asks the
+ * key's previous owner (for at most 250 ms) before loading it, in milliseconds: a node
+ * that joins, or takes over a leaver's keys, starts warm instead of sending every miss
+ * to the loader (`warm_takeovers` counts those answers). Default 60000; 0 turns it off.
+ */
+enum meshcache_result meshcache_cluster_options_set_warm_window_ms(struct meshcache_cluster_options *options,
+                                                                   uint64_t ms);
+
+/**
+ * Bounds of the handoff of a graceful leave (etcd or DNS membership): on shutdown, after
+ * leaving the ring, the node streams the entries it holds to their new owners for at
+ * most `timeout_ms` milliseconds and `max_bytes` bytes of keys and values, then stops
+ * serving (`handoff_sent` and `handoff_received` count the entries). Defaults 10000 ms
+ * and 1 GiB; a `timeout_ms` of 0 turns handoff off. The shutdown grace period comes on
+ * top of it.
+ */
+enum meshcache_result meshcache_cluster_options_set_handoff(struct meshcache_cluster_options *options,
+                                                            uint64_t timeout_ms,
+                                                            size_t max_bytes);
+
+/**
  * The message of the last failure of a meshcache function on the calling thread, as a
  * NUL-terminated string, or "" if none failed yet. Only meaningful right after a
  * function returned something other than `MESHCACHE_OK` (success does not clear it).
@@ -796,8 +861,8 @@ enum meshcache_result meshcache_parse_size(const char *text, size_t *out);
  * creates its groups with the same names. Free with `meshcache_group_free`.
  *
  * Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
- * cluster already has, a zero capacity, key or value limit or load timeout; `MESHCACHE_CLOSED`
- * after shutdown.
+ * cluster already has, a zero capacity, key or value limit, load timeout or replica
+ * count; `MESHCACHE_CLOSED` after shutdown.
  */
 enum meshcache_result meshcache_group_new(const struct meshcache_cluster *cluster,
                                           const char *name,
@@ -929,8 +994,8 @@ enum meshcache_result meshcache_group_stats_get(const struct meshcache_group *gr
 
 /**
  * New group options with the defaults: capacity 64 MiB, no default TTL, negative TTL
- * 5000 ms, keys up to 1024 bytes, values up to 8 MiB, no loader (every miss is
- * NotFound), the system clock.
+ * 5000 ms, keys up to 1024 bytes, values up to 8 MiB, 1 replica (the owner only) and
+ * loads not replicated, no loader (every miss is NotFound), the system clock.
  */
 enum meshcache_result meshcache_group_options_new(struct meshcache_group_options **out);
 
@@ -995,6 +1060,28 @@ enum meshcache_result meshcache_group_options_set_hot_sample(struct meshcache_gr
  */
 enum meshcache_result meshcache_group_options_set_load_timeout_ms(struct meshcache_group_options *options,
                                                                   uint64_t timeout_ms);
+
+/**
+ * How many nodes hold each key written with `meshcache_group_set` (or removed with
+ * `meshcache_group_delete`): the key's owner and the next `n - 1` distinct nodes on the
+ * ring. Default 1 (the owner only); 0 is refused by `meshcache_group_new`. A set writes
+ * to every replica at once and returns when all have answered; it fails only if the
+ * owner failed (a replica's failure is counted in `replica_write_errors`). A get whose
+ * owner cannot be reached asks the next replica before loading locally, so a written
+ * value survives `n - 1` dead nodes (`replica_reads` counts those answers).
+ */
+enum meshcache_result meshcache_group_options_set_replicas(struct meshcache_group_options *options,
+                                                           size_t n);
+
+/**
+ * Whether values the loader returned are written to the key's replicas too (in the
+ * background, after the load). Default false: a loaded value can be loaded again, so
+ * replicating it costs every miss `replicas - 1` writes for nothing a reload cannot
+ * restore; turn it on when loads are expensive enough that a dead owner's keys should
+ * not be reloaded. No effect with 1 replica.
+ */
+enum meshcache_result meshcache_group_options_set_replicate_loads(struct meshcache_group_options *options,
+                                                                  bool on);
 
 /**
  * The loader called on a miss (see `meshcache_loader_fn` for its threads and rules),

@@ -1,7 +1,8 @@
 # C binding (bindings/c, include/meshcache.h, examples/c). Targets:
 #   make header           regenerate include/meshcache.h with the pinned cbindgen
-#   make test-c           (run by make test) header check, C and C++ builds, C tests natively
-#                         and under valgrind (each under an etcd of its own: $(WITH_ETCD)),
+#   make test-c           (run by make test) header check, C and C++ builds, the C test
+#                         programs (C_TESTS, in bindings/c/tests) natively and under
+#                         valgrind (each run under an etcd of its own: $(WITH_ETCD)),
 #                         install into a temp prefix, pkg-config example, README's C programs
 #                         (the first one, and the ones under ### Security and ### Membership)
 #   make install PREFIX=  libmeshcache.so (with SONAME) + .a, meshcache.h, meshcache.pc
@@ -14,6 +15,8 @@ C_CRATE := bindings/c
 C_OUT := $(CURDIR)/target/c
 C_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
 CXX_STRICT := -std=c++17 -Wall -Wextra -Werror -pedantic
+# The C test programs: bindings/c/tests/<name>.c each, sharing tests/test_common.h.
+C_TESTS := test_meshcache test_replicas
 C_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # The SONAME's version (bindings/c/build.rs): major, or 0.minor while the major is 0.
 C_ABI := $(shell echo $(C_VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')
@@ -47,22 +50,26 @@ test-c: header-check c-lib gencert
 	@$(APT_INSTALL) valgrind
 	$(CARGO) clippy -q -p meshcache-ffi --features test-hooks --all-targets -- -D warnings
 	readelf -d target/debug/libmeshcache.so | grep -q 'SONAME.*libmeshcache.so.$(C_ABI)'
-	cc $(C_STRICT) -Iinclude $(C_CRATE)/tests/test_meshcache.c -o $(C_OUT)/test_meshcache \
-	  -L$(C_OUT)/lib -lmeshcache -pthread
+	for t in $(C_TESTS); do \
+	  cc $(C_STRICT) -Iinclude $(C_CRATE)/tests/$$t.c -o $(C_OUT)/$$t -L$(C_OUT)/lib -lmeshcache -pthread \
+	    || exit 1; done
 	c++ $(CXX_STRICT) -Iinclude $(C_CRATE)/tests/header_check.cpp -o $(C_OUT)/header_check \
 	  -L$(C_OUT)/lib -lmeshcache
 	LD_LIBRARY_PATH=$(C_OUT)/lib $(C_OUT)/header_check
 	@# Rust panics (injected on purpose by the panic tests) print to stderr; RUST_BACKTRACE=0 keeps that short.
-	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(WITH_ETCD) $(C_OUT)/test_meshcache | tee $(C_OUT)/test.log
-	grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/test.log
+	for t in $(C_TESTS); do \
+	  LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(WITH_ETCD) $(C_OUT)/$$t | tee $(C_OUT)/$$t.log; \
+	  grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/$$t.log || { echo "$$t failed" >&2; exit 1; }; done
 	@# No leak suppressions: the runtime's threads are joined when a cluster is freed. The two
 	@# suppressions are a false report inside rustls + ring's AES-GCM (see the file); they
 	@# match deep stacks, hence --num-callers.
-	LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(WITH_ETCD) valgrind -q --error-exitcode=1 --leak-check=full \
-	  --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
-	  --suppressions=$(C_CRATE)/tests/valgrind.supp --num-callers=50 \
-	  $(C_OUT)/test_meshcache | tee $(C_OUT)/valgrind.log
-	grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/valgrind.log
+	for t in $(C_TESTS); do \
+	  LD_LIBRARY_PATH=$(C_OUT)/lib RUST_BACKTRACE=0 $(WITH_ETCD) valgrind -q --error-exitcode=1 --leak-check=full \
+	    --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible \
+	    --suppressions=$(C_CRATE)/tests/valgrind.supp --num-callers=50 \
+	    $(C_OUT)/$$t | tee $(C_OUT)/$$t.valgrind.log; \
+	  grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/$$t.valgrind.log \
+	    || { echo "$$t failed under valgrind" >&2; exit 1; }; done
 	@# Install into a temporary prefix and build the example with pkg-config, as a user would.
 	rm -rf $(C_OUT)/prefix
 	$(MAKE) --no-print-directory install PREFIX=$(C_OUT)/prefix C_PROFILE=debug C_FEATURES=test-hooks

@@ -98,7 +98,9 @@ async fn graceful_leave(entries: usize) -> (Duration, u64, u64) {
         nodes.push((c, g));
     }
     for (c, _) in &nodes {
-        c.wait_for_members(3, Duration::from_secs(10)).await.expect("ring");
+        c.wait_for_members(3, Duration::from_secs(10))
+            .await
+            .expect("ring");
     }
     let (leaver, lg) = nodes.remove(0);
     let value = Bytes::from(vec![7u8; 100]);
@@ -134,7 +136,10 @@ async fn main() {
         }
     }
     println!("set of 100 B from one of 3 nodes (loopback gRPC), {sets} sets per measure, median of 3 rounds");
-    println!("{:<9} {:>10} {:>10} {:>14} {:>12}", "replicas", "p50 µs", "p99 µs", "sets/s (16)", "vs 1 replica");
+    println!(
+        "{:<9} {:>10} {:>10} {:>14} {:>12}",
+        "replicas", "p50 µs", "p99 µs", "sets/s (16)", "vs 1 replica"
+    );
     let median = |v: &Vec<(Duration, Duration, f64)>, f: &dyn Fn(&(Duration, Duration, f64)) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
         x.sort_by(f64::total_cmp);
@@ -145,7 +150,11 @@ async fn main() {
         let p50 = median(r, &|r| r.0.as_secs_f64() * 1e6);
         let p99 = median(r, &|r| r.1.as_secs_f64() * 1e6);
         let rate = median(r, &|r| r.2);
-        println!("{:<9} {p50:>10.1} {p99:>10.1} {rate:>14.0} {:>11.2}x", i + 1, rate / base);
+        println!(
+            "{:<9} {p50:>10.1} {p99:>10.1} {rate:>14.0} {:>11.2}x",
+            i + 1,
+            rate / base
+        );
     }
     let (took, sent, received) = graceful_leave(leave_entries).await;
     println!(

@@ -7,7 +7,7 @@ use meshcache::{Cluster, Error, ErrorKind};
 use tokio::runtime::Runtime;
 
 use crate::cluster_options::meshcache_cluster_options;
-use crate::error::{arg, ffi, ffi_infallible, invalid, out_arg, str_arg, write_str};
+use crate::error::{arg, bytes_arg, ffi, ffi_infallible, invalid, out_arg, str_arg, write_str};
 use crate::meshcache_result;
 use crate::stats::meshcache_cluster_stats;
 
@@ -202,6 +202,33 @@ pub unsafe extern "C" fn meshcache_cluster_advertise_addr(
     })
 }
 
+/// Writes the advertised address of the node that owns `(key, key_len)` now (the
+/// primary of its replicas, on this node's ring), NUL-terminated, into `(buf, len)`, and
+/// its length without the NUL into `*out_len`, like `meshcache_cluster_local_addr`.
+///
+/// Returns `MESHCACHE_INSUFFICIENT_SIZE` if it does not fit (nothing is written),
+/// `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer (`key` may be NULL with a `key_len`
+/// of 0).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_owner_of(
+    cluster: *const meshcache_cluster,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `cluster` is live by contract.
+        let c = unsafe { arg(cluster, "cluster") }?;
+        // Safety: `(key, key_len)` is readable by contract.
+        let key = unsafe { bytes_arg(key, key_len, "key") }?;
+        let owner = c.cluster.owner_of(key);
+        // Safety: `(buf, len)` and `out_len` are writable by contract.
+        unsafe { write_str(&owner, buf, len, out_len) }
+    })
+}
+
 /// A snapshot of the cluster's stats into `*out` (free it with
 /// `meshcache_cluster_stats_free`): this node's address; for each other node, its
 /// address, breaker state and call counters; this node's server counters; and its view
@@ -223,10 +250,13 @@ pub unsafe extern "C" fn meshcache_cluster_stats_get(
     })
 }
 
-/// Shuts the node down gracefully: stops serving peers, lets calls in flight finish for
-/// up to the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`,
-/// default 5000 ms), then closes every connection still open, and closes every group.
-/// Always returns within about the grace period plus a second, whatever the peers do.
+/// Shuts the node down gracefully: with etcd or DNS membership, leaves the ring and
+/// hands the entries it holds to their new owners (`meshcache_cluster_options_set_handoff`,
+/// default at most 10000 ms); stops serving peers, lets calls in flight finish for up to
+/// the shutdown grace period (`meshcache_cluster_options_set_shutdown_grace_ms`, default
+/// 5000 ms), then closes every connection still open, and closes every group. Always
+/// returns within about the handoff timeout and the grace period plus a second, whatever
+/// the peers do.
 /// Every later call on the cluster or its groups returns `MESHCACHE_CLOSED`. Idempotent.
 /// Blocks until done; must not be called from a loader (returns
 /// `MESHCACHE_INVALID_ARGUMENT` there).

@@ -84,7 +84,7 @@ impl meshcache_cluster_options {
 /// 10 ms, breaker opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads;
 /// no token and no TLS (keep the port private then: see the README's Security section),
 /// shutdown grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer
-/// requests at once.
+/// requests at once, warm window 60000 ms, handoff for up to 10000 ms and 1 GiB.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_new(
     out: *mut *mut meshcache_cluster_options,
@@ -521,6 +521,45 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_max_peer_requests(
     unsafe {
         with_options(options, |o| {
             update(o, |b| b.max_peer_requests(n));
+            Ok(())
+        })
+    }
+}
+
+/// How long after a ring change a node that misses a key it newly owns first asks the
+/// key's previous owner (for at most 250 ms) before loading it, in milliseconds: a node
+/// that joins, or takes over a leaver's keys, starts warm instead of sending every miss
+/// to the loader (`warm_takeovers` counts those answers). Default 60000; 0 turns it off.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_warm_window_ms(
+    options: *mut meshcache_cluster_options,
+    ms: u64,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            update(o, |b| b.warm_window(Duration::from_millis(ms)));
+            Ok(())
+        })
+    }
+}
+
+/// Bounds of the handoff of a graceful leave (etcd or DNS membership): on shutdown, after
+/// leaving the ring, the node streams the entries it holds to their new owners for at
+/// most `timeout_ms` milliseconds and `max_bytes` bytes of keys and values, then stops
+/// serving (`handoff_sent` and `handoff_received` count the entries). Defaults 10000 ms
+/// and 1 GiB; a `timeout_ms` of 0 turns handoff off. The shutdown grace period comes on
+/// top of it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_handoff(
+    options: *mut meshcache_cluster_options,
+    timeout_ms: u64,
+    max_bytes: usize,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            update(o, |b| b.handoff(Duration::from_millis(timeout_ms), max_bytes));
             Ok(())
         })
     }

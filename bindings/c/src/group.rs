@@ -30,8 +30,8 @@ pub struct meshcache_group {
 /// creates its groups with the same names. Free with `meshcache_group_free`.
 ///
 /// Returns `MESHCACHE_INVALID_ARGUMENT` for NULL pointers, an empty name or one the
-/// cluster already has, a zero capacity, key or value limit or load timeout; `MESHCACHE_CLOSED`
-/// after shutdown.
+/// cluster already has, a zero capacity, key or value limit, load timeout or replica
+/// count; `MESHCACHE_CLOSED` after shutdown.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_new(
     cluster: *const meshcache_cluster,

@@ -22,6 +22,8 @@ pub struct meshcache_group_options {
     max_value_len: Option<usize>,
     hot_sample: Option<u32>,
     load_timeout: Option<Duration>,
+    replicas: Option<usize>,
+    replicate_loads: Option<bool>,
     loader: Option<Arc<CLoader>>,
     clock: Option<Arc<dyn Clock>>,
 }
@@ -50,6 +52,12 @@ impl meshcache_group_options {
         if let Some(v) = self.load_timeout {
             b = b.load_timeout(v);
         }
+        if let Some(v) = self.replicas {
+            b = b.replicas(v);
+        }
+        if let Some(v) = self.replicate_loads {
+            b = b.replicate_loads(v);
+        }
         if let Some(v) = &self.clock {
             b = b.clock(v.clone());
         }
@@ -61,8 +69,8 @@ impl meshcache_group_options {
 }
 
 /// New group options with the defaults: capacity 64 MiB, no default TTL, negative TTL
-/// 5000 ms, keys up to 1024 bytes, values up to 8 MiB, no loader (every miss is
-/// NotFound), the system clock.
+/// 5000 ms, keys up to 1024 bytes, values up to 8 MiB, 1 replica (the owner only) and
+/// loads not replicated, no loader (every miss is NotFound), the system clock.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_group_options_new(
     out: *mut *mut meshcache_group_options,
@@ -227,6 +235,46 @@ pub unsafe extern "C" fn meshcache_group_options_set_load_timeout_ms(
     unsafe {
         with_options(options, |o| {
             o.load_timeout = Some(Duration::from_millis(timeout_ms));
+            Ok(())
+        })
+    }
+}
+
+/// How many nodes hold each key written with `meshcache_group_set` (or removed with
+/// `meshcache_group_delete`): the key's owner and the next `n - 1` distinct nodes on the
+/// ring. Default 1 (the owner only); 0 is refused by `meshcache_group_new`. A set writes
+/// to every replica at once and returns when all have answered; it fails only if the
+/// owner failed (a replica's failure is counted in `replica_write_errors`). A get whose
+/// owner cannot be reached asks the next replica before loading locally, so a written
+/// value survives `n - 1` dead nodes (`replica_reads` counts those answers).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_replicas(
+    options: *mut meshcache_group_options,
+    n: usize,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.replicas = Some(n);
+            Ok(())
+        })
+    }
+}
+
+/// Whether values the loader returned are written to the key's replicas too (in the
+/// background, after the load). Default false: a loaded value can be loaded again, so
+/// replicating it costs every miss `replicas - 1` writes for nothing a reload cannot
+/// restore; turn it on when loads are expensive enough that a dead owner's keys should
+/// not be reloaded. No effect with 1 replica.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_group_options_set_replicate_loads(
+    options: *mut meshcache_group_options,
+    on: bool,
+) -> meshcache_result {
+    // Safety: `options` is checked.
+    unsafe {
+        with_options(options, |o| {
+            o.replicate_loads = Some(on);
             Ok(())
         })
     }

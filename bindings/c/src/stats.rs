@@ -309,6 +309,19 @@ pub struct meshcache_group_stats {
     pub invalidations_retried: u64,
     /// Invalidations given up because the retry queue was full.
     pub invalidations_dropped: u64,
+    /// Writes (set, delete) this node sent to a key's replicas that they applied.
+    pub replica_writes: u64,
+    /// Writes to a replica that failed (the primary still holds the value).
+    pub replica_write_errors: u64,
+    /// Gets answered by a replica because the key's primary could not be reached.
+    pub replica_reads: u64,
+    /// Entries this node handed to new owners when it left the ring gracefully.
+    pub handoff_sent: u64,
+    /// Entries other nodes handed to this one that it kept (newer than what it held).
+    pub handoff_received: u64,
+    /// Misses of newly owned keys answered by the key's previous owner (warm takeover)
+    /// instead of the loader.
+    pub warm_takeovers: u64,
     /// The byte budget of the store (both tiers).
     pub capacity: u64,
     /// The main tier: keys this node owns.
@@ -337,6 +350,12 @@ impl From<GroupStats> for meshcache_group_stats {
             invalidation_errors,
             invalidations_retried,
             invalidations_dropped,
+            replica_writes,
+            replica_write_errors,
+            replica_reads,
+            handoff_sent,
+            handoff_received,
+            warm_takeovers,
             capacity,
             main,
             hot,
@@ -358,6 +377,12 @@ impl From<GroupStats> for meshcache_group_stats {
             invalidation_errors,
             invalidations_retried,
             invalidations_dropped,
+            replica_writes,
+            replica_write_errors,
+            replica_reads,
+            handoff_sent,
+            handoff_received,
+            warm_takeovers,
             capacity,
             main: main.into(),
             hot: hot.into(),

@@ -20,8 +20,9 @@ use tokio::sync::oneshot;
 
 use super::ClusterInner;
 
-/// The status page: HTML, CSS and script in one file, no CDN.
-const STATUS_PAGE: &str = include_str!("status.html");
+/// The status page: HTML, CSS and script in one file, no CDN. It reads `v1/status`
+/// relative to where it is served (see [`crate::Cluster::status_json`]).
+pub const STATUS_PAGE: &str = include_str!("status.html");
 
 /// A running metrics server; stops when told or dropped.
 #[derive(Debug)]

@@ -41,6 +41,7 @@ pub use builder::{
 pub use self::discovery::{DEFAULT_DNS_INTERVAL, DEFAULT_ETCD_LEASE_TTL, Discovery, DnsSpec, EtcdSpec};
 pub use self::membership::RingStats;
 
+pub use self::http::STATUS_PAGE;
 pub(crate) use self::metrics::PeerLatency;
 
 use self::discovery::Running;
@@ -126,6 +127,13 @@ impl Cluster {
     /// metrics endpoint (append it to yours). See `cluster/metrics.rs` for the names.
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.get().map(|m| m.text()).unwrap_or_default()
+    }
+
+    /// The node's status as JSON, what `/v1/status` of `metrics_listen` answers and the
+    /// status page ([`STATUS_PAGE`]) reads: this node, its ring (members with their share
+    /// of the keys, epoch, health), its peers (breaker, counters) and its groups' stats.
+    pub fn status_json(&self) -> serde_json::Value {
+        http::status_json(&self.inner)
     }
 
     /// The address of the metrics and status server (`metrics_listen`), if it runs.
