@@ -14,9 +14,10 @@ all: test
 
 # System packages the build and the tests need, installed when their command is missing:
 # protoc (the peer protocol), pkg-config and valgrind (the C tests), etcd (the membership
-# tests of every language).
+# tests of every language), prometheus and chromium (a real scrape of a node's metrics, and
+# its status page rendered headless).
 deps:
-	@$(APT_INSTALL) protoc:protobuf-compiler pkg-config valgrind etcd:etcd-server
+	@$(APT_INSTALL) protoc:protobuf-compiler pkg-config valgrind etcd:etcd-server prometheus chromium
 
 # The demo is a binary of the testkit crate (testkit/src/bin/demo.rs), built without its
 # `contenders` feature: a first run compiles meshcache and the demo, none of core's
