@@ -50,3 +50,18 @@ export interface ServerStats {
   /** Connections refused for speaking plaintext to TLS (or the reverse). */
   rejected_protocol_mismatch: number
 }
+
+/**
+ * `cluster.status()`: what `/v1/status` of `metricsListen` answers (and the status page
+ * reads), with the same snake_case names as `cluster.stats()` and `group.stats()`.
+ */
+export interface ClusterStatus {
+  /** This node's advertised address. */
+  node: string
+  /** This node's view of the ring, each member with its share of the keys (0 to 1). */
+  ring: Omit<RingStats, 'members'> & { members: Array<{ addr: string; share: number }> }
+  /** Counters and breaker state of each peer. */
+  peers: Array<PeerStats>
+  /** Each group's counters, with its name. */
+  groups: Array<GroupStats & { name: string }>
+}

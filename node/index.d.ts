@@ -52,6 +52,21 @@ export interface ServerStats {
 }
 
 /**
+ * `cluster.status()`: what `/v1/status` of `metricsListen` answers (and the status page
+ * reads), with the same snake_case names as `cluster.stats()` and `group.stats()`.
+ */
+export interface ClusterStatus {
+  /** This node's advertised address. */
+  node: string
+  /** This node's view of the ring, each member with its share of the keys (0 to 1). */
+  ring: Omit<RingStats, 'members'> & { members: Array<{ addr: string; share: number }> }
+  /** Counters and breaker state of each peer. */
+  peers: Array<PeerStats>
+  /** Each group's counters, with its name. */
+  groups: Array<GroupStats & { name: string }>
+}
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -102,6 +117,24 @@ export declare class Cluster {
   get localAddr(): string
   /** This node's advertised address: its name on the ring. */
   get advertiseAddr(): string
+  /**
+   * The address of the metrics and status server (`host:port`, with the real port):
+   * `null` without `metricsListen`, and once `close()` was called.
+   */
+  get metricsAddr(): string | null
+  /**
+   * This node's metrics in the Prometheus text exposition format (what `/metrics` of
+   * `metricsListen` serves), to append to the application's own `/metrics`: e.g.
+   * `meshcache_gets_total{group="users",result="hit"} 8`. No key appears in a label.
+   * Throws `MESHCACHE_CLOSED` after `close()`.
+   */
+  metricsText(): string
+  /**
+   * This node's status, what `/v1/status` of `metricsListen` answers (and the status
+   * page reads): the node, its ring (each member with its share of the keys), its peers
+   * and its groups' counters. Throws `MESHCACHE_CLOSED` after `close()`.
+   */
+  status(): ClusterStatus
   /** Whether `close()` was called. */
   get closed(): boolean
   /**
@@ -274,6 +307,15 @@ export interface ClusterOptions {
    * as `'256MiB'`. Default 1 GiB.
    */
   handoffMaxBytes?: number | string
+  /**
+   * Also serve this node's metrics and status over HTTP on this address (`host:port`;
+   * port 0 picks a free one, `cluster.metricsAddr` tells which), apart from the peer
+   * port and read-only: `/metrics` (Prometheus text), `/` (a status page), `/v1/status`
+   * (JSON), `/healthz` and `/readyz`. An address that cannot be bound throws a
+   * `RangeError` (`MESHCACHE_INVALID_ARGUMENT`). Default: none (`metricsText()` works
+   * either way).
+   */
+  metricsListen?: string
 }
 
 /** `cluster.stats()`. */

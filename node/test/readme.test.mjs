@@ -10,11 +10,13 @@ import { fileURLToPath } from 'node:url'
 
 const pkg = fileURLToPath(new URL('..', import.meta.url))
 const readme = readFileSync(join(pkg, '..', 'README.md'), 'utf8')
-// `## Node.js` up to the next `## `: the example, then `### Security`, `### Membership`...
+// `## Node.js` up to the next `## `: the example, then `### Security`, `### Membership`,
+// `### Metrics`...
 const [main, ...subsections] = readme.split('## Node.js')[1].split('\n## ')[0].split('\n### ')
 const subsection = (title) => subsections.find((s) => s.startsWith(`${title}\n`))
 const security = subsection('Security')
 const membership = subsection('Membership')
+const metrics = subsection('Metrics')
 const firstJs = (text) => text.match(/```js\n([\s\S]*?)```/)[1]
 
 // MESHCACHE_README_PROJECT: an empty project where the packed tarball was installed
@@ -58,4 +60,12 @@ test("README's Node.js Membership example joins through etcd, runs and exits", (
   assert.ok(code.includes("'etcd://127.0.0.1:2379/myservice'"), 'the example joins through etcd://127.0.0.1:2379/myservice')
   const stdout = run('membership.mjs', code.replace('etcd://127.0.0.1:2379/myservice', `etcd://${etcd}/myservice`))
   assert.equal(stdout, 'user 42, ring etcd: 1 member(s), healthy true\n')
+})
+
+test("README's Node.js Metrics example scrapes its own node, runs and exits", () => {
+  assert.ok(metrics, 'README `## Node.js` has a `### Metrics` subsection')
+  const code = firstJs(metrics)
+  assert.ok(code.includes("metricsListen: '127.0.0.1:0'") && code.includes('metricsText()'))
+  const line = 'meshcache_gets_total{group="users",result="hit"} 1'
+  assert.equal(run('metrics.mjs', code), `${line}\n200 ${line}\n`)
 })

@@ -1,5 +1,5 @@
 // Type-checked (tsc --noEmit --strict) against index.d.ts; not run.
-import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats, type ServerStats, type RingStats } from 'meshcache'
+import { Cluster, Group, NotFoundError, type Loader, type ErrorCode, type GroupStats, type ServerStats, type RingStats, type ClusterStatus } from 'meshcache'
 
 const loader: Loader = async (key: string) => {
   if (key === '') throw new NotFoundError('empty', { ttlMs: 1000 })
@@ -24,6 +24,14 @@ async function main(): Promise<void> {
   const copies: number = s.replica_writes + s.replica_write_errors + s.replica_reads + s.handoff_sent + s.handoff_received + s.warm_takeovers
   const breakers: Array<'closed' | 'open' | 'half_open'> = cluster.stats().peers.map((x) => x.breaker)
   const addr: string = cluster.localAddr
+  const observed = new Cluster({ metricsListen: '127.0.0.1:0' })
+  const metricsAddr: string | null = observed.metricsAddr
+  const text: string = observed.metricsText()
+  const status: ClusterStatus = observed.status()
+  const shares: number[] = status.ring.members.map((m) => m.share)
+  const hitsByGroup: Array<[string, number]> = status.groups.map((g) => [g.name, g.hits + g.main.items])
+  console.log(metricsAddr, text.length, shares, hitsByGroup, status.node, status.ring.epoch, status.peers.map((x) => x.breaker))
+  await observed.close()
   const secured = new Cluster({
     token: 's3cret', tokenFile: '/run/secrets/meshcache', previousToken: 'old',
     tlsCert: 'node.pem', tlsKey: 'node.key', tlsCa: 'ca.pem', tlsClientAuth: false, tlsServerName: 'localhost',

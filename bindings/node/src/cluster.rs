@@ -100,6 +100,13 @@ pub struct ClusterOptions {
     /// Most bytes (keys and values) that handoff sends: a number of bytes or a size such
     /// as `'256MiB'`. Default 1 GiB.
     pub handoff_max_bytes: Option<Either<f64, String>>,
+    /// Also serve this node's metrics and status over HTTP on this address (`host:port`;
+    /// port 0 picks a free one, `cluster.metricsAddr` tells which), apart from the peer
+    /// port and read-only: `/metrics` (Prometheus text), `/` (a status page), `/v1/status`
+    /// (JSON), `/healthz` and `/readyz`. An address that cannot be bound throws a
+    /// `RangeError` (`MESHCACHE_INVALID_ARGUMENT`). Default: none (`metricsText()` works
+    /// either way).
+    pub metrics_listen: Option<String>,
 }
 
 /// Options of `cluster.waitForMembers()`.
@@ -253,6 +260,10 @@ impl Cluster {
                 None => meshcache::DEFAULT_HANDOFF_MAX_BYTES,
             };
             b = b.handoff(timeout, max_bytes);
+        }
+        // Bound by core, at build.
+        if let Some(a) = o.metrics_listen {
+            b = b.metrics_listen(a);
         }
         // Before the cluster: a cluster dropped here would stop its runtime on the JS thread.
         let gets = Gets::new(&env)?;
@@ -427,6 +438,33 @@ impl Cluster {
     #[napi(getter)]
     pub fn advertise_addr(&self, env: Env) -> Result<String> {
         Ok(self.open(&env)?.advertise_addr().to_string())
+    }
+
+    /// The address of the metrics and status server (`host:port`, with the real port):
+    /// `null` without `metricsListen`, and once `close()` was called.
+    #[napi(getter)]
+    pub fn metrics_addr(&self) -> Option<String> {
+        self.node.cluster()?.metrics_addr().map(|a| a.to_string())
+    }
+
+    /// This node's metrics in the Prometheus text exposition format (what `/metrics` of
+    /// `metricsListen` serves), to append to the application's own `/metrics`: e.g.
+    /// `meshcache_gets_total{group="users",result="hit"} 8`. No key appears in a label.
+    /// Throws `MESHCACHE_CLOSED` after `close()`.
+    #[napi]
+    pub fn metrics_text(&self, env: Env) -> Result<String> {
+        Ok(self.open(&env)?.metrics_text())
+    }
+
+    /// This node's status, what `/v1/status` of `metricsListen` answers (and the status
+    /// page reads): the node, its ring (each member with its share of the keys), its peers
+    /// and its groups' counters. Throws `MESHCACHE_CLOSED` after `close()`.
+    #[napi(ts_return_type = "ClusterStatus")]
+    pub fn status<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let text = self.open(env)?.status_json().to_string();
+        let json: Object<'env> = env.get_global()?.get_named_property("JSON")?;
+        let parse: Function<'env, String, Unknown<'env>> = json.get_named_property("parse")?;
+        parse.call(text)
     }
 
     /// Whether `close()` was called.
