@@ -53,6 +53,12 @@ Stats: ``Group.stats()`` is a :class:`GroupStats` (counters, and :class:`TierSta
 server as :class:`ServerStats`: refused calls and closed connections). The names are the
 same in every language meshcache has.
 
+Metrics: ``Cluster.metrics_text()`` is the cluster's Prometheus text exposition (append it
+to your own ``/metrics``), ``Cluster.status()`` the node's status as a dict; with
+``Cluster(metrics_listen="127.0.0.1:0")`` the node also serves ``/metrics``, a status
+page at ``/``, ``/v1/status``, ``/healthz`` and ``/readyz`` on that address
+(``cluster.metrics_addr``).
+
 Membership: ``Cluster(membership="etcd://host:2379/myservice")`` (or ``"dns://name:port"``;
 ``"static"``, the default, takes ``peers``) finds the other nodes there and follows them;
 ``cluster.wait_for_members(n, timeout=10)`` waits until the ring has ``n`` members.

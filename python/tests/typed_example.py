@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-from typing import Optional
+from typing import Any, Optional
 
 import meshcache
 
@@ -37,6 +37,15 @@ def secured(secrets: pathlib.Path) -> meshcache.Cluster:
 def ring_changes() -> meshcache.Cluster:
     # Seconds (0 turns each off); the handoff's byte bound is an int or a size string.
     return meshcache.Cluster(warm_window=30.0, handoff_timeout=5, handoff_max_bytes="256MiB")
+
+
+def observed() -> int:
+    # metrics_listen serves /metrics and the status page; metrics_text() needs no server.
+    with meshcache.Cluster(metrics_listen="127.0.0.1:0") as cluster:
+        where: Optional[str] = cluster.metrics_addr
+        text: str = cluster.metrics_text()
+        status: dict[str, Any] = cluster.status()
+        return len(text) + len(where or "") + len(status["groups"])
 
 
 def main() -> int:

@@ -211,18 +211,23 @@ impl PyCluster {
     /// in every language: `"static"` (the default: `peers`, changed by `set_peers`),
     /// `"etcd://host:port[,host:port]/prefix[?lease_ttl=10]"` or
     /// `"dns://name:port[?interval=5s]"`. A spec core cannot use raises `InvalidArgument`.
+    ///
+    /// Metrics (README "Metrics and status"): `metrics_listen` (`"host:port"`, port 0
+    /// picks one, see `metrics_addr`) also serves `/metrics`, a status page at `/`,
+    /// `/v1/status`, `/healthz` and `/readyz` over HTTP; an address that cannot be bound
+    /// raises `InvalidArgument`. `metrics_text()` works without it.
     #[new]
     #[pyo3(signature = (
         listen=None, peers=None, *, membership=None, advertise=None, peer_timeout=None, connect_timeout=None,
         worker_threads=None, token=None, token_file=None, previous_token=None, tls_cert=None,
         tls_key=None, tls_ca=None, tls_client_auth=true, tls_server_name=None,
         shutdown_grace=None, handshake_timeout=None, idle_timeout=None, max_peer_requests=None,
-        warm_window=None, handoff_timeout=None, handoff_max_bytes=None,
+        warm_window=None, handoff_timeout=None, handoff_max_bytes=None, metrics_listen=None,
     ), text_signature = "(listen=None, peers=None, *, membership=None, advertise=None, peer_timeout=None, \
         connect_timeout=None, worker_threads=None, token=None, token_file=None, previous_token=None, \
         tls_cert=None, tls_key=None, tls_ca=None, tls_client_auth=True, tls_server_name=None, \
         shutdown_grace=None, handshake_timeout=None, idle_timeout=None, max_peer_requests=None, \
-        warm_window=60.0, handoff_timeout=10.0, handoff_max_bytes=None)")]
+        warm_window=60.0, handoff_timeout=10.0, handoff_max_bytes=None, metrics_listen=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -248,6 +253,7 @@ impl PyCluster {
         warm_window: Option<&Bound<'_, PyAny>>,
         handoff_timeout: Option<&Bound<'_, PyAny>>,
         handoff_max_bytes: Option<&Bound<'_, PyAny>>,
+        metrics_listen: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         // Options not given keep core's defaults; values core cannot use, it refuses.
         let mut b = Cluster::builder().peers(addresses(peers)?);
@@ -277,6 +283,10 @@ impl PyCluster {
             b = b.worker_threads(n);
         }
         b = ring_changes(py, b, warm_window, handoff_timeout, handoff_max_bytes)?;
+        // Bound by core (at build): an address it cannot listen on is refused there.
+        if let Some(m) = text(metrics_listen, "metrics_listen")? {
+            b = b.metrics_listen(m);
+        }
         // Core takes the three TLS files in one call, and its two TLS refinements mean
         // nothing without them: a node that looks secured but is not is refused here.
         let tls_server_name = text(tls_server_name, "tls_server_name")?;
@@ -422,6 +432,32 @@ impl PyCluster {
     #[getter]
     fn advertise_addr(&self) -> String {
         self.cluster.advertise_addr().to_string()
+    }
+
+    /// The address the metrics and status server (`metrics_listen`) is bound to,
+    /// "host:port" (the real port for port 0); `None` without `metrics_listen`, and once
+    /// the cluster is closed (the server stops with it).
+    #[getter]
+    fn metrics_addr(&self) -> Option<String> {
+        self.cluster.metrics_addr().map(|a| a.to_string())
+    }
+
+    /// The cluster's metrics in the Prometheus text exposition format, what
+    /// `metrics_listen` serves at `/metrics`: to append to an application's own metrics
+    /// endpoint. Read from the stats now (names in README "Metrics and status").
+    fn metrics_text(&self, py: Python<'_>) -> PyResult<String> {
+        self.check_fork(py)?;
+        Ok(self.cluster.metrics_text())
+    }
+
+    /// The node's status, what `/v1/status` of `metrics_listen` answers (and the status
+    /// page shows): `node`, `ring` (members with their share of the keys, epoch, health),
+    /// `peers` (breaker and counters) and `groups` (each group's stats and `name`), as
+    /// dicts and lists of JSON values.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.check_fork(py)?;
+        let json = self.cluster.status_json().to_string();
+        py.import("json")?.call_method1("loads", (json,))
     }
 
     /// Whether the cluster was closed.
