@@ -36,7 +36,8 @@ typedef enum meshcache_result {
   MESHCACHE_OK = 0,
   /**
    * The key does not exist (the loader said so, possibly on another node, or remembered
-   * from a recent load), or for `peek`, is not resident.
+   * from a recent load), or for `peek`, is not resident; for
+   * `meshcache_cluster_metrics_addr`, there is no metrics server.
    */
   MESHCACHE_NOT_FOUND = 1,
   /**
@@ -559,6 +560,58 @@ enum meshcache_result meshcache_cluster_owner_of(const struct meshcache_cluster 
                                                  size_t *out_len);
 
 /**
+ * Writes the address the metrics and status server is bound to
+ * (`meshcache_cluster_options_set_metrics_listen`, with the real port when port 0 was
+ * asked for), NUL-terminated, into `(buf, len)`, and its length without the NUL into
+ * `*out_len`, like `meshcache_cluster_local_addr`. 64 bytes are always enough.
+ *
+ * Returns `MESHCACHE_NOT_FOUND` (nothing written) when there is no metrics server:
+ * without `_set_metrics_listen`, and once the cluster is shut down (the server stops
+ * with it, and its port refuses connections); `MESHCACHE_INSUFFICIENT_SIZE` if it does
+ * not fit (nothing is written).
+ */
+enum meshcache_result meshcache_cluster_metrics_addr(const struct meshcache_cluster *cluster,
+                                                     char *buf,
+                                                     size_t len,
+                                                     size_t *out_len);
+
+/**
+ * The cluster's metrics in the Prometheus text exposition format (OpenMetrics), what
+ * the metrics server serves at `/metrics`: for an application that serves its own
+ * metrics endpoint (append it to yours). Read from the stats now, e.g.
+ * `meshcache_gets_total{group="users",result="hit"} 8` (every name in the README's
+ * "Metrics and status"; no key ever appears in a label). Works without a metrics server
+ * and after shutdown.
+ *
+ * Writes a NUL-terminated string the caller owns into `*out` (free it with
+ * `meshcache_string_free`; it may be modified in place meanwhile) and its length without
+ * the NUL into `*out_len` (`out_len` may be NULL).
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `cluster` or `out`.
+ */
+enum meshcache_result meshcache_cluster_metrics_text(const struct meshcache_cluster *cluster,
+                                                     char **out,
+                                                     size_t *out_len);
+
+/**
+ * The node's status as JSON (one line), what the metrics server answers at
+ * `/v1/status` and its status page reads: `node` (this node's advertised address),
+ * `ring` (`source`, `members` with each one's `share` of the keys, `epoch`, `healthy`,
+ * ...), `peers` (each one's breaker and call counters) and `groups` (each group's `name`
+ * and the counters and tiers of `meshcache_group_stats`, by the same names). Works
+ * without a metrics server and after shutdown.
+ *
+ * Writes a NUL-terminated string the caller owns into `*out` (free it with
+ * `meshcache_string_free`) and its length without the NUL into `*out_len` (`out_len`
+ * may be NULL).
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `cluster` or `out`.
+ */
+enum meshcache_result meshcache_cluster_status_json(const struct meshcache_cluster *cluster,
+                                                    char **out,
+                                                    size_t *out_len);
+
+/**
  * A snapshot of the cluster's stats into `*out` (free it with
  * `meshcache_cluster_stats_free`): this node's address; for each other node, its
  * address, breaker state and call counters; this node's server counters; and its view
@@ -599,7 +652,8 @@ void meshcache_cluster_free(struct meshcache_cluster *cluster);
  * 10 ms, breaker opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads;
  * no token and no TLS (keep the port private then: see the README's Security section),
  * shutdown grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer
- * requests at once, warm window 60000 ms, handoff for up to 10000 ms and 1 GiB.
+ * requests at once, warm window 60000 ms, handoff for up to 10000 ms and 1 GiB, no
+ * metrics server.
  */
 enum meshcache_result meshcache_cluster_options_new(struct meshcache_cluster_options **out);
 
@@ -613,6 +667,20 @@ void meshcache_cluster_options_free(struct meshcache_cluster_options *options);
  */
 enum meshcache_result meshcache_cluster_options_set_listen(struct meshcache_cluster_options *options,
                                                            const char *addr);
+
+/**
+ * Also serve the node's metrics and status over HTTP on `addr`, `"host:port"` (port 0
+ * picks a free port: see `meshcache_cluster_metrics_addr`), a port of its own, separate
+ * from the peer port, read-only: `/metrics` (the Prometheus text of
+ * `meshcache_cluster_metrics_text`), `/` (a status page), `/v1/status` (the JSON of
+ * `meshcache_cluster_status_json`), `/healthz` and `/readyz`. Default: none (the text and
+ * the JSON are there either way). An address that does not parse or cannot be bound is
+ * refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`). `addr` is copied.
+ *
+ * Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or an `addr` that is not UTF-8.
+ */
+enum meshcache_result meshcache_cluster_options_set_metrics_listen(struct meshcache_cluster_options *options,
+                                                                   const char *addr);
 
 /**
  * The address other nodes reach this one at, `"host:port"`; also its name on the ring.
@@ -1278,6 +1346,14 @@ enum meshcache_result meshcache_cluster_stats_server(const struct meshcache_clus
  * Frees `stats`. Does nothing for NULL.
  */
 void meshcache_cluster_stats_free(struct meshcache_cluster_stats *stats);
+
+/**
+ * Frees a string meshcache returned to the caller (`meshcache_cluster_metrics_text`,
+ * `meshcache_cluster_status_json`). Does nothing for NULL. The string may have been
+ * modified in place meanwhile (`strtok` included): what was allocated is freed. Never
+ * pass it to `free()`, nor free it twice.
+ */
+void meshcache_string_free(char *s);
 
 /**
  * Releases the bytes of `value` and marks it empty. Does nothing for NULL or an empty

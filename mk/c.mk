@@ -16,7 +16,7 @@ C_OUT := $(CURDIR)/target/c
 C_STRICT := -std=c11 -Wall -Wextra -Werror -pedantic
 CXX_STRICT := -std=c++17 -Wall -Wextra -Werror -pedantic
 # The C test programs: bindings/c/tests/<name>.c each, sharing tests/test_common.h.
-C_TESTS := test_meshcache test_replicas
+C_TESTS := test_meshcache test_replicas test_metrics
 C_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # The SONAME's version (bindings/c/build.rs): major, or 0.minor while the major is 0.
 C_ABI := $(shell echo $(C_VERSION) | awk -F. '{ print ($$1 == 0) ? $$1 "." $$2 : $$1 }')

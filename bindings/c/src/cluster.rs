@@ -1,4 +1,5 @@
-//! Clusters: creation, peers, addresses, the stats call, shutdown and free.
+//! Clusters: creation, peers, addresses, the stats call, metrics and status, shutdown and
+//! free.
 
 use std::ffi::c_char;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use crate::cluster_options::meshcache_cluster_options;
 use crate::error::{arg, bytes_arg, ffi, ffi_infallible, invalid, out_arg, str_arg, write_str};
 use crate::meshcache_result;
 use crate::stats::meshcache_cluster_stats;
+use crate::text::write_owned_str;
 
 /// A node of a meshcache cluster: its peer server, its clients to the other nodes, its
 /// groups, and the threads (a tokio runtime) they run on. Thread-safe: every function may
@@ -226,6 +228,95 @@ pub unsafe extern "C" fn meshcache_cluster_owner_of(
         let owner = c.cluster.owner_of(key);
         // Safety: `(buf, len)` and `out_len` are writable by contract.
         unsafe { write_str(&owner, buf, len, out_len) }
+    })
+}
+
+/// Writes the address the metrics and status server is bound to
+/// (`meshcache_cluster_options_set_metrics_listen`, with the real port when port 0 was
+/// asked for), NUL-terminated, into `(buf, len)`, and its length without the NUL into
+/// `*out_len`, like `meshcache_cluster_local_addr`. 64 bytes are always enough.
+///
+/// Returns `MESHCACHE_NOT_FOUND` (nothing written) when there is no metrics server:
+/// without `_set_metrics_listen`, and once the cluster is shut down (the server stops
+/// with it, and its port refuses connections); `MESHCACHE_INSUFFICIENT_SIZE` if it does
+/// not fit (nothing is written).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_metrics_addr(
+    cluster: *const meshcache_cluster,
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `cluster` is live by contract.
+        let c = unsafe { arg(cluster, "cluster") }?;
+        out_arg(buf, "buf")?;
+        out_arg(out_len, "out_len")?;
+        let Some(addr) = c.cluster.metrics_addr() else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "no metrics server (metrics_listen not set, or shut down)",
+            )
+            .into());
+        };
+        // Safety: `(buf, len)` and `out_len` are writable by contract.
+        unsafe { write_str(&addr.to_string(), buf, len, out_len) }
+    })
+}
+
+/// The cluster's metrics in the Prometheus text exposition format (OpenMetrics), what
+/// the metrics server serves at `/metrics`: for an application that serves its own
+/// metrics endpoint (append it to yours). Read from the stats now, e.g.
+/// `meshcache_gets_total{group="users",result="hit"} 8` (every name in the README's
+/// "Metrics and status"; no key ever appears in a label). Works without a metrics server
+/// and after shutdown.
+///
+/// Writes a NUL-terminated string the caller owns into `*out` (free it with
+/// `meshcache_string_free`; it may be modified in place meanwhile) and its length without
+/// the NUL into `*out_len` (`out_len` may be NULL).
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `cluster` or `out`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_metrics_text(
+    cluster: *const meshcache_cluster,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `cluster` is live by contract.
+        let c = unsafe { arg(cluster, "cluster") }?;
+        out_arg(out, "out")?;
+        let text = c.cluster.metrics_text();
+        // Safety: `out` and a non-NULL `out_len` are writable by contract.
+        unsafe { write_owned_str(&text, out, out_len) }
+    })
+}
+
+/// The node's status as JSON (one line), what the metrics server answers at
+/// `/v1/status` and its status page reads: `node` (this node's advertised address),
+/// `ring` (`source`, `members` with each one's `share` of the keys, `epoch`, `healthy`,
+/// ...), `peers` (each one's breaker and call counters) and `groups` (each group's `name`
+/// and the counters and tiers of `meshcache_group_stats`, by the same names). Works
+/// without a metrics server and after shutdown.
+///
+/// Writes a NUL-terminated string the caller owns into `*out` (free it with
+/// `meshcache_string_free`) and its length without the NUL into `*out_len` (`out_len`
+/// may be NULL).
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL `cluster` or `out`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_status_json(
+    cluster: *const meshcache_cluster,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+) -> meshcache_result {
+    ffi(|| {
+        // Safety: a non-NULL `cluster` is live by contract.
+        let c = unsafe { arg(cluster, "cluster") }?;
+        out_arg(out, "out")?;
+        let json = c.cluster.status_json().to_string();
+        // Safety: `out` and a non-NULL `out_len` are writable by contract.
+        unsafe { write_owned_str(&json, out, out_len) }
     })
 }
 

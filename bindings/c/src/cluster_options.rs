@@ -84,7 +84,8 @@ impl meshcache_cluster_options {
 /// 10 ms, breaker opens after 5 failures for 1000 ms, 64 MiB messages, 2 worker threads;
 /// no token and no TLS (keep the port private then: see the README's Security section),
 /// shutdown grace 5000 ms, handshake timeout 10000 ms, idle timeout 300000 ms, 1024 peer
-/// requests at once, warm window 60000 ms, handoff for up to 10000 ms and 1 GiB.
+/// requests at once, warm window 60000 ms, handoff for up to 10000 ms and 1 GiB, no
+/// metrics server.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn meshcache_cluster_options_new(
     out: *mut *mut meshcache_cluster_options,
@@ -141,6 +142,30 @@ pub unsafe extern "C" fn meshcache_cluster_options_set_listen(
         with_options(options, |o| {
             let addr = str_arg(addr, "addr")?.to_string();
             update(o, |b| b.listen(addr));
+            Ok(())
+        })
+    }
+}
+
+/// Also serve the node's metrics and status over HTTP on `addr`, `"host:port"` (port 0
+/// picks a free port: see `meshcache_cluster_metrics_addr`), a port of its own, separate
+/// from the peer port, read-only: `/metrics` (the Prometheus text of
+/// `meshcache_cluster_metrics_text`), `/` (a status page), `/v1/status` (the JSON of
+/// `meshcache_cluster_status_json`), `/healthz` and `/readyz`. Default: none (the text and
+/// the JSON are there either way). An address that does not parse or cannot be bound is
+/// refused by `meshcache_cluster_new` (`MESHCACHE_INVALID_ARGUMENT`). `addr` is copied.
+///
+/// Returns `MESHCACHE_INVALID_ARGUMENT` for a NULL pointer or an `addr` that is not UTF-8.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn meshcache_cluster_options_set_metrics_listen(
+    options: *mut meshcache_cluster_options,
+    addr: *const c_char,
+) -> meshcache_result {
+    // Safety: pointers are checked; `addr` is NUL-terminated by contract.
+    unsafe {
+        with_options(options, |o| {
+            let addr = str_arg(addr, "addr")?.to_string();
+            update(o, |b| b.metrics_listen(addr));
             Ok(())
         })
     }

@@ -17,7 +17,8 @@ pub enum meshcache_result {
     /// Success. Outputs were written.
     MESHCACHE_OK = 0,
     /// The key does not exist (the loader said so, possibly on another node, or remembered
-    /// from a recent load), or for `peek`, is not resident.
+    /// from a recent load), or for `peek`, is not resident; for
+    /// `meshcache_cluster_metrics_addr`, there is no metrics server.
     MESHCACHE_NOT_FOUND = 1,
     /// The loader failed (it called `meshcache_loader_out_set_error`, or set nothing).
     MESHCACHE_LOAD = 2,

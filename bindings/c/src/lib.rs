@@ -12,6 +12,7 @@
 //! objects' lifecycles and calls), `cluster_options.rs` and `group_options.rs` (their
 //! options), `stats.rs` (the stats snapshots in C layout), `ring_stats.rs` (the ring's
 //! accessors in a cluster's snapshot), `loader.rs` (the C loader callback), `clock.rs` (a manual clock for TTL tests),
+//! `text.rs` (strings the caller owns: the metrics text, the status JSON),
 //! `hooks.rs` (test and bench hooks, feature `test-hooks`).
 
 // This is the only crate of the workspace allowed `unsafe`: a C ABI cannot be written
@@ -37,6 +38,7 @@ pub mod hooks;
 pub mod loader;
 pub mod ring_stats;
 pub mod stats;
+pub mod text;
 pub mod value;
 
 pub use clock::meshcache_clock;

@@ -1,7 +1,8 @@
 /* What every C test program of meshcache shares: the includes, the check macros, the
  * counting loader and the runner. Included first (it defines _POSIX_C_SOURCE and
  * MESHCACHE_TEST_HOOKS before any include), by one source file per program: the
- * functions are static. */
+ * functions are static, and marked unused (TEST_HELPER) so that a program that needs
+ * only some of them (test_metrics.c has no etcd) builds with -Werror. */
 #ifndef MESHCACHE_TEST_COMMON_H
 #define MESHCACHE_TEST_COMMON_H
 
@@ -23,6 +24,8 @@
 #include <unistd.h>
 
 #include "meshcache.h"
+
+#define TEST_HELPER static __attribute__((unused))
 
 static int failed_checks;
 
@@ -51,7 +54,7 @@ static int failed_checks;
 #define OK(expr) CHECK_RC(expr, MESHCACHE_OK)
 #define K(s) (const uint8_t *)(s), strlen(s)
 
-static int value_is(const meshcache_value *v, const char *s) {
+TEST_HELPER int value_is(const meshcache_value *v, const char *s) {
   return v->data != NULL && v->len == strlen(s) && memcmp(v->data, s, v->len) == 0;
 }
 
@@ -67,13 +70,13 @@ typedef struct counting_loader {
   meshcache_result nested_other;
 } counting_loader;
 
-static int has_prefix(const uint8_t *key, size_t len, const char *p) {
+TEST_HELPER int has_prefix(const uint8_t *key, size_t len, const char *p) {
   size_t n = strlen(p);
   return len >= n && memcmp(key, p, n) == 0;
 }
 
-static void count_loader(void *user_data, const uint8_t *key, size_t key_len,
-                         meshcache_loader_out *out) {
+TEST_HELPER void count_loader(void *user_data, const uint8_t *key, size_t key_len,
+                              meshcache_loader_out *out) {
   counting_loader *l = (counting_loader *)user_data;
   atomic_fetch_add(&l->calls, 1);
   if (has_prefix(key, key_len, "missing")) {
@@ -112,7 +115,7 @@ static void count_loader(void *user_data, const uint8_t *key, size_t key_len,
   meshcache_loader_out_set_value(out, (const uint8_t *)buf, (size_t)n, ttl);
 }
 
-static void count_loader_free(void *user_data) {
+TEST_HELPER void count_loader_free(void *user_data) {
   atomic_fetch_add(&((counting_loader *)user_data)->freed, 1);
 }
 
@@ -123,7 +126,7 @@ static void count_loader_free(void *user_data) {
 
 /* New cluster options with deadlines generous enough for a slow run (valgrind, TLS
  * handshakes in a debug build), so that only a refusal makes a get fall back. */
-static meshcache_cluster_options *slow_run_options(void) {
+TEST_HELPER meshcache_cluster_options *slow_run_options(void) {
   meshcache_cluster_options *o = NULL;
   if (meshcache_cluster_options_new(&o) != MESHCACHE_OK) return NULL;
   meshcache_cluster_options_set_peer_timeout_ms(o, 30000);
@@ -133,7 +136,7 @@ static meshcache_cluster_options *slow_run_options(void) {
 
 /* The etcd of `make test-c` (each run of the tests has one of its own, from with-etcd):
  * its `host:port`, or NULL (saying why). Without it the etcd test fails, never skips. */
-static const char *test_etcd(void) {
+TEST_HELPER const char *test_etcd(void) {
   const char *ep = getenv("MESHCACHE_TEST_ETCD");
   if (ep == NULL || ep[0] == 0) {
     fprintf(stderr, "  MESHCACHE_TEST_ETCD is not set: run the C tests with `make test-c` (it "
@@ -145,7 +148,7 @@ static const char *test_etcd(void) {
 }
 
 /* Options that join the etcd `ep` under `prefix`, with a 2 s lease. */
-static meshcache_cluster_options *with_etcd(const char *ep, const char *prefix) {
+TEST_HELPER meshcache_cluster_options *with_etcd(const char *ep, const char *prefix) {
   char spec[256];
   meshcache_cluster_options *o = slow_run_options();
   if (o == NULL) return NULL;
@@ -168,7 +171,7 @@ typedef struct test_case {
 
 /* Runs the tests whose names contain argv[1] (all without it) and prints
  * "<n> passed, <m> failed" (what mk/c.mk greps for); the exit status. */
-static int run_tests(const test_case *tests, size_t n, int argc, char **argv) {
+TEST_HELPER int run_tests(const test_case *tests, size_t n, int argc, char **argv) {
   int passed = 0, failed = 0;
   for (size_t i = 0; i < n; i++) {
     if (argc > 1 && strstr(tests[i].name, argv[1]) == NULL) continue;
