@@ -49,6 +49,11 @@ gencert: deps
 # (MESHCACHE_TEST_ETCD=127.0.0.1:<port>), stopped when the suite ends; built by `gencert`.
 WITH_ETCD := $(CURDIR)/target/debug/with-etcd
 
+# The standalone node (server/), for the tests that run it beside embedded nodes.
+.PHONY: meshcached-bin
+meshcached-bin: deps
+	$(CARGO) build -q -p meshcached
+
 # Each binding's targets live in mk/<language>.mk.
 include mk/c.mk mk/python.mk mk/node.mk
 

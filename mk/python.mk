@@ -32,7 +32,9 @@ python-develop: python-env
 # gencert: the TLS tests make fresh certificates with $(MESHCACHE_GENCERT), and it builds
 # $(WITH_ETCD): pytest runs with an etcd of its own (MESHCACHE_TEST_ETCD) for the
 # membership tests, which fail without it.
-test-python: python-develop gencert
+# node-build and meshcached-bin: the mixed-cluster test (tests/test_mixed_cluster.py) runs a
+# meshcached node and a Node.js node beside this Python process.
+test-python: python-develop gencert node-build meshcached-bin
 	@# pytest exits 5 when it collects no tests: that fails here like any other error.
 	cd python && PATH=$(abspath $(PY_VENV))/bin:$$PATH $(WITH_ETCD) ../$(PY) -m pytest -q
 	cd python && ../$(PY) -m mypy --strict tests/typed_example.py
