@@ -92,6 +92,7 @@ impl Contender for BareGrpc {
                 group: "bench".into(),
                 key: self.keys[i % KEYS].clone(),
                 forwarded: true,
+                peek: false,
             };
             self.client
                 .clone()
