@@ -70,7 +70,13 @@ fmt:
 bench-deps: deps
 	@$(APT_INSTALL) redis-server redis-benchmark:redis-tools
 
-bench: bench-deps bench-rust bench-c bench-python bench-node
+bench: bench-deps bench-rust bench-rest bench-c bench-python bench-node
+
+# meshcached's REST GET beside redis-server GET (bench/rest.sh): wrk and redis from apt.
+.PHONY: bench-rest
+bench-rest: bench-deps
+	@$(APT_INSTALL) wrk curl
+	sh bench/rest.sh
 
 bench-rust: bench-deps
 	$(CARGO) run --release -p meshcache-bench --bin remote

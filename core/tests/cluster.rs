@@ -605,25 +605,9 @@ async fn an_owner_that_times_out_means_a_local_fallback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_of_megabytes_set_anywhere_is_readable_on_every_node() {
+    // 64 MiB groups: an entry may take half (the store's own tests try 256 MiB and 1 GiB).
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let cluster = Cluster::builder().start().await.unwrap();
-        let group = cluster
-            .group("g")
-            .capacity(256 << 20)
-            .loader(counting(calls.clone()))
-            .build()
-            .unwrap();
-        nodes.push(Node { cluster, group });
-    }
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| n.cluster.advertise_addr().to_string())
-        .collect();
-    for n in &nodes {
-        n.cluster.set_peers(addrs.clone()).unwrap();
-    }
+    let nodes = start_nodes(3, &calls, |b| b).await;
     let value = Bytes::from((0..4 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     // Set on a node that does not own the key: it travels to the owner.
     let key = key_owned_by(&nodes, 2, "big");
