@@ -11,16 +11,8 @@ use std::time::{Duration, Instant};
 
 use meshcache::{Cluster, Group, Loaded};
 use meshcache_testkit::etcd::Etcd;
+use meshcache_testkit::http::arg;
 use meshcache_testkit::node::{self, Node};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn spawn(membership: &str) -> (Node, Instant) {
     let start = Instant::now();

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meshcache::{Cluster, Group};
+use meshcache_testkit::http::arg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -30,15 +31,6 @@ use tokio::runtime::Runtime;
 /// another's flight.
 const PER_CALLER: usize = 200;
 const KEYS: usize = 50 * PER_CALLER;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn runtime(threads: usize) -> Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -16,15 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use meshcache::{Cluster, Group, Loaded};
 use meshcache_testkit::etcd::Etcd;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use meshcache_testkit::http::arg;
 
 async fn group(c: &Cluster, replicas: usize) -> Group {
     c.group("bench")

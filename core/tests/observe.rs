@@ -12,21 +12,11 @@ use std::time::Duration;
 
 use meshcache::Cluster;
 use meshcache_testkit::cluster::{join, node};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn http_get(addr: &str, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+    meshcache_testkit::http::get(addr, path, Duration::from_secs(10))
         .await
-        .expect("answered in time")
-        .expect("read");
-    let text = String::from_utf8_lossy(&raw).to_string();
-    text.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+        .1
 }
 
 fn free_port() -> u16 {

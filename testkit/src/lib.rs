@@ -12,6 +12,7 @@ pub mod certs;
 pub mod cluster;
 pub mod dns;
 pub mod etcd;
+pub mod http;
 pub mod node;
 pub mod zipf;
 
