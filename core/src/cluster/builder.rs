@@ -213,7 +213,7 @@ impl ClusterBuilder {
     }
 
     /// How long after a ring change a node that misses a key it newly owns first asks
-    /// the key's previous owner (for at most 250 ms) before loading it: a node that joins
+    /// the key's previous owner (for at most 500 ms) before loading it: a node that joins
     /// (or takes over a leaver's keys) starts warm instead of sending every miss to the
     /// database. Default [`DEFAULT_WARM_WINDOW`]; zero turns it off.
     pub fn warm_window(mut self, window: Duration) -> Self {

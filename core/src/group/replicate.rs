@@ -25,10 +25,10 @@ use crate::store::Tier;
 
 /// How long a node that newly owns a key waits for the previous owner's copy before it
 /// loads the key itself.
-pub(crate) const WARM_PEEK_TIMEOUT: Duration = Duration::from_millis(250);
+pub(crate) const WARM_PEEK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Peeks of one group waiting for a call to one previous owner beyond which a miss loads
-/// at once (two full batches).
-const MAX_QUEUED_PEEKS: usize = 2 * crate::peer::batch::MAX_BATCH;
+/// at once: a backlog of at most this many keys (32 batches) per previous owner.
+const MAX_QUEUED_PEEKS: usize = 32 * crate::peer::batch::MAX_BATCH;
 
 impl Group {
     /// The key's owners, the primary first (only this node for a standalone group).
