@@ -155,15 +155,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_a_real_prometheus_scrapes_an_embedded_python_cluster(
+def start_meshcached(tmp_path: pathlib.Path) -> tuple[subprocess.Popen[str], str]:
+    """A meshcached node (built by `make test-python`) with a group "g" whose key "k" was
+    written and then read 5 times: 5 hits. Returns the process and its HTTP address."""
+    meshcached = pathlib.Path(__file__).resolve().parents[2] / "target" / "debug" / "meshcached"
+    assert meshcached.exists(), f"{meshcached} is missing: run `make test-python`, which builds it"
+    config = tmp_path / "meshcached.toml"
+    config.write_text('listen = "127.0.0.1:0"\nhttp_listen = "127.0.0.1:0"\n[[groups]]\nname = "g"\n')
+    proc = subprocess.Popen(
+        [str(meshcached), "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    assert ready.startswith("meshcached ready"), ready
+    http = ready.split("http=")[1].split()[0]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    put = urllib.request.Request(f"http://{http}/v1/groups/g/keys/k", data=b"v", method="PUT")
+    opener.open(put, timeout=10).close()
+    for _ in range(5):
+        with opener.open(f"http://{http}/v1/groups/g/keys/k", timeout=10) as r:
+            assert r.read() == b"v"
+    return proc, http
+
+
+def test_a_real_prometheus_scrapes_an_embedded_python_cluster_and_meshcached(
     observed: meshcache.Cluster, tmp_path: pathlib.Path
 ) -> None:
     g = busy(observed)
     want = g.stats()["hits"]
+    daemon, daemon_http = start_meshcached(tmp_path)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: meshcache\n"
-        f"    static_configs:\n      - targets: ['{observed.metrics_addr}']\n"
+        f"    static_configs:\n      - targets: ['{observed.metrics_addr}', '{daemon_http}']\n"
     )
     web = f"127.0.0.1:{free_port()}"
     prom = subprocess.Popen(
@@ -201,8 +225,8 @@ def test_a_real_prometheus_scrapes_an_embedded_python_cluster(
             code, _, body = http_get(web, query)
             assert code == 200, body
             answer = json.loads(body)
-            result = answer["data"]["result"]
-            if result and result[0]["value"][1] == str(want):
+            by_instance = {r["metric"]["instance"]: r["value"][1] for r in answer["data"]["result"]}
+            if by_instance == {observed.metrics_addr: str(want), daemon_http: "5"}:
                 break
             # Scrapes land every second: ask again in 200 ms, or at once if it died.
             try:
@@ -212,11 +236,14 @@ def test_a_real_prometheus_scrapes_an_embedded_python_cluster(
             pytest.fail("prometheus exited:\n" + "".join(log))
         else:
             pytest.fail(f"PromQL answered {answer}, want {want}")
-        [series] = answer["data"]["result"]
-        assert series["metric"]["__name__"] == "meshcache_gets_total"
-        assert series["metric"]["instance"] == observed.metrics_addr
-        assert series["metric"]["job"] == "meshcache"
+        for series in answer["data"]["result"]:
+            assert series["metric"]["__name__"] == "meshcache_gets_total"
+            assert series["metric"]["job"] == "meshcache"
     finally:
+        daemon.terminate()
+        daemon.wait(30)
+        if daemon.stdout is not None:
+            daemon.stdout.close()
         prom.kill()
         prom.wait()
         reader.join(10)
