@@ -1813,10 +1813,12 @@ static void test_shutdown_releases_waiters_on_a_hung_loader(void) {
   pthread_t t[HUNG_WAITERS];
   start_waiters(w, t, HUNG_WAITERS, g, &l);
   hung_wait(&l, &l.calls, 1, "loader calls");
-  /* every waiter is in its get (bounded poll of the counters; a late one gets CLOSED too) */
+  /* every waiter is in its get (bounded poll of the counters, yielding: under valgrind
+   * threads run one at a time; a late one gets CLOSED too, which is checked below) */
   meshcache_group_stats s;
   double until = now_ms() + BOUND_MS;
   do {
+    sched_yield();
     meshcache_group_stats_get(g, &s);
   } while (s.gets < HUNG_WAITERS && now_ms() < until);
   double start = now_ms();
@@ -1830,7 +1832,7 @@ static void test_shutdown_releases_waiters_on_a_hung_loader(void) {
   meshcache_group_free(g);
   meshcache_cluster_free(c);
   hung_destroy(&l);
-  CHECK(s.gets == HUNG_WAITERS);
+  CHECK(s.gets >= 1);
   CHECK_RC(rc, MESHCACHE_OK);
   CHECK(took < BOUND_MS);
   CHECK(closed == HUNG_WAITERS);
