@@ -53,6 +53,8 @@ mod entry;
 mod error;
 mod group;
 mod housekeeper;
+#[doc(hidden)]
+pub mod http_server;
 mod loader;
 pub mod peer;
 mod registry;

@@ -95,6 +95,15 @@ async fn hostile_requests_to_the_metrics_port_are_bounded() {
         .await
         .unwrap();
     let addr = c.metrics_addr().unwrap();
+    // Idle and stalled connections (nothing sent; half a request) hold nobody else up
+    // (and are closed after the header read timeout).
+    let _idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost:")
+        .await
+        .unwrap();
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
     // A huge path, a flood of headers, a method that is not GET, garbage: refused, and
     // the server still answers afterwards.
     let long = format!("/{}", "a".repeat(100_000));

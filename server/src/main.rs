@@ -22,7 +22,6 @@
 //! | `http.rs` | the HTTP/1.1 server loop |
 
 mod config;
-mod http;
 mod origin;
 mod problem;
 mod rest;
@@ -183,7 +182,7 @@ async fn run(config: Config) -> Result<(), Failure> {
     }
     let signal = signals();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(
+    let server = tokio::spawn(meshcache::http_server::serve(
         listener,
         rest::router(app.clone()),
         async {

@@ -24,6 +24,9 @@ use super::ClusterInner;
 /// relative to where it is served (see [`crate::Cluster::status_json`]).
 pub const STATUS_PAGE: &str = include_str!("status.html");
 
+/// How long a stopping metrics server lets a scrape in flight finish.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A running metrics server; stops when told or dropped.
 #[derive(Debug)]
 pub(crate) struct HttpServer {
@@ -47,14 +50,10 @@ impl HttpServer {
             .route("/readyz", get(ready))
             .with_state(cluster);
         let (tx, rx) = oneshot::channel::<()>();
-        runtime.spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "metrics server stopped");
-            }
-        });
+        let stop = async {
+            let _ = rx.await;
+        };
+        runtime.spawn(crate::http_server::serve(listener, app, stop, STOP_GRACE));
         Ok(HttpServer { addr, stop: Some(tx) })
     }
 

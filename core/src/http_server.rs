@@ -1,4 +1,5 @@
-//! The HTTP/1.1 server of the REST port: hyper's connection builder with a header read
+//! The HTTP/1.1 serve loop of `metrics_listen` (and of meshcached's REST port, which
+//! uses it too): hyper's connection builder with a header read
 //! timeout (a client that opens a connection and says nothing, or trickles its headers,
 //! is dropped after [`HEADER_READ_TIMEOUT`]; it never holds up anyone else: every
 //! connection is a task of its own), a bound on open connections, and a graceful stop
