@@ -64,6 +64,7 @@ def origin() -> Iterator[Origin]:
     thread.start()
     yield server
     server.shutdown()
+    server.server_close()
 
 
 def test_a_meshcached_a_python_and_a_node_node_load_each_key_once(etcd: str, origin: Origin, tmp_path: Path) -> None:
