@@ -3,11 +3,13 @@
 #   make test-c           (run by make test) header check, C and C++ builds, the C test
 #                         programs (C_TESTS, in bindings/c/tests) natively and under
 #                         valgrind (each run under an etcd of its own: $(WITH_ETCD)),
-#                         install into a temp prefix, pkg-config example, README's C programs
-#                         (the first one, and the ones under ### Security and ### Membership)
-#   make install PREFIX=  libmeshcache.so (with SONAME) + .a, meshcache.h, meshcache.pc
+#                         install into a temp prefix (c-prefix), pkg-config and CMake
+#                         example, README's C programs (the first one, and the ones under
+#                         ### Security and ### Membership)
+#   make install PREFIX=  libmeshcache.so (with SONAME) + .a, meshcache.h, meshcache.pc,
+#                         lib/cmake/meshcache/meshcacheConfig{,Version}.cmake
 #   make bench-c          C get-hit cost vs the Rust API (release build), see BENCHMARKS.md
-.PHONY: header header-check cbindgen c-lib test-c install bench-c
+.PHONY: header header-check cbindgen c-lib c-prefix test-c install bench-c
 
 CBINDGEN_VERSION := 0.29.4
 CBINDGEN := $(HOME)/.cargo/bin/cbindgen
@@ -46,7 +48,7 @@ c-lib: deps
 
 # The TLS tests run $(MESHCACHE_GENCERT) (exported by the Makefile), and the membership
 # tests need an etcd, which $(WITH_ETCD) starts for each run: both are built by gencert.
-test-c: header-check c-lib gencert
+test-c: header-check c-lib gencert c-prefix
 	@$(APT_INSTALL) valgrind
 	$(CARGO) clippy -q -p meshcache-ffi --features test-hooks --all-targets -- -D warnings
 	readelf -d target/debug/libmeshcache.so | grep -q 'SONAME.*libmeshcache.so.$(C_ABI)'
@@ -70,9 +72,7 @@ test-c: header-check c-lib gencert
 	    $(C_OUT)/$$t | tee $(C_OUT)/$$t.valgrind.log; \
 	  grep -Eq '^[1-9][0-9]* passed, 0 failed$$' $(C_OUT)/$$t.valgrind.log \
 	    || { echo "$$t failed under valgrind" >&2; exit 1; }; done
-	@# Install into a temporary prefix and build the example with pkg-config, as a user would.
-	rm -rf $(C_OUT)/prefix
-	$(MAKE) --no-print-directory install PREFIX=$(C_OUT)/prefix C_PROFILE=debug C_FEATURES=test-hooks
+	@# The example built from the temporary install prefix (c-prefix) with pkg-config, as a user would.
 	PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig cc $(C_STRICT) examples/c/hello.c -o $(C_OUT)/hello \
 	  $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags --libs meshcache)
 	test "$$(LD_LIBRARY_PATH=$(C_OUT)/prefix/lib $(C_OUT)/hello)" = "user 42"
@@ -81,6 +81,17 @@ test-c: header-check c-lib gencert
 	  $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags meshcache) \
 	  $(C_OUT)/prefix/lib/libmeshcache.a -lpthread -ldl -lm
 	test "$$($(C_OUT)/hello-static)" = "user 42"
+	@# And with CMake: find_package(meshcache <this version>) from the prefix, shared and static.
+	rm -rf $(C_OUT)/cmake-hello $(C_OUT)/cmake-hello-new
+	cmake -S examples/c -B $(C_OUT)/cmake-hello -DCMAKE_PREFIX_PATH=$(C_OUT)/prefix \
+	  -DMESHCACHE_MIN_VERSION=$(C_VERSION) -DCMAKE_C_FLAGS="$(C_STRICT)" > $(C_OUT)/cmake-hello.log
+	cmake --build $(C_OUT)/cmake-hello >> $(C_OUT)/cmake-hello.log
+	test "$$(LD_LIBRARY_PATH=$(C_OUT)/prefix/lib $(C_OUT)/cmake-hello/hello)" = "user 42"
+	test "$$($(C_OUT)/cmake-hello/hello-static)" = "user 42"
+	@# A version from another major (another 0.minor) is refused.
+	! cmake -S examples/c -B $(C_OUT)/cmake-hello-new -DCMAKE_PREFIX_PATH=$(C_OUT)/prefix \
+	  -DMESHCACHE_MIN_VERSION=99.0 > $(C_OUT)/cmake-hello-new.log 2>&1
+	grep -q 'version: $(C_VERSION)' $(C_OUT)/cmake-hello-new.log
 	@# The README's C program is examples/c/hello.c, verbatim.
 	awk '/^## C$$/{c=1;next} /^## /{c=0} c&&/^```c$$/{p=1;next} p&&/^```$$/{exit} p' README.md \
 	  | diff -u examples/c/hello.c - || { echo "README's C program differs from examples/c/hello.c" >&2; exit 1; }
@@ -105,7 +116,14 @@ test-c: header-check c-lib gencert
 	    -o $(C_OUT)/readme_membership $$(PKG_CONFIG_PATH=$(C_OUT)/prefix/lib/pkgconfig pkg-config --cflags --libs meshcache) && \
 	  out=$$(LD_LIBRARY_PATH=$(C_OUT)/prefix/lib $(C_OUT)/readme_membership) && echo "$$out" && \
 	  test "$$out" = "user 42, ring etcd: 1 member(s), healthy"'
-	@echo "test-c: C tests, valgrind, C++ header, install + pkg-config example, README programs: all passed"
+	@echo "test-c: C tests, valgrind, C++ header, install + pkg-config and CMake example, README programs: all passed"
+
+# A temporary install prefix (the debug library with the test hooks), from which test-c
+# builds the README's programs (pkg-config, CMake) and test-go the Go example.
+c-prefix: deps
+	@$(APT_INSTALL) cmake
+	rm -rf $(C_OUT)/prefix
+	$(MAKE) --no-print-directory install PREFIX=$(C_OUT)/prefix C_PROFILE=debug C_FEATURES=test-hooks
 
 install: deps
 	$(CARGO) build -p meshcache-ffi $(C_CARGO_FLAGS)
@@ -117,6 +135,10 @@ install: deps
 	install -m 644 include/meshcache.h $(DESTDIR)$(PREFIX)/include/meshcache.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(C_VERSION)|' $(C_CRATE)/meshcache.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/meshcache.pc
+	install -d $(DESTDIR)$(PREFIX)/lib/cmake/meshcache
+	for f in meshcacheConfig meshcacheConfigVersion; do \
+	  sed -e 's|@VERSION@|$(C_VERSION)|g' -e 's|@ABI@|$(C_ABI)|g' $(C_CRATE)/cmake/$$f.cmake.in \
+	    > $(DESTDIR)$(PREFIX)/lib/cmake/meshcache/$$f.cmake || exit 1; done
 
 bench-c: deps
 	$(CARGO) build --release -p meshcache-ffi --features test-hooks
