@@ -152,6 +152,7 @@ for (const what of ['cluster', 'group']) {
     assert.equal(r.code, 0, r.err)
     assert.match(r.out, /stuck failed: MESHCACHE_CLOSED/)
     assert.match(r.out, /stuck too failed: MESHCACHE_CLOSED/)
+    assert.match(r.out, /stuck many failed: MESHCACHE_CLOSED/)
   })
 }
 

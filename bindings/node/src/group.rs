@@ -184,10 +184,19 @@ impl Group {
             Err(e) => return rejected(env, e),
         };
         let g = self.group.clone();
-        let get = async move { meshcache::deadline::within(limit, g.get_many(&keys)).await };
+        let tracks = keys.iter().map(|k| (self.id, k.clone())).collect();
+        let get = async move {
+            meshcache::deadline::within(limit, g.get_many(&keys))
+                .await
+                .map(Out::Map)
+        };
+        // A deadline of its own (or the group's load timeout) ends it: it may keep the
+        // process alive until then, as a get does.
+        let bounded = limit.is_some() || self.load_timeout;
+        let gets = &self.node.gets;
         let r = match scope {
-            Some(scope) => spawn(env, &self.node.rt, scope.run(get), Out::Map),
-            None => spawn(env, &self.node.rt, get, Out::Map),
+            Some(scope) => gets.spawn_many(env, &self.node.rt, tracks, bounded, scope.run(get)),
+            None => gets.spawn_many(env, &self.node.rt, tracks, bounded, get),
         };
         or_reject(env, r)
     }

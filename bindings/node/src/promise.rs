@@ -14,7 +14,7 @@ use napi::threadsafe_function::{ThreadsafeCallContext, ThreadsafeFunction, Threa
 use napi::{JsValue, Unknown, sys};
 use tokio::runtime::Handle;
 
-use crate::convert::{Out, buffer};
+use crate::convert::Out;
 use crate::errors::{map_error, panic_error};
 
 /// A promise settled by `fut`, which runs on the runtime.
@@ -123,15 +123,26 @@ struct LiveState {
     unblocked: usize,
     /// Pending gets with a deadline: never blocked, not in `waiting`.
     bounded: usize,
+    /// Pending `getMany` calls without a deadline, by id: the keys each waits for. One is
+    /// blocked while any of its keys waits for a JS loader that has not settled (it cannot
+    /// settle before that key does).
+    many: HashMap<u64, Vec<Track>>,
+    next_many: u64,
     /// Whether the function is ref'd.
     held: bool,
+}
+
+/// What a pending call waits for: one key (a get) or several (a getMany, by id).
+enum Waits {
+    One(Track),
+    Many(u64),
 }
 
 /// A get's answer, on its way to the JS thread.
 struct Settled {
     deferred: RawDeferred,
-    result: meshcache::Result<Bytes>,
-    track: Track,
+    result: meshcache::Result<Out>,
+    waits: Waits,
     bounded: bool,
 }
 
@@ -183,14 +194,51 @@ impl Gets {
     where
         F: Future<Output = meshcache::Result<Bytes>> + Send + 'static,
     {
+        self.update(env, |s| s.get_started(&track, bounded));
+        let fut = async move { fut.await.map(Out::Buf) };
+        self.spawn_waiting(env, rt, Waits::One(track), bounded, fut)
+    }
+
+    /// [`Gets::spawn`] of a `getMany` of `tracks` (its answer a Map): it keeps the process
+    /// alive unless one of its keys waits for a JS loader that has not settled.
+    pub(crate) fn spawn_many<'env, F>(
+        &self,
+        env: &'env Env,
+        rt: &Handle,
+        tracks: Vec<Track>,
+        bounded: bool,
+        fut: F,
+    ) -> Result<Unknown<'env>>
+    where
+        F: Future<Output = meshcache::Result<Out>> + Send + 'static,
+    {
+        let mut id = 0;
+        self.update(env, |s| id = s.many_started(tracks, bounded));
+        self.spawn_waiting(env, rt, Waits::Many(id), bounded, fut)
+    }
+
+    fn spawn_waiting<'env, F>(
+        &self,
+        env: &'env Env,
+        rt: &Handle,
+        waits: Waits,
+        bounded: bool,
+        fut: F,
+    ) -> Result<Unknown<'env>>
+    where
+        F: Future<Output = meshcache::Result<Out>> + Send + 'static,
+    {
         let mut deferred = std::ptr::null_mut();
         let mut promise = std::ptr::null_mut();
         // SAFETY: JS thread, live env, local out-pointers.
-        check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
-        self.update(env, |s| s.get_started(&track, bounded));
+        let made = check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) });
+        if let Err(e) = made {
+            self.update(env, |s| s.settled(&waits, bounded));
+            return Err(e);
+        }
         let mut guard = GetGuard {
             gets: self.clone(),
-            pending: Some((RawDeferred(deferred), track, bounded)),
+            pending: Some((RawDeferred(deferred), waits, bounded)),
         };
         rt.spawn(async move {
             let result = fut.await;
@@ -240,7 +288,7 @@ impl Gets {
     fn update(&self, env: &Env, f: impl FnOnce(&mut LiveState)) {
         let mut s = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s);
-        let want = s.unblocked > 0 || s.bounded > 0;
+        let want = s.unblocked > 0 || s.bounded > 0 || s.many_unblocked();
         if want == s.held {
             return;
         }
@@ -281,6 +329,32 @@ impl LiveState {
         *self.waiting.entry(track.clone()).or_default() += 1;
         if !self.blocked(track) {
             self.unblocked += 1;
+        }
+    }
+
+    /// Records a pending `getMany`; returns its id.
+    fn many_started(&mut self, tracks: Vec<Track>, bounded: bool) -> u64 {
+        if bounded {
+            self.bounded += 1;
+            return u64::MAX;
+        }
+        self.next_many += 1;
+        self.many.insert(self.next_many, tracks);
+        self.next_many
+    }
+
+    /// Whether some pending `getMany` waits for Rust work only.
+    fn many_unblocked(&self) -> bool {
+        (self.many.values()).any(|tracks| !tracks.iter().any(|t| self.blocked(t)))
+    }
+
+    fn settled(&mut self, waits: &Waits, bounded: bool) {
+        match waits {
+            Waits::One(track) => self.get_settled(track, bounded),
+            Waits::Many(_) if bounded => self.bounded = self.bounded.saturating_sub(1),
+            Waits::Many(id) => {
+                self.many.remove(id);
+            }
         }
     }
 
@@ -337,12 +411,12 @@ impl LiveState {
 /// flight), so that it never stays pending.
 struct GetGuard {
     gets: Gets,
-    pending: Option<(RawDeferred, Track, bool)>,
+    pending: Option<(RawDeferred, Waits, bool)>,
 }
 
 impl GetGuard {
-    fn settle(&mut self, result: meshcache::Result<Bytes>) {
-        let Some((deferred, track, bounded)) = self.pending.take() else {
+    fn settle(&mut self, result: meshcache::Result<Out>) {
+        let Some((deferred, waits, bounded)) = self.pending.take() else {
             return;
         };
         if let Some(tsfn) = self.gets.0.settle.get() {
@@ -351,7 +425,7 @@ impl GetGuard {
                 Settled {
                     deferred,
                     result,
-                    track,
+                    waits,
                     bounded,
                 },
                 ThreadsafeFunctionCallMode::NonBlocking,
@@ -375,11 +449,12 @@ fn settle_get(env: &Env, s: Settled, gets: &Weak<GetsInner>) {
     let Settled {
         deferred,
         result,
-        track,
+        waits,
         bounded,
     } = s;
     let run = std::panic::AssertUnwindSafe(|| match result {
-        Ok(v) => buffer(env, &v),
+        // SAFETY: JS thread (the settle function's callback).
+        Ok(v) => unsafe { Out::to_napi_value(env.raw(), v) },
         Err(e) => Err(map_error(env, &e)),
     });
     let outcome = match std::panic::catch_unwind(run) {
@@ -401,6 +476,6 @@ fn settle_get(env: &Env, s: Settled, gets: &Weak<GetsInner>) {
         }
     }
     if let Some(inner) = gets.upgrade() {
-        Gets(inner).update(env, |st| st.get_settled(&track, bounded));
+        Gets(inner).update(env, |st| st.settled(&waits, bounded));
     }
 }
