@@ -8,7 +8,7 @@ CARGO ?= cargo
 # missing (as root, or with sudo); see mk/apt-install.sh.
 APT_INSTALL := sh $(CURDIR)/mk/apt-install.sh
 
-.PHONY: all deps demo test test-rust lint fmt bench bench-deps bench-rust
+.PHONY: all deps demo test test-rust test-packaging lint fmt bench bench-deps bench-rust
 
 all: test
 
@@ -37,6 +37,17 @@ test-rust: deps
 	@n=$$(grep -Eo 'test result: ok\. [0-9]+ passed' target/cargo-test.log | awk '{s+=$$4} END {print s+0}'); \
 	  echo "cargo test: $$n tests passed"; [ "$$n" -gt 0 ] || { echo "cargo test ran no tests" >&2; exit 1; }
 
+# The crate as crates.io would get it: `cargo publish --dry-run` packages core/ (its
+# README.md and proto/ included) and builds the package alone; its docs build with no
+# warning; the top README's Rust examples are core/README.md's, which run as doctests;
+# every package (crate, C library and pkg-config, wheel, npm) states the same version.
+# The dry run reads the crates.io index and uploads nothing.
+test-packaging: deps
+	C_VERSION=$(C_VERSION) python3 mk/check-versions.py
+	python3 mk/check-readme-rust.py
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -q -p meshcache --no-deps
+	$(CARGO) publish -q --dry-run -p meshcache --allow-dirty
+
 # Test certificates for the TLS tests of every language: `$$MESHCACHE_GENCERT DIR` writes
 # a fresh CA, a node certificate and a stranger's certificate into DIR (rcgen; nothing
 # is committed).
@@ -57,7 +68,7 @@ meshcached-bin: deps
 # Each binding's targets live in mk/<language>.mk.
 include mk/c.mk mk/python.mk mk/node.mk
 
-test: lint test-rust test-c test-python test-node
+test: lint test-packaging test-rust test-c test-python test-node
 	@echo "make test: every suite passed"
 
 fmt:

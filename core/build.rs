@@ -4,6 +4,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         // Keys and values stay `bytes::Bytes` end to end: no copy between the wire and the store.
         .bytes(".")
-        .compile_protos(&["../proto/meshcache/peer/v1/peer.proto"], &["../proto"])?;
+        .compile_protos(&["proto/meshcache/peer/v1/peer.proto"], &["proto"])?;
     Ok(())
 }

@@ -9,7 +9,7 @@ PY_VENV := target/pyenv
 PY := $(PY_VENV)/bin/python
 # grpcio*, protobuf: a foreign gRPC client in the tests (tests/test_grpc_client.py), to
 # check the peer port's token and TLS from outside meshcache's own code (wheels for
-# CPython >= 3.10; grpcio-tools generates the stubs from proto/ at test time).
+# CPython >= 3.10; grpcio-tools generates the stubs from core/proto/ at test time).
 PY_PINS := maturin==1.16.0 pytest==8.3.4 mypy==1.13.0 cachetools==5.5.0 redis==5.2.1 \
   grpcio==1.85.1 grpcio-tools==1.85.1 grpcio-health-checking==1.85.1 protobuf==7.36.2 \
   setuptools==80.9.0

@@ -88,7 +88,7 @@ pub use scope::{LoadScope, blocking_load};
 pub use size::parse_size;
 pub use store::{StoreStats, Tier, TierStats};
 
-/// The README's Rust examples run as doctests.
+/// The crate README's Rust examples (the repository README's, verbatim) run as doctests.
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

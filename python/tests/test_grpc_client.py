@@ -1,5 +1,5 @@
 """A foreign gRPC client against a Python-embedded node: grpcio, with stubs generated
-from proto/ at test time, none of meshcache's own client code. The token and TLS must
+from core/proto/ at test time, none of meshcache's own client code. The token and TLS must
 keep out any client that lacks them, not only meshcache's."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def pb(tmp_path_factory: pytest.TempPathFactory) -> Pb:
     # -I at the proto's own directory, so the modules are top-level peer_pb2*: with
     # -I proto they would be meshcache.peer.v1.*, a package the installed meshcache
     # shadows. The proto package, so the wire names (/meshcache.peer.v1.Peer/Get), stay.
-    proto_dir = ROOT / "proto" / "meshcache" / "peer" / "v1"
+    proto_dir = ROOT / "core" / "proto" / "meshcache" / "peer" / "v1"
     subprocess.run(
         [
             sys.executable,

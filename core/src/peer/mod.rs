@@ -1,4 +1,4 @@
-//! The gRPC peer protocol (`proto/meshcache/peer/v1/peer.proto`): the client a node uses to
+//! The gRPC peer protocol (`core/proto/meshcache/peer/v1/peer.proto`): the client a node uses to
 //! reach each peer, and the service through which it serves the keys it owns.
 //!
 //! Errors cross the wire as gRPC statuses. A status produced by meshcache carries its
