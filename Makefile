@@ -66,9 +66,9 @@ meshcached-bin: deps
 	$(CARGO) build -q -p meshcached
 
 # Each binding's targets live in mk/<language>.mk.
-include mk/c.mk mk/python.mk mk/node.mk
+include mk/c.mk mk/python.mk mk/node.mk mk/go.mk
 
-test: lint test-packaging test-rust test-c test-python test-node
+test: lint test-packaging test-rust test-c test-python test-node test-go
 	@echo "make test: every suite passed"
 
 fmt:

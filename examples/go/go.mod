@@ -1,0 +1,3 @@
+module example.com/meshcache
+
+go 1.21
