@@ -4,8 +4,9 @@
 // In a checkout of the meshcache repository (the Rust sources sit next to this folder)
 // it builds the addon from source with the pinned @napi-rs/cli (release; set
 // MESHCACHE_NODE_SKIP_BUILD=1 to skip, as `make test` does before its debug build).
-// From a packed tarball, the addon for this platform is in the package already, and
-// nothing is built. `--check` (run by `npm pack`) only verifies that an addon is present.
+// The published packages (`npm run pack`: scripts/pack.mjs) have no install script: the
+// addon comes in the meshcache-<platform> package. `--prepack` (run by a bare `npm pack` or
+// `npm publish` here) refuses, pointing at `npm run pack`.
 const { existsSync, readdirSync } = require('node:fs')
 const { join } = require('node:path')
 const { spawnSync } = require('node:child_process')
@@ -14,12 +15,9 @@ const root = join(__dirname, '..')
 const manifest = join(root, '..', 'bindings', 'node', 'Cargo.toml')
 const addons = () => readdirSync(root).filter((f) => f.startsWith('meshcache.') && f.endsWith('.node'))
 
-if (process.argv.includes('--check')) {
-  if (addons().length === 0) {
-    console.error('meshcache: no addon built; run `npm run build` first')
-    process.exit(1)
-  }
-  process.exit(0)
+if (process.argv.includes('--prepack')) {
+  console.error('meshcache: this folder is not the package to publish; `npm run pack` packs meshcache and meshcache-<platform> (release addon, stripped)')
+  process.exit(1)
 }
 if (!existsSync(manifest)) {
   if (addons().length === 0) {

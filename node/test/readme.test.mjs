@@ -45,6 +45,15 @@ test("README's Node.js example runs and exits", () => {
   assert.match(run('example.mjs', firstJs(main)), /^user 42\n<Buffer 75 73 65 72 20 34 32>\n$/)
 })
 
+test("README's Node.js example runs as CommonJS, as the README says to write it", () => {
+  const esm = firstJs(main)
+  const imports = "import { Cluster, NotFoundError } from 'meshcache'\n"
+  assert.ok(esm.startsWith(imports), 'the example starts with its import')
+  assert.ok(main.includes("`const { Cluster, NotFoundError } = require('meshcache')`"))
+  const cjs = `const { Cluster, NotFoundError } = require('meshcache')\nasync function main() {\n${esm.slice(imports.length)}}\nmain()\n`
+  assert.match(run('example.cjs', cjs), /^user 42\n<Buffer 75 73 65 72 20 34 32>\n$/)
+})
+
 test("README's Node.js Security example runs and exits", () => {
   assert.ok(security, 'README `## Node.js` has a `### Security` subsection')
   const code = firstJs(security)
