@@ -68,7 +68,7 @@ meshcached-bin: deps
 # Each binding's targets live in mk/<language>.mk.
 include mk/c.mk mk/python.mk mk/node.mk mk/go.mk
 
-test: lint test-packaging test-rust test-c test-python test-node test-go
+test: lint test-packaging test-rust test-c test-python test-python-package test-node test-go
 	@echo "make test: every suite passed"
 
 fmt:
