@@ -4,6 +4,7 @@ import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { readFileSync } from 'node:fs'
 import { Cluster, Group, NotFoundError } from '../lib.mjs'
+import { bounded } from './bound.mjs'
 
 const require = createRequire(import.meta.url)
 
@@ -19,17 +20,6 @@ function fixture(loader) {
     },
   })
   return { cluster, group, calls }
-}
-
-/** `p`, or a rejection if it has not settled within `ms` (the timer is cleared either way). */
-async function within(p, ms, what) {
-  let timer
-  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))
-  try {
-    return await Promise.race([p, late])
-  } finally {
-    clearTimeout(timer)
-  }
 }
 
 test('CommonJS and ESM entries export the same classes', () => {
@@ -164,7 +154,7 @@ test('1000 concurrent gets of one key call the loader once', async () => {
     // another group, spawned after the 1000: its loader is called once the one worker
     // has run every task before it, i.e. once all 1000 have joined. Then the load ends.
     const last = sentinel.get('after the 1000')
-    await within(Promise.all([loading, sentinelLoading]), 5000, 'the loads to start')
+    await bounded(Promise.all([loading, sentinelLoading]), 5000, 'the loads to start')
     release()
     const values = await Promise.all(all)
     await last
@@ -509,7 +499,6 @@ test("a loader's get of the key it is loading rejects with MESHCACHE_INVALID_ARG
       return `${key}: ${(await group.get('other')).toString()}`
     },
   })
-  const bounded = (p) => Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error('hung')), 5000))])
   try {
     for (const key of ['before', 'after', 'many', 'class']) {
       await assert.rejects(bounded(group.get(key)), (e) => {

@@ -4,15 +4,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Cluster, Group } from '../lib.mjs'
-
-// `p`, or a failure if it has not settled within `ms` (a bound, never a sleep).
-function bounded(p, ms = 5000) {
-  let timer
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not settle within ${ms} ms`)), ms)
-  })
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
+import { bounded } from './bound.mjs'
 
 const isTimeout = (e) => e instanceof Error && e.code === 'MESHCACHE_TIMEOUT'
 const isRange = (e) => e instanceof RangeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'

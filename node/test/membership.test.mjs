@@ -8,20 +8,12 @@ import { spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { Cluster } from '../lib.mjs'
+import { bounded } from './bound.mjs'
 
 const isRange = (e) => e instanceof RangeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
 const isType = (e) => e instanceof TypeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
 const isTimeout = (e) => e instanceof Error && e.code === 'MESHCACHE_TIMEOUT'
 const isClosed = (e) => e instanceof Error && e.code === 'MESHCACHE_CLOSED'
-
-/** `p`, or a failure if it has not settled within `ms` (a bound, never a sleep). */
-function bounded(p, ms = 5000) {
-  let timer
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not settle within ${ms} ms`)), ms)
-  })
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
 
 /** The etcd of this suite, or a failure that says how to get one. */
 function etcd() {

@@ -6,18 +6,10 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { Cluster } from '../lib.mjs'
+import { bounded } from './bound.mjs'
 
 const isRange = (e) => e instanceof RangeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
 const isType = (e) => e instanceof TypeError && e.code === 'MESHCACHE_INVALID_ARGUMENT'
-
-/** `p`, or a failure if it has not settled within `ms` (a bound, never a sleep). */
-function bounded(p, ms = 5000) {
-  let timer
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not settle within ${ms} ms`)), ms)
-  })
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
 
 /** `n` nodes of one static cluster, each with group `g` (`options`) and a counting loader. */
 function nodes(n, options, clusterOptions = {}) {

@@ -6,15 +6,9 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { Cluster, Group, NotFoundError } from '../lib.mjs'
+import { bounded } from './bound.mjs'
 
-/** `p`, or a rejection if it has not settled within `ms`: a hang fails the test, not the run. */
-function settles(p, what, ms = 5000) {
-  let timer
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: did not settle within ${ms} ms`)), ms)
-  })
-  return Promise.race([p, late]).finally(() => clearTimeout(timer))
-}
+const settles = (p, what, ms) => bounded(p, ms, what)
 
 const isLoad = (value) => (e) => {
   assert.equal(e.code, 'MESHCACHE_LOAD')
@@ -127,16 +121,15 @@ async function run(args, ms = 10_000, onOut = () => {}) {
   child.stdout.on('data', (d) => onOut((out += d)))
   child.stderr.on('data', (d) => (err += d))
   const exited = once(child, 'exit')
-  let timer
-  const late = new Promise((resolve) => (timer = setTimeout(resolve, ms, 'late')))
-  const first = await Promise.race([exited, late])
-  clearTimeout(timer)
-  if (first === 'late') {
+  let code
+  try {
+    ;[code] = await bounded(exited, ms, 'the fixture')
+  } catch {
     child.kill('SIGKILL')
     await exited
     assert.fail(`still running after ${ms} ms (stdout: ${out}; stderr: ${err})`)
   }
-  return { code: first[0], out, err }
+  return { code, out, err }
 }
 
 test('a get whose loader never settles does not keep the process alive', { timeout: 30_000 }, async () => {

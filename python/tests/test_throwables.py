@@ -82,7 +82,11 @@ def test_a_loaders_throwable_reaches_the_caller_unchanged_and_the_next_get_works
         return b"v:" + key.encode()
 
     async def async_load(key: str) -> bytes:
-        await asyncio.sleep(0)
+        # Suspends once (on a future the loop settles next), so the loader really is async.
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
+        loop.call_soon(turn.set_result, None)
+        await turn
         return sync_load(key)
 
     g = cluster.group("g", loader=sync_load if kind == "sync" else async_load)
