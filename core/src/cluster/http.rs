@@ -117,7 +117,8 @@ async fn status(State(c): Cluster) -> Response {
 /// What `/v1/status` answers (and the status page shows).
 pub(crate) fn status_json(c: &ClusterInner) -> Value {
     let ring = c.membership.stats();
-    let shares = crate::ring::Ring::new(ring.members.clone()).shares();
+    // The live ring's own shares (its vnodes and hash), not a ring rebuilt from the names.
+    let shares = c.membership.shares();
     let members: Vec<Value> = (ring.members.iter().zip(shares))
         .map(|(m, share)| json!({ "addr": m, "share": share }))
         .collect();

@@ -181,6 +181,11 @@ impl Membership {
         self.ring.load().nodes().to_vec()
     }
 
+    /// Each member's share of the keys on the live ring, in [`Membership::members`] order.
+    pub(crate) fn shares(&self) -> Vec<f64> {
+        self.ring.load().shares()
+    }
+
     /// The node that owns `key` now.
     pub(crate) fn owner_of(&self, key: &[u8]) -> String {
         self.ring.load().owner(key).unwrap_or(&self.self_addr).to_string()

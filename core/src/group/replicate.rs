@@ -30,6 +30,16 @@ pub(crate) const WARM_PEEK_TIMEOUT: Duration = Duration::from_millis(500);
 /// at once: a backlog of at most this many keys (32 batches) per previous owner.
 const MAX_QUEUED_PEEKS: usize = 32 * crate::peer::batch::MAX_BATCH;
 
+/// The owners that are other nodes, with their place in the owner list (0: the primary).
+fn remote_owners(owners: Vec<Route>) -> Vec<(usize, Arc<dyn Remote>)> {
+    (owners.into_iter().enumerate())
+        .filter_map(|(i, r)| match r {
+            Route::Remote(p) => Some((i, p)),
+            Route::Local => None,
+        })
+        .collect()
+}
+
 impl Group {
     /// The key's owners, the primary first (only this node for a standalone group).
     fn owners(&self, key: &[u8]) -> Result<Vec<Route>> {
@@ -93,12 +103,7 @@ impl Group {
         };
         self.remove_versioned(&key, version, true);
         let owners = self.owners(&key)?;
-        let remotes: Vec<(usize, Arc<dyn Remote>)> = (owners.into_iter().enumerate())
-            .filter_map(|(i, r)| match r {
-                Route::Remote(p) => Some((i, p)),
-                Route::Local => None,
-            })
-            .collect();
+        let remotes = remote_owners(owners);
         let name = &self.inner.name;
         let calls = remotes.iter().map(|(_, p)| p.delete(name, key.clone(), stamp));
         let owners: Vec<&str> = remotes.iter().map(|(_, p)| p.addr()).collect();
@@ -200,12 +205,7 @@ impl Group {
                 replica: true,
                 tombstone: false,
             };
-            let remotes: Vec<(usize, Arc<dyn Remote>)> = (owners.into_iter().enumerate())
-                .filter_map(|(i, r)| match r {
-                    Route::Remote(p) => Some((i, p)),
-                    Route::Local => None,
-                })
-                .collect();
+            let remotes = remote_owners(owners);
             let calls = remotes
                 .iter()
                 .map(|(_, p)| p.set(&g.inner.name, key.clone(), value.clone(), deadline, stamp));

@@ -106,18 +106,7 @@ async fn session(
     // The ring first (so that `start` returns with it), then this node joins it once it
     // serves a group: before that, peers routing here would find no group and load
     // elsewhere. A node that builds no group within a moment joins anyway.
-    let listed = client
-        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(err)?;
-    let others: BTreeMap<Vec<u8>, String> = (listed.kvs().iter())
-        .map(|kv| {
-            (
-                kv.key().to_vec(),
-                String::from_utf8_lossy(kv.value()).into_owned(),
-            )
-        })
-        .collect();
+    let (others, _) = list(&mut client, &dir).await?;
     apply(membership, &others)?;
     membership.set_health(Ok(()));
     ready.done();
@@ -136,19 +125,7 @@ async fn session(
         .put(key.clone(), me.clone(), Some(PutOptions::new().with_lease(lease)))
         .await
         .map_err(err)?;
-    let listed = client
-        .get(dir.clone(), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(err)?;
-    let revision = listed.header().map_or(0, |h| h.revision());
-    let mut nodes: BTreeMap<Vec<u8>, String> = (listed.kvs().iter())
-        .map(|kv| {
-            (
-                kv.key().to_vec(),
-                String::from_utf8_lossy(kv.value()).into_owned(),
-            )
-        })
-        .collect();
+    let (mut nodes, revision) = list(&mut client, &dir).await?;
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
@@ -192,6 +169,25 @@ async fn session(
             }
         }
     }
+}
+
+/// The registrations under `dir` (key -> advertised address) and the revision they were
+/// read at.
+async fn list(client: &mut Client, dir: &str) -> Result<(BTreeMap<Vec<u8>, String>, i64), String> {
+    let listed = client
+        .get(dir, Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let revision = listed.header().map_or(0, |h| h.revision());
+    let nodes = (listed.kvs().iter())
+        .map(|kv| {
+            (
+                kv.key().to_vec(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            )
+        })
+        .collect();
+    Ok((nodes, revision))
 }
 
 /// Swaps the ring to the registered nodes (skipping any value that is not `host:port`).
