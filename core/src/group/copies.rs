@@ -90,7 +90,7 @@ impl Group {
         inner
             .store
             .insert_if(Tier::Main, key, entry.value, entry.deadline, version, |held| {
-                held.is_none_or(|h| h < version) && !tombstones.refuses(&check, version, now)
+                held.version().is_none_or(|h| h < version) && !tombstones.refuses(&check, version, now)
             })
     }
 

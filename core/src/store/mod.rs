@@ -134,6 +134,27 @@ fn hit(e: &Entry) -> crate::entry::Entry {
     }
 }
 
+/// The entry a [`Store::insert_if`] would replace, as its condition sees it.
+#[derive(Debug)]
+pub struct Held<'a> {
+    shard: &'a Shard,
+    large: &'a Large,
+    hash: u64,
+    key: &'a [u8],
+    now: u64,
+}
+
+impl Held<'_> {
+    /// The version of the unexpired entry held for the key, if any.
+    pub fn version(&self) -> Option<u64> {
+        match self.shard.find(self.hash, self.key) {
+            Some(e) if !e.expired(self.now) => Some(e.version),
+            Some(_) => None,
+            None => self.large.read(self.hash, self.key, self.now, |e| e.version),
+        }
+    }
+}
+
 /// Options for a [`Store`].
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -332,10 +353,11 @@ impl Store {
         self.insert_if(tier, key, value, deadline, 0, |_| true)
     }
 
-    /// [`Store::insert`] of an entry with `version`, only if `cond(version of the entry
-    /// there now)` holds, evaluated under the shard's write lock. A writer that changes
-    /// what `cond` reads *before* writing the same key (under the same lock) can
-    /// therefore never be overwritten by an insert that checked earlier.
+    /// [`Store::insert`] of an entry with `version`, only if `cond` holds, evaluated under
+    /// the shard's write lock; `cond` may ask [`Held::version`] for the entry it would
+    /// replace (looked up only then). A writer that changes what `cond` reads *before*
+    /// writing the same key (under the same lock) can therefore never be overwritten by
+    /// an insert that checked earlier.
     pub fn insert_if(
         &self,
         tier: Tier,
@@ -343,18 +365,20 @@ impl Store {
         value: Option<Bytes>,
         deadline: u64,
         version: u64,
-        cond: impl FnOnce(Option<u64>) -> bool,
+        cond: impl FnOnce(Held<'_>) -> bool,
     ) -> bool {
         let hash = self.hash(&key);
         let now = self.clock.now_ms();
         let charge = charge(key.len(), value.as_ref().map_or(0, Bytes::len));
         let mut shard = self.shard(hash).write();
-        let current = match shard.find(hash, &key) {
-            Some(e) if !e.expired(now) => Some(e.version),
-            Some(_) => None,
-            None => self.large.read(hash, &key, now, |e| e.version),
+        let held = Held {
+            shard: &shard,
+            large: &self.large,
+            hash,
+            key: &key,
+            now,
         };
-        if !cond(current) {
+        if !cond(held) {
             return false;
         }
         // Lock order: a shard, then the large area.
