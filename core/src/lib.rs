@@ -83,7 +83,7 @@ pub use group::{
 };
 pub use housekeeper::REAP_INTERVAL;
 pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
-pub use peer::{BreakerState, MAX_KEYS_PER_GET_MANY, PeerStats, ServerStats};
+pub use peer::{BreakerState, MAX_KEYS_PER_GET_MANY, PeerProtocol, PeerStats, ServerStats};
 pub use scope::{LoadScope, blocking_load};
 pub use size::parse_size;
 pub use store::{StoreStats, Tier, TierStats};

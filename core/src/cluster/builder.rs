@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tokio_rustls::rustls;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 use tokio::runtime::Handle;
 
@@ -15,11 +16,13 @@ use super::discovery::{Discovery, Running};
 use super::membership::Membership;
 use super::runtime::{self, NodeRuntime};
 use super::{Cluster, ClusterInner};
+use crate::PeerProtocol;
 use crate::error::{Error, Result};
 use crate::peer::auth::Tokens;
 use crate::peer::client::PeerOptions;
 use crate::peer::conn::ConnLimits;
 use crate::peer::server::{self, ServeOptions};
+use crate::peer::wire_client::WireTls;
 use crate::registry::Registry;
 use crate::ring::{self, HashFn};
 
@@ -141,6 +144,8 @@ impl Default for ClusterBuilder {
                 tokens: Tokens::default(),
                 latency: Default::default(),
                 tls: None,
+                wire_tls: None,
+                protocol: PeerProtocol::Native,
             },
             vnodes: ring::DEFAULT_VNODES,
             hash: ring::default_hash,
@@ -336,6 +341,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// How this node's calls to its peers travel: meshcache's native framing (the
+    /// default) or gRPC. A node serves both on its port, so nodes with either setting
+    /// work together; gRPC is for a cluster that still has nodes without the native
+    /// framing (before 0.2).
+    pub fn peer_protocol(mut self, protocol: PeerProtocol) -> Self {
+        self.opts.protocol = protocol;
+        self
+    }
+
     /// Whether peers must present a client certificate (mutual TLS). Default `true`
     /// when TLS is on. Without it, the token is what keeps strangers out.
     pub fn tls_client_auth(mut self, required: bool) -> Self {
@@ -479,8 +493,9 @@ impl ClusterBuilder {
         self.opts.tokens = tokens.clone();
         let server_tls = match &self.tls {
             Some(files) => {
-                let (server, client) = tls_configs(files)?;
+                let (server, client, wire) = tls_configs(files)?;
                 self.opts.tls = Some(client);
+                self.opts.wire_tls = Some(wire);
                 Some(server)
             }
             None => None,
@@ -582,19 +597,22 @@ fn read_token(path: &Path) -> Result<String> {
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
 
-/// The server's and the clients' TLS configurations from the PEM files.
-fn tls_configs(files: &TlsFiles) -> Result<(ServerTlsConfig, ClientTlsConfig)> {
+/// The server's configuration (for both protocols) and the clients' (gRPC's and the
+/// native framing's), from the PEM files.
+fn tls_configs(files: &TlsFiles) -> Result<(Arc<rustls::ServerConfig>, ClientTlsConfig, WireTls)> {
     let cert = read_file("TLS certificate", &files.cert)?;
     let key = read_file("TLS key", &files.key)?;
-    let ca = Certificate::from_pem(read_file("TLS CA certificate", &files.ca)?);
+    let ca_pem = read_file("TLS CA certificate", &files.ca)?;
+    let (server, wire) = crate::peer::tls::configs(&cert, &key, &ca_pem, files.client_auth)?;
+    let ca = Certificate::from_pem(ca_pem);
     let identity = Identity::from_pem(cert, key);
-    let mut server = ServerTlsConfig::new().identity(identity.clone());
-    if files.client_auth {
-        server = server.client_ca_root(ca.clone());
-    }
     let mut client = ClientTlsConfig::new().ca_certificate(ca).identity(identity);
     if let Some(name) = &files.server_name {
         client = client.domain_name(name.clone());
     }
-    Ok((server, client))
+    let wire = WireTls {
+        config: wire,
+        server_name: files.server_name.clone(),
+    };
+    Ok((server, client, wire))
 }

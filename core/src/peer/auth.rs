@@ -76,6 +76,11 @@ impl Tokens {
         current | previous
     }
 
+    /// The token a client presents (the native framing's hello carries it as is).
+    pub(crate) fn current(&self) -> Option<&[u8]> {
+        self.current.as_deref()
+    }
+
     /// The interceptor clients put on every call.
     pub(crate) fn attach(&self) -> Attach {
         Attach {
@@ -126,23 +131,33 @@ pub(crate) struct Check {
     refused: Arc<AtomicU64>,
 }
 
-impl Interceptor for Check {
-    fn call(&mut self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
+impl Check {
+    /// Whether a call presenting `presented` (the token, without the scheme) may go on:
+    /// always without a token configured; otherwise only with an accepted one (a refusal
+    /// is counted). Both protocols, gRPC and the native framing, ask here.
+    pub(crate) fn admits(&self, presented: Option<&[u8]>) -> std::result::Result<(), Status> {
         if !self.tokens.is_set() {
-            return Ok(request);
+            return Ok(());
         }
-        let presented = request
-            .metadata()
-            .get(HEADER)
-            .map(|v| v.as_bytes())
-            .and_then(|v| v.strip_prefix(SCHEME));
         match presented {
-            Some(t) if self.tokens.accepts(t) => Ok(request),
+            Some(t) if self.tokens.accepts(t) => Ok(()),
             _ => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 Err(Status::unauthenticated("missing or wrong cluster token"))
             }
         }
+    }
+}
+
+impl Interceptor for Check {
+    fn call(&mut self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
+        let presented = request
+            .metadata()
+            .get(HEADER)
+            .map(|v| v.as_bytes())
+            .and_then(|v| v.strip_prefix(SCHEME));
+        self.admits(presented)?;
+        Ok(request)
     }
 }
 

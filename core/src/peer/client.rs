@@ -1,6 +1,8 @@
-//! The client side: one reused HTTP/2 channel per peer, a deadline on every call,
+//! The client side: the native framing's connections to each peer (or, with
+//! [`PeerProtocol::Grpc`], one reused HTTP/2 channel), a deadline on every call,
 //! retries with backoff for idempotent calls on connection failures, and a circuit
-//! breaker so a dead peer costs no timeout per request.
+//! breaker so a dead peer costs no timeout per request. A graceful leave's handoff
+//! streams over gRPC whichever protocol the calls use.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,8 @@ use super::breaker::{Breaker, BreakerState};
 use super::pb;
 use super::pb::peer_client::PeerClient as RawClient;
 use super::server::{MAX_KEYS_PER_GET_MANY, key_cost};
+use super::wire::method;
+use super::wire_client::{WireClient, WireTls};
 use crate::entry::Entry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::route::{BoxFuture, Remote, Stamp};
@@ -35,11 +39,30 @@ pub(crate) struct PeerOptions {
     pub(crate) tokens: Tokens,
     /// TLS to peers (`https`), when configured.
     pub(crate) tls: Option<ClientTlsConfig>,
+    /// The same TLS for the native framing.
+    pub(crate) wire_tls: Option<WireTls>,
+    /// How calls travel.
+    pub(crate) protocol: PeerProtocol,
     /// Where each call's duration goes (the cluster's metrics).
     pub(crate) latency: crate::cluster::PeerLatency,
 }
 
 type Transport = InterceptedService<Channel, Attach>;
+
+/// How a node's calls to its peers travel. Either way they carry the same protobuf
+/// messages to the same port, with the same token and TLS; a node serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PeerProtocol {
+    /// meshcache's native framing: the messages in length-prefixed frames over pooled
+    /// connections, one call per connection at a time. About half the round trip of
+    /// gRPC (see BENCHMARKS.md). The default.
+    #[default]
+    Native,
+    /// gRPC over HTTP/2 (tonic), as foreign clients and tools use the port: for a
+    /// cluster whose nodes run a version without the native framing.
+    Grpc,
+}
 
 /// Records a call's duration in the latency histogram when the call ends, however.
 struct Timed<'a>(&'a crate::cluster::PeerLatency, &'a str, std::time::Instant);
@@ -102,6 +125,8 @@ struct Counters {
 pub(crate) struct PeerClient {
     addr: String,
     client: RawClient<Transport>,
+    /// The native framing's connections, unless the protocol is gRPC.
+    wire: Option<WireClient>,
     breaker: Breaker,
     opts: PeerOptions,
     counters: Counters,
@@ -130,9 +155,20 @@ impl PeerClient {
         let client = RawClient::new(channel)
             .max_decoding_message_size(opts.max_message_size)
             .max_encoding_message_size(opts.max_message_size);
+        let wire = match opts.protocol {
+            PeerProtocol::Native => Some(WireClient::new(
+                addr,
+                opts.tokens.current(),
+                opts.wire_tls.as_ref(),
+                opts.connect_timeout,
+                opts.max_message_size,
+            )?),
+            PeerProtocol::Grpc => None,
+        };
         Ok(PeerClient {
             addr: addr.to_string(),
             client,
+            wire,
             breaker: Breaker::new(opts.breaker_threshold, opts.breaker_cooldown),
             opts,
             counters: Counters::default(),
@@ -164,8 +200,8 @@ impl PeerClient {
     async fn call<Req, T, F, Fut>(&self, idempotent: bool, message: Req, send: F) -> Result<T>
     where
         Req: Clone,
-        F: Fn(RawClient<Transport>, Request<Req>) -> Fut,
-        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+        F: Fn(Req) -> Fut,
+        Fut: Future<Output = std::result::Result<T, Status>>,
     {
         let c = &self.counters;
         let started = std::time::Instant::now();
@@ -181,15 +217,14 @@ impl PeerClient {
         let mut attempt = 0;
         loop {
             c.requests.fetch_add(1, Ordering::Relaxed);
-            let request = Request::new(message.clone());
             // No grpc-timeout header: the deadline is enforced here, and an owner that is
             // still loading when the caller gives up finishes the load for the next get.
-            let outcome = tokio::time::timeout(self.opts.timeout, send(self.client.clone(), request)).await;
+            let outcome = tokio::time::timeout(self.opts.timeout, send(message.clone())).await;
             let (err, retryable) = match outcome {
                 Ok(Ok(resp)) => {
                     c.successes.fetch_add(1, Ordering::Relaxed);
                     self.breaker.success();
-                    return Ok(resp.into_inner());
+                    return Ok(resp);
                 }
                 Ok(Err(status)) => {
                     let err = super::from_status(&self.addr, &status);
@@ -232,6 +267,22 @@ impl PeerClient {
         }
     }
 
+    /// Sends one call over the native framing (method `m`), or over gRPC through `grpc`.
+    async fn send<Req, T, G, GFut>(&self, m: u8, req: Req, grpc: G) -> std::result::Result<T, Status>
+    where
+        Req: prost::Message,
+        T: prost::Message + Default,
+        G: FnOnce(RawClient<Transport>, Request<Req>) -> GFut,
+        GFut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        match &self.wire {
+            Some(wire) => wire.call(m, req).await,
+            None => grpc(self.client.clone(), Request::new(req))
+                .await
+                .map(Response::into_inner),
+        }
+    }
+
     /// Asks the owner for `key`. A `None` value: the owner's loader says it does not exist.
     pub(crate) async fn get(&self, group: &str, key: Bytes) -> Result<Entry> {
         let req = pb::GetRequest {
@@ -241,7 +292,9 @@ impl PeerClient {
             peek: false,
         };
         let resp = self
-            .call(true, req, |mut c, r| async move { c.get(r).await })
+            .call(true, req, |r| {
+                self.send(method::GET, r, |mut c, r| async move { c.get(r).await })
+            })
             .await?;
         Ok(Entry {
             value: resp.found.then_some(resp.value),
@@ -259,7 +312,9 @@ impl PeerClient {
             peek: true,
         };
         let resp = self
-            .call(true, req, |mut c, r| async move { c.get(r).await })
+            .call(true, req, |r| {
+                self.send(method::GET, r, |mut c, r| async move { c.get(r).await })
+            })
             .await?;
         Ok((!resp.absent).then(|| Entry {
             value: resp.found.then_some(resp.value),
@@ -374,7 +429,9 @@ impl PeerClient {
             peek,
         };
         let resp = self
-            .call(true, req, |mut c, r| async move { c.get_many(r).await })
+            .call(true, req, |r| {
+                self.send(method::GET_MANY, r, |mut c, r| async move { c.get_many(r).await })
+            })
             .await?;
         if resp.items.len() != n {
             return Err(Error::new(
@@ -426,8 +483,10 @@ impl PeerClient {
             version: stamp.version,
             replica: stamp.replica,
         };
-        self.call(true, req, |mut c, r| async move { c.set(r).await })
-            .await?;
+        self.call(true, req, |r| {
+            self.send(method::SET, r, |mut c, r| async move { c.set(r).await })
+        })
+        .await?;
         Ok(())
     }
 
@@ -440,7 +499,9 @@ impl PeerClient {
             tombstone: stamp.tombstone,
         };
         Ok(self
-            .call(true, req, |mut c, r| async move { c.delete(r).await })
+            .call(true, req, |r| {
+                self.send(method::DELETE, r, |mut c, r| async move { c.delete(r).await })
+            })
             .await?
             .removed)
     }

@@ -21,7 +21,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tonic::transport::server::Connected;
 
 /// Bytes a client must send before it counts as having said hello: the HTTP/2 client
 /// preface is 24 bytes, and a TLS ClientHello is longer.
@@ -97,7 +96,7 @@ impl Drop for Busy {
     }
 }
 
-/// The connect info the server's requests carry.
+/// The connect info the server's requests carry (gRPC's through `listen::PeerIo`).
 #[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) activity: Arc<Activity>,
@@ -178,6 +177,10 @@ impl Guarded {
 }
 
 impl Guarded {
+    pub(crate) fn info(&self) -> &ConnInfo {
+        &self.info
+    }
+
     /// A plaintext client on a TLS port, or a TLS client on a plaintext one, would only
     /// ever see broken connections: say so where an operator looks, and count it.
     fn check_protocol(&self, first: u8) -> io::Result<()> {
@@ -287,14 +290,6 @@ impl AsyncWrite for Guarded {
 
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
-    }
-}
-
-impl Connected for Guarded {
-    type ConnectInfo = ConnInfo;
-
-    fn connect_info(&self) -> ConnInfo {
-        self.info.clone()
     }
 }
 

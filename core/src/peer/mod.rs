@@ -12,7 +12,12 @@ pub(crate) mod batch;
 mod breaker;
 pub(crate) mod client;
 pub(crate) mod conn;
+mod listen;
 pub(crate) mod server;
+pub(crate) mod tls;
+mod wire;
+pub(crate) mod wire_client;
+mod wire_server;
 
 use tonic::{Code, Status};
 
@@ -25,7 +30,7 @@ pub mod pb {
 }
 
 pub use breaker::BreakerState;
-pub use client::PeerStats;
+pub use client::{PeerProtocol, PeerStats};
 pub use server::{MAX_KEYS_PER_GET_MANY, ServerStats};
 
 const KIND_HEADER: &str = "meshcache-kind";

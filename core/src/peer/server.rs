@@ -28,11 +28,12 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::ServerTlsConfig;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
-use super::auth::Tokens;
+use super::auth::{Check, Tokens};
 use super::conn::{Busy, ConnCounters, ConnInfo, ConnLimits, Incoming};
+use super::listen::{Router, accept_loop};
 use super::pb;
 use super::pb::peer_server::{Peer, PeerServer};
 use crate::entry::Entry;
@@ -62,7 +63,8 @@ pub(crate) struct ServeOptions {
     pub(crate) max_message_size: usize,
     pub(crate) conn: ConnLimits,
     pub(crate) tokens: Tokens,
-    pub(crate) tls: Option<ServerTlsConfig>,
+    /// TLS for both protocols (terminated by `listen.rs`).
+    pub(crate) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// HTTP/2 streams one connection may have open at once.
     pub(crate) max_streams_per_connection: u32,
     /// Requests from peers this node works on at once; more are refused
@@ -150,7 +152,9 @@ pub(crate) struct PeerService {
     max_message_size: usize,
     /// Peer requests in flight on this node.
     in_flight: Arc<Semaphore>,
-    counters: Arc<ServerCounters>,
+    pub(crate) counters: Arc<ServerCounters>,
+    /// The token check, for the native framing's hello (gRPC runs it as an interceptor).
+    auth: Check,
 }
 
 /// What a request holds while it is served.
@@ -170,9 +174,17 @@ impl PeerService {
             .ok_or_else(|| Status::not_found(format!("unknown group {name:?}")))
     }
 
+    pub(crate) fn auth(&self) -> &Check {
+        &self.auth
+    }
+
+    pub(crate) fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
     /// Admits a request: a slot among the node's peer requests, and its connection
     /// marked busy (so an idle timeout never cuts it).
-    fn admit<T>(&self, request: &Request<T>) -> Result<Serving, Status> {
+    fn admit(&self, info: Option<&ConnInfo>) -> Result<Serving, Status> {
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
             return Err(Status::resource_exhausted(
@@ -180,11 +192,6 @@ impl PeerService {
             ));
         };
         self.counters.admitted.fetch_add(1, Ordering::Relaxed);
-        let ext = request.extensions();
-        let info = ext.get::<ConnInfo>().or_else(|| {
-            ext.get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
-                .map(|t| t.get_ref())
-        });
         Ok(Serving {
             _permit: permit,
             _busy: info.map(|i| i.activity.begin()),
@@ -199,6 +206,8 @@ pub(crate) struct Server {
     task: tokio::sync::Mutex<Option<JoinHandle<Result<()>>>>,
     /// Fails every connection's reads and writes: shutdown's last word.
     kill: CancellationToken,
+    /// Stops accepting, and every native connection between two calls.
+    stopping: CancellationToken,
     counters: Arc<ServerCounters>,
 }
 
@@ -217,28 +226,34 @@ pub(crate) async fn serve(
     let counters = Arc::new(ServerCounters::default());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PeerServer<PeerService>>().await;
-    let service = PeerServer::new(PeerService {
+    let auth = opts.tokens.check(counters.unauthenticated.clone());
+    let service = Arc::new(PeerService {
         registry,
         max_message_size: opts.max_message_size,
         in_flight: Arc::new(Semaphore::new(opts.max_peer_requests)),
         counters: counters.clone(),
-    })
-    .max_decoding_message_size(opts.max_message_size)
-    .max_encoding_message_size(opts.max_message_size);
+        auth: auth.clone(),
+    });
+    let grpc_service = PeerServer::from_arc(service.clone())
+        .max_decoding_message_size(opts.max_message_size)
+        .max_encoding_message_size(opts.max_message_size);
     // The token guards the peer service only: health checks stay open.
-    let service = tonic::service::interceptor::InterceptedService::new(
-        service,
-        opts.tokens.check(counters.unauthenticated.clone()),
-    );
+    let grpc_service = tonic::service::interceptor::InterceptedService::new(grpc_service, auth);
     let kill = CancellationToken::new();
+    let stopping = CancellationToken::new();
     let incoming = Incoming::new(listener, kill.clone(), opts.conn, counters.conn.clone());
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = opts.tls {
-        builder = builder
-            .tls_config(tls)
-            .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?;
-    }
-    let router = builder
+    let (grpc_tx, mut grpc_rx) = tokio::sync::mpsc::channel(64);
+    let router = Arc::new(Router {
+        tls: opts.tls.map(tokio_rustls::TlsAcceptor::from),
+        service,
+        grpc: grpc_tx,
+        handshake_timeout: opts.conn.handshake_timeout,
+        stop: stopping.clone(),
+    });
+    let tracker = TaskTracker::new();
+    runtime.spawn(accept_loop(incoming, router, tracker.clone()));
+    let grpc_incoming = futures_util::stream::poll_fn(move |cx| grpc_rx.poll_recv(cx));
+    let grpc = tonic::transport::Server::builder()
         // Large values in GetMany answers must not stall on 64 KiB windows.
         .initial_stream_window_size(Some(2 << 20))
         .initial_connection_window_size(Some(8 << 20))
@@ -247,11 +262,11 @@ pub(crate) async fn serve(
         .http2_keepalive_interval(Some(opts.keepalive_interval))
         .http2_keepalive_timeout(Some(opts.keepalive_timeout))
         .add_service(health_service)
-        .add_service(service);
+        .add_service(grpc_service);
     let (tx, rx) = oneshot::channel::<()>();
     let task = runtime.spawn(async move {
-        let result = router
-            .serve_with_incoming_shutdown(incoming, async move {
+        let result = grpc
+            .serve_with_incoming_shutdown(grpc_incoming, async move {
                 let _ = rx.await;
                 health.set_not_serving::<PeerServer<PeerService>>().await;
             })
@@ -259,12 +274,15 @@ pub(crate) async fn serve(
         if let Err(e) = &result {
             tracing::error!(error = %e, "meshcache peer server stopped");
         }
+        // The native connections end between calls once stopping; wait for them too.
+        tracker.wait().await;
         result.map_err(|e| Error::new(ErrorKind::Peer, format!("peer server failed: {e}")))
     });
     Ok(Server {
         stop: Mutex::new(Some(tx)),
         task: tokio::sync::Mutex::new(Some(task)),
         kill,
+        stopping,
         counters,
     })
 }
@@ -275,6 +293,7 @@ impl Server {
         if let Some(tx) = self.stop.lock().take() {
             let _ = tx.send(());
         }
+        self.stopping.cancel();
     }
 
     /// The server's counters.
@@ -393,11 +412,84 @@ fn item(key: Bytes, r: &Result<Entry>, room: &mut usize) -> pb::Item {
     }
 }
 
+/// The connection a gRPC request came on.
+fn conn_info<T>(request: &Request<T>) -> Option<ConnInfo> {
+    request.extensions().get::<ConnInfo>().cloned()
+}
+
+/// The peer protocol over gRPC: each call goes to the handler the native framing uses.
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let _serving = self.admit(&request)?;
-        let req = request.into_inner();
+        let info = conn_info(&request);
+        Ok(Response::new(
+            self.handle_get(info.as_ref(), request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_many(
+        &self,
+        request: Request<pb::GetManyRequest>,
+    ) -> Result<Response<pb::GetManyResponse>, Status> {
+        let info = conn_info(&request);
+        Ok(Response::new(
+            self.handle_get_many(info.as_ref(), request.into_inner()).await?,
+        ))
+    }
+
+    async fn set(&self, request: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
+        let info = conn_info(&request);
+        Ok(Response::new(
+            self.handle_set(info.as_ref(), request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let info = conn_info(&request);
+        Ok(Response::new(
+            self.handle_delete(info.as_ref(), request.into_inner()).await?,
+        ))
+    }
+
+    async fn handoff(
+        &self,
+        request: Request<tonic::Streaming<pb::HandoffBatch>>,
+    ) -> Result<Response<pb::HandoffResponse>, Status> {
+        let _serving = self.admit(conn_info(&request).as_ref())?;
+        let mut stream = request.into_inner();
+        let (mut accepted, mut total) = (0, 0);
+        while let Some(batch) = stream.message().await? {
+            let group = self.group(&batch.group)?;
+            total += batch.entries.len() as u64;
+            // Own bytes: a cached entry must not keep the message buffer alive.
+            accepted += group.accept_handoff(batch.entries.into_iter().map(|e| {
+                let value = e.found.then(|| Bytes::copy_from_slice(&e.value));
+                let entry = Entry {
+                    value,
+                    deadline: e.expire_at_ms,
+                    version: e.version,
+                };
+                (Bytes::copy_from_slice(&e.key), entry)
+            }));
+        }
+        Ok(Response::new(pb::HandoffResponse {
+            accepted,
+            refused: total - accepted,
+        }))
+    }
+}
+
+/// The handlers behind both protocols: admission, limits and the group's answer.
+impl PeerService {
+    pub(crate) async fn handle_get(
+        &self,
+        info: Option<&ConnInfo>,
+        req: pb::GetRequest,
+    ) -> Result<pb::GetResponse, Status> {
+        let _serving = self.admit(info)?;
         let group = self.group(&req.group)?;
         // Its own bytes: a cached key must not keep the request buffer alive.
         let key = Bytes::copy_from_slice(&req.key);
@@ -405,30 +497,30 @@ impl Peer for PeerService {
             match group.serve_peek(&key).map_err(|e| super::to_status(&e))? {
                 Some(entry) => entry,
                 None => {
-                    return Ok(Response::new(pb::GetResponse {
+                    return Ok(pb::GetResponse {
                         absent: true,
                         ..Default::default()
-                    }));
+                    });
                 }
             }
         } else {
             group.serve_get(key).await.map_err(|e| super::to_status(&e))?
         };
-        Ok(Response::new(pb::GetResponse {
+        Ok(pb::GetResponse {
             found: entry.value.is_some(),
             value: entry.value.unwrap_or_default(),
             expire_at_ms: entry.deadline,
             version: entry.version,
             absent: false,
-        }))
+        })
     }
 
-    async fn get_many(
+    pub(crate) async fn handle_get_many(
         &self,
-        request: Request<pb::GetManyRequest>,
-    ) -> Result<Response<pb::GetManyResponse>, Status> {
-        let _serving = self.admit(&request)?;
-        let req = request.into_inner();
+        info: Option<&ConnInfo>,
+        req: pb::GetManyRequest,
+    ) -> Result<pb::GetManyResponse, Status> {
+        let _serving = self.admit(info)?;
         if req.keys.len() > MAX_KEYS_PER_GET_MANY {
             self.counters.too_many_keys.fetch_add(1, Ordering::Relaxed);
             return Err(super::to_status(&Error::invalid(format!(
@@ -478,7 +570,7 @@ impl Peer for PeerService {
                     Err(e) => item(key, &Err(e), &mut room),
                 })
                 .collect();
-            return Ok(Response::new(pb::GetManyResponse { items }));
+            return Ok(pb::GetManyResponse { items });
         }
         let results = join_all(distinct.into_iter().map(|key| {
             let group = group.clone();
@@ -491,12 +583,15 @@ impl Peer for PeerService {
             .zip(slots)
             .map(|(key, slot)| item(key, &results[slot], &mut room))
             .collect();
-        Ok(Response::new(pb::GetManyResponse { items }))
+        Ok(pb::GetManyResponse { items })
     }
 
-    async fn set(&self, request: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
-        let _serving = self.admit(&request)?;
-        let req = request.into_inner();
+    pub(crate) async fn handle_set(
+        &self,
+        info: Option<&ConnInfo>,
+        req: pb::SetRequest,
+    ) -> Result<pb::SetResponse, Status> {
+        let _serving = self.admit(info)?;
         let group = self.group(&req.group)?;
         // Own bytes for what is cached (the request buffer may be larger than both).
         group
@@ -511,15 +606,15 @@ impl Peer for PeerService {
                 },
             )
             .map_err(|e| super::to_status(&e))?;
-        Ok(Response::new(pb::SetResponse {}))
+        Ok(pb::SetResponse {})
     }
 
-    async fn delete(
+    pub(crate) async fn handle_delete(
         &self,
-        request: Request<pb::DeleteRequest>,
-    ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let _serving = self.admit(&request)?;
-        let req = request.into_inner();
+        info: Option<&ConnInfo>,
+        req: pb::DeleteRequest,
+    ) -> Result<pb::DeleteResponse, Status> {
+        let _serving = self.admit(info)?;
         let group = self.group(&req.group)?;
         let stamp = Stamp {
             version: req.version,
@@ -529,34 +624,7 @@ impl Peer for PeerService {
         let removed = group
             .serve_delete(&req.key, stamp)
             .map_err(|e| super::to_status(&e))?;
-        Ok(Response::new(pb::DeleteResponse { removed }))
-    }
-
-    async fn handoff(
-        &self,
-        request: Request<tonic::Streaming<pb::HandoffBatch>>,
-    ) -> Result<Response<pb::HandoffResponse>, Status> {
-        let _serving = self.admit(&request)?;
-        let mut stream = request.into_inner();
-        let (mut accepted, mut total) = (0, 0);
-        while let Some(batch) = stream.message().await? {
-            let group = self.group(&batch.group)?;
-            total += batch.entries.len() as u64;
-            // Own bytes: a cached entry must not keep the message buffer alive.
-            accepted += group.accept_handoff(batch.entries.into_iter().map(|e| {
-                let value = e.found.then(|| Bytes::copy_from_slice(&e.value));
-                let entry = Entry {
-                    value,
-                    deadline: e.expire_at_ms,
-                    version: e.version,
-                };
-                (Bytes::copy_from_slice(&e.key), entry)
-            }));
-        }
-        Ok(Response::new(pb::HandoffResponse {
-            accepted,
-            refused: total - accepted,
-        }))
+        Ok(pb::DeleteResponse { removed })
     }
 }
 

@@ -29,6 +29,7 @@ fn service(rt: &tokio::runtime::Runtime) -> (PeerService, Arc<Registry>) {
         max_message_size: 64 << 10,
         in_flight: Arc::new(Semaphore::new(8)),
         counters: Arc::default(),
+        auth: Tokens::default().check(Arc::default()),
     };
     (svc, registry)
 }
@@ -101,6 +102,7 @@ async fn a_node_at_its_limit_refuses_more_peer_requests() {
         max_message_size: 1 << 20,
         in_flight: Arc::new(Semaphore::new(0)),
         counters: Arc::default(),
+        auth: Tokens::default().check(Arc::default()),
     };
     let e = svc
         .get(Request::new(pb::GetRequest {
