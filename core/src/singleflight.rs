@@ -29,6 +29,34 @@ use crate::error::{Error, ErrorKind, Result, panic_message};
 
 type Slot<V> = watch::Sender<Option<Result<V>>>;
 
+/// A load its leader polls in place; dropped unfinished, it is spawned to finish.
+struct Handoff {
+    task: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
+    runtime: Handle,
+}
+
+impl Future for Handoff {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if let Some(task) = &mut self.task {
+            std::task::ready!(task.as_mut().poll(cx));
+            self.task = None;
+        }
+        std::task::Poll::Ready(())
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // On a runtime that is shutting down the task is dropped, and its cleanup
+            // guard still unregisters the key.
+            drop(self.runtime.spawn(task));
+        }
+    }
+}
+
 /// Deduplicates concurrent loads by key.
 pub struct Singleflight<K, V> {
     /// Guards the map of flights in progress: key -> the channel its result is sent on.
@@ -110,6 +138,32 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>> + Send + 'static,
     {
+        self.run_with(runtime, key, load, false).await
+    }
+
+    /// [`Singleflight::run`], where the leader polls the load itself instead of spawning
+    /// it, so a flight whose work is mostly waiting on a socket costs no task switch (and,
+    /// from a thread outside the runtime, no extra thread wake-up). The guarantees are the
+    /// same: if the leader is dropped before the load ends, the rest of the load is
+    /// spawned on `runtime` and goes on for the other waiters.
+    ///
+    /// # Errors
+    ///
+    /// As [`Singleflight::run`].
+    pub async fn run_inline<F, Fut>(&self, runtime: &Handle, key: K, load: F) -> Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>> + Send + 'static,
+    {
+        self.run_with(runtime, key, load, true).await
+    }
+
+    async fn run_with<F, Fut>(&self, runtime: &Handle, key: K, load: F, inline: bool) -> Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V>> + Send + 'static,
+    {
+        let mut leading = None;
         let mut rx = {
             let mut map = self.flights.lock();
             match map.get(&key) {
@@ -127,7 +181,7 @@ where
                         slot: slot.clone(),
                     };
                     let fut = load();
-                    runtime.spawn(async move {
+                    let task = async move {
                         let result = match AssertUnwindSafe(fut).catch_unwind().await {
                             Ok(r) => r,
                             Err(panic) => Err(Error::new(
@@ -139,11 +193,27 @@ where
                         // starts a new flight instead of waiting on a finished one.
                         drop(cleanup);
                         slot.send_replace(Some(result));
-                    });
+                    };
+                    if inline {
+                        leading = Some(Handoff {
+                            task: Some(Box::pin(task)),
+                            runtime: runtime.clone(),
+                        });
+                    } else {
+                        runtime.spawn(task);
+                    }
                     rx
                 }
             }
         };
+        if let Some(mut load) = leading {
+            // Dropped before it ends (here or with this future), the load is spawned.
+            tokio::select! {
+                biased;
+                () = &mut load => {}
+                () = self.closed.cancelled() => return Err(Error::closed()),
+            }
+        }
         tokio::select! {
             biased;
             r = rx.wait_for(Option::is_some) => match r {
@@ -210,6 +280,16 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dropping_the_leader_does_not_cancel_the_load() {
+        leader_dropped(false).await;
+    }
+
+    /// The same when the leader polls the load itself: the rest of it is spawned.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_an_inline_leader_hands_its_load_to_the_runtime() {
+        leader_dropped(true).await;
+    }
+
+    async fn leader_dropped(inline: bool) {
         let sf = Arc::new(Singleflight::<u32, u32>::new());
         let gate = Arc::new(Notify::new());
         let started = Arc::new(Notify::new());
@@ -217,12 +297,12 @@ mod tests {
         let leader = {
             let (sf, gate, started, h) = (sf.clone(), gate.clone(), started.clone(), h.clone());
             tokio::spawn(async move {
-                sf.run(&h, 1, || async move {
+                let load = || async move {
                     started.notify_one();
                     gate.notified().await;
                     Ok(5)
-                })
-                .await
+                };
+                sf.run_with(&h, 1, load, inline).await
             })
         };
         started.notified().await;

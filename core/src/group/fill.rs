@@ -36,12 +36,18 @@ impl Group {
             &self.inner.local_flights
         };
         let mut leader = false;
-        let result = flights
-            .run(&rt, key.clone(), || {
-                leader = true;
-                body(self.clone(), key)
-            })
-            .await;
+        let k = key.clone();
+        let body = || {
+            leader = true;
+            body(self.clone(), k)
+        };
+        // A remote fetch is mostly a wait on the owner's answer: its leader polls it in
+        // place (see `Singleflight::run_inline`); loads run as their own tasks.
+        let result = if remote {
+            flights.run_inline(&rt, key, body).await
+        } else {
+            flights.run(&rt, key, body).await
+        };
         if !leader {
             bump(&self.inner.counters.deduplicated);
         }

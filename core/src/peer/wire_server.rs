@@ -41,10 +41,12 @@ where
     if io.write_all(&out).await.is_err() {
         return;
     }
+    // Registered once: a fresh `cancelled()` per call would take the token's lock.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
         let frame = tokio::select! {
             biased;
-            _ = stop.cancelled() => return,
+            _ = &mut stopped => return,
             frame = reader.next(&mut io, max) => frame,
         };
         let frame = match frame {
