@@ -1,7 +1,10 @@
-//! Remote get on loopback, three ways, in one run:
+//! Remote get on loopback, six ways, in one run:
 //!
 //! - **meshcache**: node A gets keys that node B owns (`hot_sample(0)`, so every get is a
-//!   gRPC round trip to B; B answers from its store);
+//!   round trip to B over the native framing; B answers from its store);
+//! - **meshcache gRPC**: the same through a node built with `PeerProtocol::Grpc`;
+//! - **groupcache**: golang/groupcache's remote get (`bench/groupcache`, a Go program
+//!   built and run by this bench in every round), if `go` is installed;
 //! - **raw TCP**: a tokio request/response server of the same payload (length-prefixed
 //!   key in, length-prefixed value out) — the floor any protocol pays;
 //! - **bare gRPC**: the same `Get` through a plain tonic client, without meshcache's
@@ -9,7 +12,7 @@
 //! - **redis-server** GET through `redis-benchmark` (no pipelining), if installed.
 //!
 //! For 100-byte and 10 KiB values: p50/p99 latency of sequential gets (1 caller), and
-//! throughput with 16 and 50 concurrent callers. Contenders alternate over several
+//! throughput with 1, 16 and 50 concurrent callers. Contenders alternate over several
 //! rounds; medians are printed, with the ratios the targets in BENCHMARKS.md refer to.
 //!
 //! `cargo run --release -p meshcache-bench --bin remote -- [--rounds 3] [--secs 2]`
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use meshcache::{Cluster, Group};
+use meshcache::{Cluster, Group, PeerProtocol};
 use meshcache_testkit::http::arg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,6 +48,7 @@ fn runtime(threads: usize) -> Runtime {
 struct Sample {
     p50_us: f64,
     p99_us: f64,
+    ops1: f64,
     ops16: f64,
     ops50: f64,
 }
@@ -202,6 +206,7 @@ fn measure(rt: &Runtime, c: Arc<dyn Contender>, secs: f64) -> Sample {
     Sample {
         p50_us: pct(0.5),
         p99_us: pct(0.99),
+        ops1: ops(1),
         ops16: ops(16),
         ops50: ops(50),
     }
@@ -258,6 +263,39 @@ fn start_redis() -> Option<Redis> {
     None
 }
 
+/// golang/groupcache's bench (`bench/groupcache`), built into `target/`; `None`
+/// without Go.
+fn build_groupcache() -> Option<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = root.join("target/groupcache-bench");
+    let built = Command::new("go")
+        .args(["-C", "bench/groupcache", "build", "-o"])
+        .arg(&out)
+        .arg(".")
+        .current_dir(&root)
+        .status()
+        .is_ok_and(|s| s.success());
+    built.then_some(out)
+}
+
+/// One round of the groupcache bench for values of `size` bytes.
+fn groupcache(bin: &std::path::Path, size: usize, secs: f64) -> Option<Sample> {
+    let out = Command::new(bin)
+        .args(["--size", &size.to_string(), "--secs", &secs.to_string()])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let f = |x: &serde_json::Value| x.as_f64().unwrap_or(0.0);
+    Some(Sample {
+        p50_us: f(&v["p50_us"]),
+        p99_us: f(&v["p99_us"]),
+        ops1: f(&v["ops"]["1"]),
+        ops16: f(&v["ops"]["16"]),
+        ops50: f(&v["ops"]["50"]),
+    })
+}
+
 /// redis-benchmark GET: (rps, p50 µs) at `clients`.
 fn redis_get(port: u16, size: usize, clients: usize, requests: usize) -> Option<(f64, f64)> {
     let p = port.to_string();
@@ -292,41 +330,123 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
+const CONTENDERS: [&str; 6] = [
+    "meshcache",
+    "mesh gRPC",
+    "raw TCP",
+    "bare gRPC",
+    "groupcache",
+    "redis GET",
+];
+const MESH: usize = 0;
+const RAW: usize = 2;
+const GROUPCACHE: usize = 4;
+const REDIS: usize = 5;
+
+/// The targets of issue 15, as (what, measured ratio, target, higher is better).
+fn targets(med: &dyn Fn(usize, fn(&Sample) -> f64) -> f64) -> Vec<(String, f64, f64, bool)> {
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let mut t = vec![
+        (
+            "p50 / raw TCP p50".to_string(),
+            ratio(med(MESH, |s| s.p50_us), med(RAW, |s| s.p50_us)),
+            1.5,
+            false,
+        ),
+        (
+            "p99 / raw TCP p99".to_string(),
+            ratio(med(MESH, |s| s.p99_us), med(RAW, |s| s.p99_us)),
+            3.0,
+            false,
+        ),
+    ];
+    for (callers, f, target) in [
+        (1, (|s: &Sample| s.ops1) as fn(&Sample) -> f64, 1.0),
+        (16, |s: &Sample| s.ops16, 1.5),
+        (50, |s: &Sample| s.ops50, 2.0),
+    ] {
+        t.push((
+            format!("throughput / redis GET, {callers} callers"),
+            ratio(med(MESH, f), med(REDIS, f)),
+            target,
+            true,
+        ));
+    }
+    t.push((
+        "p50 / groupcache p50".to_string(),
+        ratio(med(MESH, |s| s.p50_us), med(GROUPCACHE, |s| s.p50_us)),
+        0.5,
+        false,
+    ));
+    t
+}
+
+/// A node that calls its peers over `protocol`, on the application's runtime.
+fn caller(rt: &Runtime, owner: &Cluster, protocol: PeerProtocol) -> (Cluster, Group) {
+    let c = Cluster::builder()
+        .runtime(rt.handle().clone())
+        .peers([owner.advertise_addr().to_string()])
+        .peer_protocol(protocol)
+        .build()
+        .expect("caller node");
+    let g = c
+        .group("bench")
+        .capacity(256 << 20)
+        .hot_sample(0)
+        .build()
+        .expect("caller group");
+    (c, g)
+}
+
 fn main() {
     let rounds = arg("--rounds", 3) as usize;
     let secs = arg("--secs", 2) as f64;
+    // `--profile meshcache|grpc|raw|bare`: only that contender's sequential gets of
+    // 100-byte values, so `perf stat` can count per get (see BENCHMARKS.md).
+    let profile = std::env::args().skip_while(|a| a != "--profile").nth(1).map(|p| {
+        ["meshcache", "grpc", "raw", "bare"]
+            .iter()
+            .position(|n| *n == p)
+            .expect("--profile meshcache|grpc|raw|bare")
+    });
     println!(
-        "remote get on loopback: meshcache vs raw TCP vs redis-server; {rounds} rounds of {secs} s, medians"
+        "remote get on loopback: meshcache (native framing, and gRPC) vs raw TCP, bare gRPC, \
+         golang/groupcache and redis-server; {rounds} interleaved rounds of {secs} s, medians"
     );
-    let redis = start_redis();
+    let redis = profile.is_none().then(start_redis).flatten();
     if redis.is_none() {
         println!("(redis-server/redis-benchmark not found: apt-get install redis-server redis-tools)");
     }
+    let gc = profile.is_none().then(build_groupcache).flatten();
+    if gc.is_none() {
+        println!("(go not found or bench/groupcache failed to build: groupcache is left out)");
+    }
     println!(
-        "\n{:>7} {:<10} {:>9} {:>9} {:>12} {:>12}",
-        "value", "contender", "p50 µs", "p99 µs", "ops/s c=16", "ops/s c=50"
+        "\n{:>7} {:<11} {:>8} {:>8} {:>11} {:>11} {:>11}",
+        "value", "contender", "p50 µs", "p99 µs", "ops/s c=1", "ops/s c=16", "ops/s c=50"
     );
-    for size in [100usize, 10 * 1024] {
+    let mut summary = Vec::new();
+    let sizes: &[usize] = if profile.is_some() {
+        &[100]
+    } else {
+        &[100, 10 * 1024]
+    };
+    for &size in sizes {
         let value = Bytes::from(vec![b'x'; size]);
         let b = Cluster::builder().worker_threads(1).build().expect("node b");
-        // Caller A is embedded in the application's runtime, which also runs the raw TCP
-        // client; owner B has its own one-thread runtime, as another process would.
+        // The callers are embedded in the application's runtime, which also runs the raw
+        // TCP and bare gRPC clients; owner B has its own one-thread runtime, as another
+        // process would.
         let client_rt = runtime(1);
-        let a = Cluster::builder()
-            .runtime(client_rt.handle().clone())
-            .peers([b.advertise_addr().to_string()])
-            .build()
-            .expect("a");
+        let (a, ga) = caller(&client_rt, &b, PeerProtocol::Native);
+        let (a2, ga2) = caller(&client_rt, &b, PeerProtocol::Grpc);
         let gb = b.group("bench").capacity(256 << 20).build().expect("group b");
-        let ga = a
-            .group("bench")
-            .capacity(256 << 20)
-            .hot_sample(0)
-            .build()
-            .expect("group a");
         let keys: Vec<Bytes> = (0..)
             .map(|i| format!("key:{i:012}"))
-            .filter(|k| a.owner_of(k.as_bytes()) == b.advertise_addr())
+            .filter(|k| {
+                a.owner_of(k.as_bytes()) == b.advertise_addr()
+                    && a2.owner_of(k.as_bytes()) == b.advertise_addr()
+            })
             .take(KEYS)
             .map(Bytes::from)
             .collect();
@@ -335,10 +455,12 @@ fn main() {
                 .block_on(gb.set(k, value.clone(), None))
                 .expect("preload");
         }
-        let mesh: Arc<dyn Contender> = Arc::new(Mesh {
-            group: ga.clone(),
-            keys: keys.clone(),
-        });
+        let mesh = |group: &Group| -> Arc<dyn Contender> {
+            Arc::new(Mesh {
+                group: group.clone(),
+                keys: keys.clone(),
+            })
+        };
 
         let server_rt = runtime(1);
         let listener = server_rt
@@ -371,65 +493,93 @@ fn main() {
             conns,
             keys: keys.clone(),
         });
+        let ours: [Arc<dyn Contender>; 4] = [mesh(&ga), mesh(&ga2), raw, bare];
 
-        let mut results: Vec<Vec<Sample>> = vec![Vec::new(), Vec::new(), Vec::new()];
-        let mut redis_runs: Vec<(f64, f64, f64)> = Vec::new();
-        for _ in 0..rounds {
-            results[0].push(measure(&client_rt, mesh.clone(), secs));
-            results[1].push(measure(&client_rt, raw.clone(), secs));
-            results[2].push(measure(&client_rt, bare.clone(), secs));
+        if let Some(i) = profile {
+            // One contender's sequential gets alone, for `perf stat` around this process.
+            let c = ours[i].clone();
+            let n = client_rt
+                .block_on(client_rt.spawn(async move {
+                    let end = Instant::now() + Duration::from_secs_f64(secs);
+                    let mut n = 0;
+                    while Instant::now() < end {
+                        c.get(n).await;
+                        n += 1;
+                    }
+                    n
+                }))
+                .expect("profile task");
+            println!("{} {size} B: {n} sequential gets in {secs} s", CONTENDERS[i]);
+            return;
+        }
+        let mut results: Vec<Vec<Sample>> = vec![Vec::new(); CONTENDERS.len()];
+        for round in 0..rounds {
+            // Interleaved, the order rotating every round.
+            for i in 0..ours.len() {
+                let i = (i + round) % ours.len();
+                results[i].push(measure(&client_rt, ours[i].clone(), secs));
+            }
+            if let Some(bin) = &gc
+                && let Some(sample) = groupcache(bin, size, secs)
+            {
+                results[GROUPCACHE].push(sample);
+            }
             if let Some(r) = &redis {
-                let n = (results[0].last().map_or(50_000.0, |s| s.ops16) * secs) as usize;
+                let n = (results[MESH].last().map_or(50_000.0, |s| s.ops16) * secs) as usize;
                 let c1 = redis_get(r.port, size, 1, (n / 4).max(10_000));
                 let c16 = redis_get(r.port, size, 16, n.max(20_000));
                 let c50 = redis_get(r.port, size, 50, n.max(20_000));
                 if let (Some(c1), Some(c16), Some(c50)) = (c1, c16, c50) {
-                    redis_runs.push((c1.1, c16.0, c50.0));
+                    results[REDIS].push(Sample {
+                        p50_us: c1.1,
+                        p99_us: f64::NAN,
+                        ops1: c1.0,
+                        ops16: c16.0,
+                        ops50: c50.0,
+                    });
                 }
             }
         }
-        let med = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
-        let names = ["meshcache", "raw TCP", "bare gRPC"];
-        for (i, name) in names.iter().enumerate() {
+        let med = |i: usize, f: fn(&Sample) -> f64| median(results[i].iter().map(f).collect());
+        for (i, name) in CONTENDERS.iter().enumerate() {
+            if results[i].is_empty() {
+                continue;
+            }
             println!(
-                "{:>7} {:<10} {:>9.1} {:>9.1} {:>12.0} {:>12.0}",
+                "{:>7} {:<11} {:>8.1} {:>8.1} {:>11.0} {:>11.0} {:>11.0}",
                 size,
                 name,
-                med(&results[i], |s| s.p50_us),
-                med(&results[i], |s| s.p99_us),
-                med(&results[i], |s| s.ops16),
-                med(&results[i], |s| s.ops50)
+                med(i, |s| s.p50_us),
+                med(i, |s| s.p99_us),
+                med(i, |s| s.ops1),
+                med(i, |s| s.ops16),
+                med(i, |s| s.ops50)
             );
         }
-        let (mut r16, mut r50) = (0.0, 0.0);
-        if !redis_runs.is_empty() {
-            let p50 = median(redis_runs.iter().map(|r| r.0).collect());
-            r16 = median(redis_runs.iter().map(|r| r.1).collect());
-            r50 = median(redis_runs.iter().map(|r| r.2).collect());
-            println!(
-                "{:>7} {:<10} {:>9.1} {:>9} {:>12.0} {:>12.0}",
-                size, "redis GET", p50, "-", r16, r50
-            );
+        for (what, ratio, target, higher) in targets(&med) {
+            summary.push((size, what, ratio, target, higher));
         }
-        let mp50 = med(&results[0], |s| s.p50_us);
-        let tp50 = med(&results[1], |s| s.p50_us);
-        print!(
-            "{:>7} ratios: meshcache p50 / raw TCP p50 = {:.2} (target <= 2)",
-            size,
-            mp50 / tp50
-        );
-        if r16 > 0.0 {
-            print!(
-                "; meshcache / redis throughput c=16 {:.2}, c=50 {:.2} (target >= 1)",
-                med(&results[0], |s| s.ops16) / r16,
-                med(&results[0], |s| s.ops50) / r50
-            );
-        }
-        println!();
         let st = ga.stats();
-        assert_eq!(st.loads, 0, "the caller must not have loaded anything");
+        assert_eq!(
+            st.loads + ga2.stats().loads,
+            0,
+            "the callers must not have loaded anything"
+        );
         client_rt.block_on(a.shutdown()).expect("shutdown a");
+        client_rt.block_on(a2.shutdown()).expect("shutdown a2");
         b.shutdown_blocking().expect("shutdown b");
         drop((server_rt, client_rt));
+    }
+    println!("\nmeshcache remote get against the targets (ratios of the medians above):");
+    for (size, what, ratio, target, higher) in summary {
+        let met = if ratio.is_nan() {
+            "not measured"
+        } else if (higher && ratio >= target) || (!higher && ratio <= target) {
+            "met"
+        } else {
+            "MISSED"
+        };
+        let op = if higher { ">=" } else { "<=" };
+        println!("{size:>7} B  {what:<36} {ratio:>6.2}x  (target {op} {target}x)  {met}");
     }
 }
