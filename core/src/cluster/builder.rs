@@ -343,8 +343,8 @@ impl ClusterBuilder {
 
     /// How this node's calls to its peers travel: meshcache's native framing (the
     /// default) or gRPC. A node serves both on its port, so nodes with either setting
-    /// work together; gRPC is for a cluster that still has nodes without the native
-    /// framing (before 0.2).
+    /// work together; gRPC is for a network whose proxies pass only HTTP/2 between the
+    /// nodes. Handoff streams over gRPC either way.
     pub fn peer_protocol(mut self, protocol: PeerProtocol) -> Self {
         self.opts.protocol = protocol;
         self

@@ -60,7 +60,7 @@ pub enum PeerProtocol {
     #[default]
     Native,
     /// gRPC over HTTP/2 (tonic), as foreign clients and tools use the port: for a
-    /// cluster whose nodes run a version without the native framing.
+    /// network whose proxies pass only HTTP/2 between the nodes.
     Grpc,
 }
 

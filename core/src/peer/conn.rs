@@ -57,7 +57,7 @@ pub(crate) struct ConnCounters {
 pub(crate) struct Activity {
     epoch: Instant,
     in_flight: AtomicUsize,
-    /// Milliseconds since `epoch` when the last request started.
+    /// Milliseconds since `epoch` when the last request ended.
     last_ms: AtomicU64,
 }
 
@@ -70,11 +70,10 @@ impl Activity {
         }
     }
 
-    /// Marks a request in flight until the returned guard is dropped.
+    /// Marks a request in flight until the returned guard is dropped. (The idle clock
+    /// restarts when it ends: while it runs, `in_flight` keeps the connection open.)
     pub(crate) fn begin(self: &Arc<Self>) -> Busy {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Release);
         Busy(self.clone())
     }
 
