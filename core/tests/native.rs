@@ -272,3 +272,28 @@ async fn native_clients_cannot_hold_shutdown() {
     assert!(started.elapsed() < grace + Duration::from_secs(2));
     drop((idle, stalled));
 }
+
+/// A burst of concurrent writes to one owner shares a bounded pool of connections: one
+/// connection per write overflowed the owner's accept backlog, and writes timed out
+/// connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_to_one_owner_all_land() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (a, ga) = node(Cluster::builder(), "g", &calls).await;
+    let (b, gb) = node(Cluster::builder(), "g", &calls).await;
+    join(&[&a, &b]);
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("w{i}"))
+        .filter(|k| a.owner_of(k.as_bytes()) == b.advertise_addr())
+        .take(3000)
+        .collect();
+    let sets = keys
+        .iter()
+        .map(|k| ga.set(k.as_bytes(), Bytes::from_static(b"v"), None));
+    for r in futures_util::future::join_all(sets).await {
+        r.unwrap();
+    }
+    for k in &keys {
+        assert_eq!(gb.peek(k.as_bytes()).unwrap().as_deref(), Some(&b"v"[..]));
+    }
+}

@@ -4,9 +4,9 @@
 //! channel stands between the caller and the socket, so a remote get costs what a raw
 //! TCP exchange costs plus the encoding.
 //!
-//! Concurrent calls to one peer each use their own connection; the group's batcher
-//! already folds concurrent gets into a few `GetMany` calls, so a handful of
-//! connections carries the load. A call that is cancelled (its deadline passed) drops
+//! Concurrent calls to one peer each use their own connection, up to [`MAX_CONNS`];
+//! the group's batcher already folds concurrent gets into a few `GetMany` calls, so a
+//! handful of connections carries the load. A call that is cancelled (its deadline passed) drops
 //! its connection, whose state is then unknown.
 
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use prost::Message;
 use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::ClientConfig;
 use tonic::Status;
@@ -25,8 +26,11 @@ use super::listen::Io;
 use super::wire::{self, ERROR, MAGIC, OK, ReadError, Reader, method};
 use crate::error::{Error, Result};
 
-/// Idle connections kept per peer; more are closed when their call ends.
-const MAX_IDLE: usize = 64;
+/// Connections to one peer at once: more concurrent calls wait for one (within their
+/// deadline). Gets are already folded into a few `GetMany` calls; this bounds bursts of
+/// writes, which would otherwise open a connection each (and overflow the owner's
+/// accept backlog).
+const MAX_CONNS: usize = 64;
 /// An idle connection older than this is closed rather than reused (well within the
 /// server's idle timeout, so a reused connection has not been closed under us).
 const MAX_IDLE_AGE: Duration = Duration::from_secs(60);
@@ -135,6 +139,8 @@ pub(crate) struct WireClient {
     connect_timeout: Duration,
     max_message_size: usize,
     idle: Mutex<Vec<Conn>>,
+    /// One permit per connection in use.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for WireClient {
@@ -173,6 +179,7 @@ impl WireClient {
             connect_timeout,
             max_message_size,
             idle: Mutex::new(Vec::new()),
+            slots: Arc::new(Semaphore::new(MAX_CONNS)),
         })
     }
 
@@ -183,6 +190,14 @@ impl WireClient {
         m: u8,
         req: Req,
     ) -> std::result::Result<Resp, Status> {
+        let _slot = match self.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => self
+                .slots
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("the connection pool is closed"))?,
+        };
         if let Some(mut conn) = self.take_idle() {
             match conn.round_trip(m, &req, self.max_message_size).await {
                 Ok(answer) => {
@@ -217,7 +232,7 @@ impl WireClient {
 
     fn put_back(&self, mut conn: Conn) {
         let mut idle = self.idle.lock();
-        if idle.len() < MAX_IDLE {
+        if idle.len() < MAX_CONNS {
             conn.idle_since = Instant::now();
             idle.push(conn);
         }
