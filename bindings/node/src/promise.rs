@@ -240,10 +240,30 @@ impl Gets {
             gets: self.clone(),
             pending: Some((RawDeferred(deferred), waits, bounded)),
         };
-        rt.spawn(async move {
-            let result = fut.await;
-            guard.settle(result);
-        });
+        // The first poll runs here, on the JS thread, in the runtime's context: a remote
+        // get writes its request now instead of after a worker thread has woken up (one
+        // cross-thread wake-up less per call). The runtime polls it from then on; a
+        // future registers the waker of its latest poll, so the first one's no-op waker
+        // is never needed.
+        let mut fut = Box::pin(fut);
+        let first = {
+            let _context = rt.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+        };
+        match first {
+            Ok(std::task::Poll::Ready(result)) => guard.settle(result),
+            Ok(std::task::Poll::Pending) => {
+                rt.spawn(async move {
+                    let result = fut.await;
+                    guard.settle(result);
+                });
+            }
+            Err(panic) => guard.settle(Err(meshcache::Error::new(
+                ErrorKind::Panic,
+                format!("get panicked: {}", meshcache::panic_message(&*panic)),
+            ))),
+        }
         // SAFETY: `promise` was just made on this env.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
