@@ -72,7 +72,7 @@ const [redisSrv, owner] = await Promise.all([startRedis(), startOwner()])
 const redis = new Redis({ host: '127.0.0.1', port: redisSrv.port, lazyConnect: true, maxRetriesPerRequest: 0 })
 await redis.connect()
 
-const reader = new Cluster({ listen: '127.0.0.1:0', peers: [owner.addr] })
+const reader = new Cluster({ listen: '127.0.0.1:0', peers: [owner.addr], workerThreads: Number(process.env.WT ?? 2) })
 const group = reader.group('remote', { capacity: '64MiB', hotSample: 0 })
 owner.proc.stdin.write(`${JSON.stringify({ reader: reader.advertiseAddr })}\n`)
 if ((await owner.next()) !== 'ready') throw new Error('owner not ready')
@@ -97,7 +97,8 @@ const contenders = {
   meshcache: (k) => group.get(k),
   ioredis: (k) => redis.getBuffer(k),
 }
-// ONLY=meshcache (or ioredis) times one contender, e.g. under `perf record`.
+// ONLY=meshcache (or ioredis) times one contender, e.g. under `perf record`; WT=1 gives
+// the reader one runtime worker thread (default 2).
 const only = process.env.ONLY
 
 /** Sequential: ns per awaited get. */
