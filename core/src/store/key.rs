@@ -17,15 +17,22 @@ pub(super) enum Key {
 
 impl Key {
     pub(super) fn new(key: Bytes) -> Self {
+        Key::take(key).0
+    }
+
+    /// The key, and the caller's `Bytes` back when the key was copied inline (so that the
+    /// caller can drop it later, e.g. outside a lock).
+    pub(super) fn take(key: Bytes) -> (Self, Option<Bytes>) {
         if key.len() <= INLINE_KEY {
             let mut bytes = [0; INLINE_KEY];
             bytes[..key.len()].copy_from_slice(&key);
-            Key::Inline {
+            let inline = Key::Inline {
                 len: key.len() as u8,
                 bytes,
-            }
+            };
+            (inline, Some(key))
         } else {
-            Key::Heap(key)
+            (Key::Heap(key), None)
         }
     }
 

@@ -135,22 +135,31 @@ fn hit(e: &Entry) -> crate::entry::Entry {
 }
 
 /// The entry a [`Store::insert_if`] would replace, as its condition sees it.
-#[derive(Debug)]
 pub struct Held<'a> {
     shard: &'a Shard,
     large: &'a Large,
     hash: u64,
     key: &'a [u8],
-    now: u64,
+    clock: &'a dyn Clock,
+}
+
+impl fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held")
+            .field("hash", &self.hash)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Held<'_> {
     /// The version of the unexpired entry held for the key, if any.
     pub fn version(&self) -> Option<u64> {
+        let now = self.clock.now_ms();
         match self.shard.find(self.hash, self.key) {
-            Some(e) if !e.expired(self.now) => Some(e.version),
+            Some(e) if !e.expired(now) => Some(e.version),
             Some(_) => None,
-            None => self.large.read(self.hash, self.key, self.now, |e| e.version),
+            None => self.large.read(self.hash, self.key, now, |e| e.version),
         }
     }
 }
@@ -368,7 +377,9 @@ impl Store {
         cond: impl FnOnce(Held<'_>) -> bool,
     ) -> bool {
         let hash = self.hash(&key);
-        let now = self.clock.now_ms();
+        // The clock is read only where it is needed (a deadline to check, an eviction, a
+        // condition that asks): a plain write into a shard with room reads none.
+        let clock = &*self.clock;
         let charge = charge(key.len(), value.as_ref().map_or(0, Bytes::len));
         let mut shard = self.shard(hash).write();
         let held = Held {
@@ -376,13 +387,13 @@ impl Store {
             large: &self.large,
             hash,
             key: &key,
-            now,
+            clock,
         };
         if !cond(held) {
             return false;
         }
         // Lock order: a shard, then the large area.
-        if deadline != 0 && deadline <= now {
+        if deadline != 0 && deadline <= clock.now_ms() {
             shard.remove(hash, &key);
             self.large.remove(hash, &key);
             return false;
@@ -394,6 +405,7 @@ impl Store {
                     self.large.remove(hash, &key);
                     return false;
                 }
+                let now = clock.now_ms();
                 self.large
                     .insert(hash, key, value, deadline, version, now, charge);
                 drop(shard);
@@ -403,9 +415,10 @@ impl Store {
             value => {
                 self.large.remove(hash, &key);
                 shard.set_lent(self.large.share());
-                shard
-                    .insert(tier, hash, key, value, deadline, version, now)
-                    .stored
+                let out = shard.insert(tier, hash, key, value, deadline, version, || clock.now_ms());
+                // The replaced entry and the spare key are freed after the lock is released.
+                drop(shard);
+                out.stored
             }
         }
     }

@@ -181,13 +181,20 @@ impl Policy {
 
     /// Evicts until both budgets hold again after an insert into `tier`. Every entry it
     /// takes out of `slab` is passed to `unlink` (slot index and entry) before it is dropped.
+    /// `now_ms` is called (once) only if something has to go: an insert that fits reads no
+    /// clock.
     pub(super) fn make_room(
         &mut self,
         tier: Tier,
         slab: &mut Slab,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
         mut unlink: impl FnMut(u32, &Entry),
     ) {
+        let hot_over = tier == Tier::Hot && self.tiers[1].bytes() > self.hot_capacity;
+        if !hot_over && self.used() <= self.own_capacity() {
+            return;
+        }
+        let now_ms = now_ms();
         if tier == Tier::Hot {
             while self.tiers[1].bytes() > self.hot_capacity {
                 if !self.evict_from(1, slab, now_ms, &mut unlink) {
@@ -344,10 +351,10 @@ mod tests {
         let per = charge(2, 10);
         let mut s = Shard::new(per * 20, per * 2);
         let v = Some(Bytes::from(vec![0; 10]));
-        s.insert(Tier::Main, 0, key(0), v.clone(), 0, 0, 0);
+        let _ = s.insert(Tier::Main, 0, key(0), v.clone(), 0, 0, || 0);
         s.find(0, b"k0").unwrap().touch();
         for i in 1..200 {
-            s.insert(Tier::Main, i, key(i), v.clone(), 0, 0, 0);
+            let _ = s.insert(Tier::Main, i, key(i), v.clone(), 0, 0, || 0);
             s.check_invariants();
         }
         assert!(
@@ -362,7 +369,7 @@ mod tests {
         let mut s = Shard::new(per * 80, per * 10);
         let v = Some(Bytes::from(vec![0; 10]));
         for i in 0..100 {
-            s.insert(Tier::Hot, i, key(i), v.clone(), 0, 0, 0);
+            let _ = s.insert(Tier::Hot, i, key(i), v.clone(), 0, 0, || 0);
         }
         s.check_invariants();
         let mut st = TierStats::default();

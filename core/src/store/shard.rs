@@ -19,11 +19,25 @@ use super::policy::Policy;
 use super::slab::{Entry, Slab};
 use super::{Tier, TierStats};
 
-/// What a write did to the shard, for the store's counters.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What a write did to the shard, and what it left for the caller to drop.
+#[derive(Debug, Default)]
+#[must_use]
 pub(super) struct InsertOutcome {
     /// `false` when the entry was larger than the shard could ever hold.
     pub(super) stored: bool,
+    /// The entry the write replaced, and the caller's key when it was copied inline:
+    /// handed back so that their memory is freed after the shard's lock is released,
+    /// not while readers wait for it.
+    #[allow(dead_code, reason = "held only to be dropped")]
+    pub(super) garbage: Garbage,
+}
+
+/// Memory a write no longer needs, to be dropped outside the shard's lock.
+#[derive(Debug, Default)]
+#[allow(dead_code, reason = "held only to be dropped")]
+pub(super) struct Garbage {
+    replaced: Option<Entry>,
+    key: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -89,25 +103,41 @@ impl Shard {
         value: Option<Bytes>,
         deadline: u64,
         version: u64,
-        now_ms: u64,
+        now_ms: impl FnOnce() -> u64,
     ) -> InsertOutcome {
         let charge = charge(key.len(), value.as_ref().map_or(0, Bytes::len));
+        let mut garbage = Garbage::default();
         // An existing entry is replaced: it keeps its frequency (it was wanted) but moves
         // to the tier asked for.
         let mut freq = 0;
         let mut was_main = false;
+        // The replaced entry's slot: freed here and, the slab's free list being LIFO,
+        // taken again by the new entry below, so the table's index for this hash stays
+        // as it is (no table remove and re-insert, which would leave a tombstone behind
+        // every overwrite).
+        let mut freed = None;
         if let Some(idx) = self.find_index(hash, &key) {
-            let e = self.slab.get(idx).expect("indexed slot is occupied");
-            freq = e.freq.load(Ordering::Relaxed);
-            was_main = e.in_main;
-            self.remove_index(idx);
+            let old = self.slab.remove(idx);
+            self.policy.removed(&old);
+            freq = old.freq.load(Ordering::Relaxed);
+            was_main = old.in_main;
+            garbage.replaced = Some(old);
+            freed = Some(idx);
         }
         if charge > self.policy.limit(tier) || charge > u32::MAX as usize {
-            return InsertOutcome { stored: false };
+            if let Some(idx) = freed {
+                unlink(&mut self.table, idx, hash);
+            }
+            return InsertOutcome {
+                stored: false,
+                garbage,
+            };
         }
         let in_main = self.policy.admit(tier, hash, charge, was_main, &self.slab);
+        let (key, spare) = Key::take(key);
+        garbage.key = spare;
         let pos = self.slab.insert(Entry {
-            key: Key::new(key),
+            key,
             value,
             hash,
             deadline,
@@ -118,13 +148,21 @@ impl Shard {
             in_main,
         });
         self.policy.push(tier, pos, charge, in_main);
-        let slab = &self.slab;
-        self.table
-            .insert_unique(hash, pos.0, |&i| slab.get(i).map_or(0, |e| e.hash));
+        if freed != Some(pos.0) {
+            if let Some(idx) = freed {
+                unlink(&mut self.table, idx, hash);
+            }
+            let slab = &self.slab;
+            self.table
+                .insert_unique(hash, pos.0, |&i| slab.get(i).map_or(0, |e| e.hash));
+        }
         let table = &mut self.table;
         self.policy
             .make_room(tier, &mut self.slab, now_ms, |idx, e| unlink(table, idx, e.hash));
-        InsertOutcome { stored: true }
+        InsertOutcome {
+            stored: true,
+            garbage,
+        }
     }
 
     /// Lends `bytes` of the budget to the store's large entries and evicts down to what
@@ -132,10 +170,12 @@ impl Shard {
     pub(super) fn lend(&mut self, bytes: usize, now_ms: u64) {
         self.policy.set_lent(bytes);
         let table = &mut self.table;
-        self.policy
-            .make_room(Tier::Main, &mut self.slab, now_ms, |idx, e| {
-                unlink(table, idx, e.hash)
-            });
+        self.policy.make_room(
+            Tier::Main,
+            &mut self.slab,
+            || now_ms,
+            |idx, e| unlink(table, idx, e.hash),
+        );
     }
 
     /// Records what is lent now, without evicting (the insert that follows does).
@@ -163,11 +203,13 @@ impl Shard {
         }
     }
 
-    /// Frees slot `idx`; its queue position goes stale and is skipped later.
-    fn remove_index(&mut self, idx: u32) {
+    /// Frees slot `idx` and returns its entry; its queue position goes stale and is
+    /// skipped later.
+    fn remove_index(&mut self, idx: u32) -> Entry {
         let entry = self.slab.remove(idx);
         unlink(&mut self.table, idx, entry.hash);
         self.policy.removed(&entry);
+        entry
     }
 
     /// Removes expired entries, looking at no more than `max_scan` slots from where the
@@ -226,7 +268,7 @@ mod tests {
     #[test]
     fn insert_find_remove() {
         let mut s = Shard::new(100_000, 10_000);
-        s.insert(Tier::Main, 1, key(1), Some(Bytes::from_static(b"v")), 0, 0, 0);
+        let _ = s.insert(Tier::Main, 1, key(1), Some(Bytes::from_static(b"v")), 0, 0, || 0);
         assert_eq!(s.find(1, b"k1").unwrap().value.as_deref(), Some(&b"v"[..]));
         assert!(s.find(1, b"k2").is_none());
         assert!(s.remove(1, b"k1"));
@@ -240,7 +282,15 @@ mod tests {
         let short = Bytes::from(vec![b's'; INLINE_KEY]);
         let long = Bytes::from(vec![b'l'; INLINE_KEY + 1]);
         for (h, k) in [(1, &short), (2, &long)] {
-            s.insert(Tier::Main, h, k.clone(), Some(Bytes::from_static(b"v")), 0, 0, 0);
+            let _ = s.insert(
+                Tier::Main,
+                h,
+                k.clone(),
+                Some(Bytes::from_static(b"v")),
+                0,
+                0,
+                || 0,
+            );
             assert_eq!(s.find(h, k).unwrap().key.as_slice(), &k[..]);
             assert!(s.find(h, &k[..k.len() - 1]).is_none(), "a prefix is another key");
         }
@@ -253,7 +303,15 @@ mod tests {
     #[test]
     fn oversized_entry_is_not_stored() {
         let mut s = Shard::new(1000, 100);
-        let out = s.insert(Tier::Main, 1, key(1), Some(Bytes::from(vec![0; 2000])), 0, 0, 0);
+        let out = s.insert(
+            Tier::Main,
+            1,
+            key(1),
+            Some(Bytes::from(vec![0; 2000])),
+            0,
+            0,
+            || 0,
+        );
         assert!(!out.stored);
         assert_eq!(s.used(), 0);
     }
@@ -263,14 +321,14 @@ mod tests {
         let mut s = Shard::new(1 << 20, 1 << 17);
         for i in 0..100 {
             let deadline = if i % 2 == 0 { 50 } else { 0 };
-            s.insert(
+            let _ = s.insert(
                 Tier::Main,
                 i,
                 key(i),
                 Some(Bytes::from_static(b"x")),
                 deadline,
                 0,
-                0,
+                || 0,
             );
         }
         assert_eq!(s.reap(100, 1000), 50);
