@@ -24,6 +24,17 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// Serves `router` on `listener` until `stop` completes, then stops accepting and waits
 /// at most `grace` for the connections still open to finish their request.
 pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Output = ()>, grace: Duration) {
+    serve_and_tell(listener, router, stop, grace, None).await;
+}
+
+/// [`serve`], telling `closed` once the listener is closed (new connections refused).
+pub(crate) async fn serve_and_tell(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()>,
+    grace: Duration,
+    closed: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -59,6 +70,9 @@ pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Outp
         });
     }
     drop(listener);
+    if let Some(closed) = closed {
+        let _ = closed.send(());
+    }
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
         tracing::warn!("http connections still open after {grace:?}: closing them");
     }

@@ -32,6 +32,8 @@ const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 pub(crate) struct HttpServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    /// Told once the listener is closed.
+    closed: Option<oneshot::Receiver<()>>,
 }
 
 impl HttpServer {
@@ -53,17 +55,32 @@ impl HttpServer {
         let stop = async {
             let _ = rx.await;
         };
-        runtime.spawn(crate::http_server::serve(listener, app, stop, STOP_GRACE));
-        Ok(HttpServer { addr, stop: Some(tx) })
+        let (closed_tx, closed) = oneshot::channel::<()>();
+        runtime.spawn(crate::http_server::serve_and_tell(
+            listener,
+            app,
+            stop,
+            STOP_GRACE,
+            Some(closed_tx),
+        ));
+        Ok(HttpServer {
+            addr,
+            stop: Some(tx),
+            closed: Some(closed),
+        })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub(crate) fn stop(mut self) {
+    /// Stops the server; returns once its port refuses new connections.
+    pub(crate) async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
+        }
+        if let Some(closed) = self.closed.take() {
+            let _ = closed.await;
         }
     }
 }

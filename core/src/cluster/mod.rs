@@ -315,8 +315,9 @@ impl Cluster {
             self.inner.server.until_quiet(self.inner.shutdown_grace).await;
         }
         self.inner.membership.close();
-        if let Some(h) = self.inner.http.lock().take() {
-            h.stop();
+        let http = self.inner.http.lock().take();
+        if let Some(h) = http {
+            h.stop().await;
         }
         let result = self.inner.server.shutdown(self.inner.shutdown_grace).await;
         self.inner.registry.close_all();
