@@ -77,7 +77,8 @@ fmt:
 # Benchmarks (BENCHMARKS.md): remote get, membership (etcd), throughput (interleaved), hit
 # ratio, memory, then criterion.
 # Every benchmark in BENCHMARKS.md. redis-server/redis-benchmark (apt) are the peers of
-# the remote-get benches; they are installed here when missing.
+# the remote-get benches; they are installed here when missing. The remote bench also runs
+# golang/groupcache (bench/groupcache) when `go` (1.26+) is on PATH, and says so when not.
 bench-deps: deps
 	@$(APT_INSTALL) redis-server redis-benchmark:redis-tools
 
