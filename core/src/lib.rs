@@ -63,6 +63,7 @@ mod route;
 pub mod scope;
 pub mod singleflight;
 mod size;
+mod spawn;
 pub mod store;
 mod version;
 
@@ -86,6 +87,7 @@ pub use loader::{LoadFuture, Loaded, Loader, NoLoader};
 pub use peer::{BreakerState, MAX_KEYS_PER_GET_MANY, PeerProtocol, PeerStats, ServerStats};
 pub use scope::{LoadScope, blocking_load};
 pub use size::parse_size;
+pub use spawn::spawn_polled;
 pub use store::{StoreStats, Tier, TierStats};
 
 /// The crate README's Rust examples (the repository README's, verbatim) run as doctests.

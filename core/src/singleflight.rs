@@ -30,12 +30,12 @@ use crate::error::{Error, ErrorKind, Result, panic_message};
 type Slot<V> = watch::Sender<Option<Result<V>>>;
 
 /// A load its leader polls in place; dropped unfinished, it is spawned to finish.
-struct Handoff {
+struct InPlace {
     task: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
     runtime: Handle,
 }
 
-impl Future for Handoff {
+impl Future for InPlace {
     type Output = ();
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
@@ -47,7 +47,7 @@ impl Future for Handoff {
     }
 }
 
-impl Drop for Handoff {
+impl Drop for InPlace {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             // On a runtime that is shutting down the task is dropped, and its cleanup
@@ -195,7 +195,7 @@ where
                         slot.send_replace(Some(result));
                     };
                     if inline {
-                        leading = Some(Handoff {
+                        leading = Some(InPlace {
                             task: Some(Box::pin(task)),
                             runtime: runtime.clone(),
                         });

@@ -42,65 +42,6 @@ where
     Ok(promise.to_unknown())
 }
 
-/// A get's future, polled first on the JS thread and then by the runtime.
-type Parked = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// The waker of a future's first poll on the JS thread: the first wake spawns the future
-/// on the runtime (a wake that comes before the future is parked here is remembered).
-struct Handoff {
-    rt: Handle,
-    slot: Mutex<(Option<Parked>, bool)>,
-}
-
-impl Handoff {
-    /// Polls `task` once here (in the runtime's context); if it is not done, parks it
-    /// until its first wake.
-    fn start(mut task: Parked, rt: &Handle) {
-        let handoff = Arc::new(Handoff {
-            rt: rt.clone(),
-            slot: Mutex::new((None, false)),
-        });
-        let waker = std::task::Waker::from(handoff.clone());
-        let first = {
-            let _context = rt.enter();
-            let mut cx = std::task::Context::from_waker(&waker);
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.as_mut().poll(&mut cx)))
-        };
-        match first {
-            // Settled (or panicked: dropping it settles its promise with `Closed`).
-            Ok(std::task::Poll::Ready(())) | Err(_) => {}
-            Ok(std::task::Poll::Pending) => {
-                let mut slot = handoff.slot.lock().unwrap_or_else(|p| p.into_inner());
-                if slot.1 {
-                    drop(slot);
-                    drop(rt.spawn(task));
-                } else {
-                    slot.0 = Some(task);
-                }
-            }
-        }
-    }
-}
-
-impl std::task::Wake for Handoff {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
-        match slot.0.take() {
-            Some(task) => {
-                drop(slot);
-                // On a runtime that is shutting down the task is dropped, which settles
-                // its promise with `Closed`.
-                drop(self.rt.spawn(task));
-            }
-            None => slot.1 = true,
-        }
-    }
-}
-
 /// How a pending promise is settled, on the JS thread.
 type Settle = Box<dyn FnOnce(Env) -> Result<Out> + Send>;
 
@@ -299,16 +240,12 @@ impl Gets {
             gets: self.clone(),
             pending: Some((RawDeferred(deferred), waits, bounded)),
         };
-        // The first poll runs here, on the JS thread, in the runtime's context: a remote
-        // get writes its request at once. Its waker then hands the future to the runtime
-        // when what it waits for is ready (the owner's answer, a timer), on the thread
-        // that saw it: no worker thread is woken only to register a waker, and no task
-        // waits on the runtime while the answer is on the wire.
-        let task: Parked = Box::pin(async move {
+        // Started here, on the JS thread: a remote get writes its request at once, and
+        // no worker thread wakes until the answer (or a timer) is ready.
+        meshcache::spawn_polled(rt, async move {
             let result = fut.await;
             guard.settle(result);
         });
-        Handoff::start(task, rt);
         // SAFETY: `promise` was just made on this env.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
     }
