@@ -23,7 +23,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Bytes a client must send before it counts as having said hello: the HTTP/2 client
-/// preface is 24 bytes, and a TLS ClientHello is longer.
+/// preface is 24 bytes, the native framing's magic and hello 28, and a TLS ClientHello
+/// is longer.
 const HELLO_BYTES: u64 = 24;
 /// The first byte of every TLS connection (a handshake record).
 const TLS_HANDSHAKE: u8 = 0x16;

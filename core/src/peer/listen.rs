@@ -29,13 +29,15 @@ use super::wire::MAGIC;
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// A connection handed to the gRPC server.
-pub(crate) struct PeerIo {
-    io: Rewind<Box<dyn Io>>,
+/// A routed connection: its first bytes, read to route it, are read again; it carries
+/// its connect info to the gRPC server's requests.
+pub(crate) struct Routed {
+    prefix: Bytes,
+    inner: Box<dyn Io>,
     info: ConnInfo,
 }
 
-impl Connected for PeerIo {
+impl Connected for Routed {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
@@ -43,45 +45,7 @@ impl Connected for PeerIo {
     }
 }
 
-impl AsyncRead for PeerIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.inner.is_write_vectored()
-    }
-}
-
-/// A stream whose first bytes, read to route it, are read again.
-pub(crate) struct Rewind<T> {
-    prefix: Bytes,
-    pub(crate) inner: T,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+impl AsyncRead for Routed {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.prefix.is_empty() {
@@ -94,7 +58,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+impl AsyncWrite for Routed {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
@@ -106,13 +70,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// Where accepted connections go.
 pub(crate) struct Router {
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) service: Arc<PeerService>,
-    pub(crate) grpc: mpsc::Sender<io::Result<PeerIo>>,
+    pub(crate) grpc: mpsc::Sender<io::Result<Routed>>,
     /// A TLS handshake must end within this (a client that sends a hello and stalls).
     pub(crate) handshake_timeout: Duration,
     /// Stops the accept loop and every native connection between two calls.
@@ -161,14 +137,15 @@ async fn route(conn: Guarded, router: &Router) {
         Ok(1) => {}
         _ => return,
     }
-    let io = Rewind {
+    let io = Routed {
         prefix: Bytes::copy_from_slice(&first),
         inner: io,
+        info,
     };
     if first[0] == MAGIC[0] {
-        super::wire_server::serve(io, info, &router.service, &router.stop).await;
+        super::wire_server::serve(io, &router.service, &router.stop).await;
     } else {
         // The gRPC server may have stopped (shutdown): the connection just closes.
-        let _ = router.grpc.send(Ok(PeerIo { io, info })).await;
+        let _ = router.grpc.send(Ok(io)).await;
     }
 }

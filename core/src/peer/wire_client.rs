@@ -63,8 +63,9 @@ struct Conn {
 /// A connection that failed: it cannot be used again.
 struct Broken {
     status: Status,
-    /// Whether the peer may have seen the request (nothing was read back, and the
-    /// connection was reused: it may have been closed while idle).
+    /// Whether the connection failed before any answer came back (closed or reset: a
+    /// reused connection the peer closed while it sat idle), so the call may go again
+    /// on a new one.
     answered_nothing: bool,
 }
 

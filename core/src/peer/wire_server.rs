@@ -5,19 +5,19 @@
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+use tonic::transport::server::Connected;
 
 use super::conn::ConnInfo;
+use super::listen::Routed;
 use super::server::PeerService;
 use super::wire::{self, ERROR, Frame, MAGIC, OK, ReadError, Reader, method};
 
 /// Serves one native connection until it closes, fails, or `stop` (between calls).
-pub(crate) async fn serve<IO>(mut io: IO, info: ConnInfo, service: &PeerService, stop: &CancellationToken)
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
+pub(crate) async fn serve(mut io: Routed, service: &PeerService, stop: &CancellationToken) {
+    let info = io.connect_info();
     let max = service.max_message_size();
     let mut magic = [0u8; MAGIC.len()];
     if io.read_exact(&mut magic).await.is_err() || &magic != MAGIC {
