@@ -203,13 +203,11 @@ impl Shard {
         }
     }
 
-    /// Frees slot `idx` and returns its entry; its queue position goes stale and is
-    /// skipped later.
-    fn remove_index(&mut self, idx: u32) -> Entry {
+    /// Frees slot `idx`; its queue position goes stale and is skipped later.
+    fn remove_index(&mut self, idx: u32) {
         let entry = self.slab.remove(idx);
         unlink(&mut self.table, idx, entry.hash);
         self.policy.removed(&entry);
-        entry
     }
 
     /// Removes expired entries, looking at no more than `max_scan` slots from where the
