@@ -9,16 +9,8 @@
 
 use std::collections::HashSet;
 
+use meshcache_testkit::http::arg;
 use meshcache_testkit::node;
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if std::env::var_os(node::ENV).is_some() {
